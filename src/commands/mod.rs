@@ -1,0 +1,24 @@
+//! One module per subcommand; `main.rs` only parses arguments and calls these.
+pub mod env;
+pub mod predict;
+pub mod tokenize;
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Reads a JSON-lines file into values of `T`; errors name the file and the line.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}: cannot read line", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line).with_context(|| format!("{}:{}: invalid input line", path.display(), i + 1))?;
+        out.push(value);
+    }
+    Ok(out)
+}

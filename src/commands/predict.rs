@@ -1,0 +1,113 @@
+//! `triadapt predict`: logits (and optionally last hidden states) of a model on JSON-lines
+//! inputs, in eval mode, in full float precision.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::model::{HeadKind, ModelDir, PlainLinearFactory};
+
+/// An input line: either token ids or raw text(s) to tokenize with the model's `spm.model`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PredictInput {
+    Ids {
+        input_ids: Vec<i64>,
+        #[serde(default)]
+        attention_mask: Option<Vec<i64>>,
+        #[serde(default)]
+        token_type_ids: Option<Vec<i64>>,
+    },
+    Text {
+        text_a: String,
+        #[serde(default)]
+        text_b: Option<String>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct Prediction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_logits: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_logits: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_hidden_state: Option<Vec<Vec<f32>>>,
+}
+
+pub struct PredictArgs<'a> {
+    pub model: &'a Path,
+    pub input: &'a Path,
+    pub head: HeadKind,
+    pub hidden: bool,
+    pub device: Device,
+    pub max_len: usize,
+}
+
+/// Turns one input into (ids, mask, types), checking lengths and id ranges against the model.
+fn to_ids(input: PredictInput, lineno: usize, args: &PredictArgs, tok: &mut Option<crate::data::tokenizer::SpmTokenizer>, vocab: i64) -> Result<[Vec<i64>; 3]> {
+    let [ids, mask, types] = match input {
+        PredictInput::Ids { input_ids, attention_mask, token_type_ids } => {
+            let n = input_ids.len();
+            let mask = attention_mask.unwrap_or_else(|| vec![1; n]);
+            let types = token_type_ids.unwrap_or_else(|| vec![0; n]);
+            if mask.len() != n || types.len() != n {
+                bail!("line {lineno}: input_ids has {n} entries but attention_mask has {} and token_type_ids {}", mask.len(), types.len());
+            }
+            [input_ids, mask, types]
+        }
+        PredictInput::Text { text_a, text_b } => {
+            if tok.is_none() {
+                *tok = Some(super::tokenize::load_tokenizer(args.model)?);
+            }
+            let enc = tok.as_ref().expect("loaded above").encode(&text_a, text_b.as_deref(), args.max_len, false);
+            [enc.input_ids, enc.attention_mask, enc.token_type_ids]
+        }
+    };
+    if ids.is_empty() {
+        bail!("line {lineno}: empty input");
+    }
+    if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
+        bail!("line {lineno}: token id {bad} outside the vocabulary (size {vocab})");
+    }
+    Ok([ids, mask, types])
+}
+
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let dir = ModelDir::open(args.model)?;
+    let (_vs, model, report) = dir.load(args.head, &PlainLinearFactory, args.device)?;
+    if !report.initialised.is_empty() {
+        eprintln!("note: the checkpoint has no {:?} head; these tensors are randomly initialised: {}", args.head, report.initialised.join(", "));
+    }
+    let inputs: Vec<PredictInput> = super::read_jsonl(args.input)?;
+    let mut tok = None;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let [ids, mask, types] = to_ids(input, i + 1, args, &mut tok, dir.config.vocab_size)
+            .with_context(|| format!("{}", args.input.display()))?;
+        let t = |v: &[i64]| Tensor::from_slice(v).unsqueeze(0).to_device(args.device);
+        let output = tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false));
+        let vec1 = |x: &Tensor| -> Result<Vec<f32>> { Ok(Vec::<f32>::try_from(x.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?) };
+        let mut pred = Prediction { logits: None, start_logits: None, end_logits: None, last_hidden_state: None };
+        match args.head {
+            HeadKind::Cls => pred.logits = Some(vec1(&output.logits.get(0))?),
+            HeadKind::Qa => {
+                let l = output.logits.get(0);
+                pred.start_logits = Some(vec1(&l.select(1, 0))?);
+                pred.end_logits = Some(vec1(&l.select(1, 1))?);
+            }
+        }
+        if args.hidden {
+            let h = output.last_hidden_state.get(0).to_kind(Kind::Float).to_device(Device::Cpu);
+            pred.last_hidden_state = Some(Vec::<Vec<f32>>::try_from(h)?);
+        }
+        writeln!(out, "{}", serde_json::to_string(&pred)?)?;
+    }
+    Ok(())
+}

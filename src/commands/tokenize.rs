@@ -1,0 +1,40 @@
+//! `triadapt tokenize`: HF-equal token ids for JSON-lines texts.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde::Deserialize;
+
+use crate::data::tokenizer::SpmTokenizer;
+use crate::model::ModelDir;
+
+/// One input line with text(s); `text_b` makes it a pair.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextInput {
+    pub text_a: String,
+    #[serde(default)]
+    pub text_b: Option<String>,
+}
+
+/// The tokenizer of a model directory (its `spm.model`), or a bare `spm.model` path.
+pub fn load_tokenizer(model: &Path) -> Result<SpmTokenizer> {
+    let spm = if model.is_dir() { ModelDir::spm_path_in(model) } else { model.to_path_buf() };
+    if !spm.is_file() {
+        bail!("{}: no spm.model (the sentencepiece model of a DeBERTa-v3 checkpoint)", spm.display());
+    }
+    SpmTokenizer::from_file(&spm)
+}
+
+pub fn run(model: &Path, input: &Path, max_len: usize, pad: bool) -> Result<()> {
+    let tok = load_tokenizer(model)?;
+    let lines: Vec<TextInput> = super::read_jsonl(input)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in &lines {
+        let enc = tok.encode(&line.text_a, line.text_b.as_deref(), max_len, pad);
+        writeln!(out, "{}", serde_json::to_string(&enc)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! triadapt: TriAdaptLoRA and its baselines on DeBERTaV2/V3, built on tch (LibTorch).
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod model;

@@ -1,0 +1,299 @@
+//! DeBERTaV2/V3 backbone, computing what HF transformers' `DebertaV2Model` computes (eval and
+//! train mode), with HF parameter names. Relative ("disentangled") attention: c2p and p2c terms,
+//! log-bucketed relative positions, optional shared position keys and normalised rel. embeddings.
+
+use tch::{nn, nn::Module, Kind, Tensor};
+
+use super::config::DebertaConfig;
+use super::linear::{LinearFactory, LinearLayer};
+
+/// HF's activation functions by config name (validated in `DebertaConfig::validate`).
+pub fn activation(name: &str, xs: &Tensor) -> Tensor {
+    match name {
+        "gelu" => xs.gelu("none"),
+        "gelu_pytorch_tanh" => xs.gelu("tanh"),
+        "relu" => xs.relu(),
+        "tanh" => xs.tanh(),
+        other => unreachable!("activation {other} passed validation"),
+    }
+}
+
+fn layer_norm(path: nn::Path, size: i64, eps: f64) -> nn::LayerNorm {
+    nn::layer_norm(path, vec![size], nn::LayerNormConfig { eps, ..Default::default() })
+}
+
+/// Relative positions q - k for a sequence of `len` tokens, bucketed as HF's
+/// `make_log_bucket_position` (in float32, exactly as HF computes it). Shape [len, len], int64.
+pub fn relative_positions(len: i64, bucket_size: i64, max_position: i64, device: tch::Device) -> Tensor {
+    let ids = Tensor::arange(len, (Kind::Int64, device));
+    let rel = ids.unsqueeze(1) - ids.unsqueeze(0);
+    if bucket_size <= 0 || max_position <= 0 {
+        return rel;
+    }
+    let mid = bucket_size / 2;
+    let sign = rel.sign();
+    let inside = rel.lt(mid).logical_and(&rel.gt(-mid));
+    let abs_pos = rel.abs().where_self(&inside.logical_not(), &Tensor::from(mid - 1).to_device(device));
+    // HF: ceil(log(abs/mid) / log(tensor((max-1)/mid)) * (mid-1)) + mid, all float32.
+    let denom = Tensor::from(((max_position - 1) as f64 / mid as f64) as f32).to_device(device).log();
+    let log_pos = ((abs_pos.to_kind(Kind::Float) / mid as f64).log() / denom * (mid - 1) as f64).ceil() + mid as f64;
+    let bucketed = rel.to_kind(Kind::Float).where_self(&abs_pos.le(mid), &(log_pos * sign));
+    bucketed.to_kind(Kind::Int64)
+}
+
+#[derive(Debug)]
+pub struct Embeddings {
+    word: nn::Embedding,
+    position: Option<nn::Embedding>,
+    token_type: Option<nn::Embedding>,
+    embed_proj: Option<nn::Linear>,
+    layer_norm: nn::LayerNorm,
+    dropout: f64,
+}
+
+impl Embeddings {
+    fn new(p: nn::Path, c: &DebertaConfig) -> Self {
+        let e = c.embedding_size();
+        let init = nn::Init::Randn { mean: 0.0, stdev: c.initializer_range };
+        let ecfg = nn::EmbeddingConfig { ws_init: init, padding_idx: c.pad_token_id, ..Default::default() };
+        let word = nn::embedding(&p / "word_embeddings", c.vocab_size, e, ecfg);
+        let position = c.position_biased_input.then(|| {
+            nn::embedding(&p / "position_embeddings", c.max_position_embeddings, e, Default::default())
+        });
+        let token_type = (c.type_vocab_size > 0)
+            .then(|| nn::embedding(&p / "token_type_embeddings", c.type_vocab_size, e, Default::default()));
+        let embed_proj = (e != c.hidden_size).then(|| {
+            nn::linear(&p / "embed_proj", e, c.hidden_size, nn::LinearConfig { bias: false, ..Default::default() })
+        });
+        let layer_norm = layer_norm(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps);
+        Embeddings { word, position, token_type, embed_proj, layer_norm, dropout: c.hidden_dropout_prob }
+    }
+
+    fn forward_t(&self, input_ids: &Tensor, token_type_ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let len = input_ids.size()[1];
+        let mut xs = self.word.forward(input_ids);
+        if let Some(pos) = &self.position {
+            let ids = Tensor::arange(len, (Kind::Int64, input_ids.device())).unsqueeze(0);
+            xs = xs + pos.forward(&ids);
+        }
+        if let Some(tt) = &self.token_type {
+            xs = xs + tt.forward(token_type_ids);
+        }
+        if let Some(proj) = &self.embed_proj {
+            xs = proj.forward(&xs);
+        }
+        let xs = self.layer_norm.forward(&xs);
+        let kind = xs.kind();
+        let xs = xs * mask.unsqueeze(2).to_kind(kind);
+        xs.dropout(self.dropout, train)
+    }
+}
+
+#[derive(Debug)]
+struct SelfAttention {
+    query: Box<dyn LinearLayer>,
+    key: Box<dyn LinearLayer>,
+    value: Box<dyn LinearLayer>,
+    pos_key: Option<nn::Linear>,
+    pos_query: Option<nn::Linear>,
+    heads: i64,
+    head_size: i64,
+    c2p: bool,
+    p2c: bool,
+    relative: bool,
+    share_att_key: bool,
+    att_span: i64,
+    attn_dropout: f64,
+    pos_dropout: f64,
+}
+
+impl SelfAttention {
+    fn new(p: nn::Path, name: &str, c: &DebertaConfig, f: &dyn LinearFactory) -> Self {
+        let all = c.num_attention_heads * c.head_size();
+        let h = c.hidden_size;
+        let query = f.linear(&p / "query_proj", &format!("{name}.query_proj"), h, all);
+        let key = f.linear(&p / "key_proj", &format!("{name}.key_proj"), h, all);
+        let value = f.linear(&p / "value_proj", &format!("{name}.value_proj"), h, all);
+        let (c2p, p2c) = (c.has_c2p(), c.has_p2c());
+        let separate = c.relative_attention && !c.share_att_key;
+        let pos_key = (separate && c2p).then(|| nn::linear(&p / "pos_key_proj", h, all, Default::default()));
+        let pos_query = (separate && p2c).then(|| nn::linear(&p / "pos_query_proj", h, all, Default::default()));
+        SelfAttention {
+            query,
+            key,
+            value,
+            pos_key,
+            pos_query,
+            heads: c.num_attention_heads,
+            head_size: c.head_size(),
+            c2p,
+            p2c,
+            relative: c.relative_attention,
+            share_att_key: c.share_att_key,
+            att_span: c.att_span(),
+            attn_dropout: c.attention_probs_dropout_prob,
+            pos_dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// [b, l, heads*d] -> [b, heads, l, d]
+    fn split_heads(&self, xs: &Tensor) -> Tensor {
+        let s = xs.size();
+        xs.view([s[0], s[1], self.heads, -1]).permute([0, 2, 1, 3])
+    }
+
+    fn forward_t(&self, hs: &Tensor, mask: &Tensor, rel_pos: Option<&Tensor>, rel_emb: Option<&Tensor>, train: bool) -> Tensor {
+        let q = self.split_heads(&self.query.forward_t(hs, train));
+        let k = self.split_heads(&self.key.forward_t(hs, train));
+        let v = self.split_heads(&self.value.forward_t(hs, train));
+        let scale_factor = 1 + self.c2p as i64 + self.p2c as i64;
+        // HF computes sqrt(d * factor) as a float32 tensor.
+        let scale = ((self.head_size * scale_factor) as f32).sqrt() as f64;
+        let mut scores = q.matmul(&(k.transpose(-1, -2) / scale));
+        if let (true, Some(rel_pos), Some(rel_emb)) = (self.relative, rel_pos, rel_emb) {
+            let rel_emb = rel_emb.dropout(self.pos_dropout, train);
+            scores = scores + self.disentangled_bias(&q, &k, rel_pos, &rel_emb, scale, train);
+        }
+        let scores = scores.masked_fill(&mask.logical_not(), f32::MIN as f64);
+        let probs = scores.softmax(-1, scores.kind()).dropout(self.attn_dropout, train);
+        let ctx = probs.matmul(&v).permute([0, 2, 1, 3]).contiguous();
+        let s = ctx.size();
+        ctx.view([s[0], s[1], -1])
+    }
+
+    /// The c2p and p2c score terms. `rel_pos` is [l, l]; `rel_emb` holds 2*att_span rows.
+    fn disentangled_bias(&self, q: &Tensor, k: &Tensor, rel_pos: &Tensor, rel_emb: &Tensor, scale: f64, train: bool) -> Tensor {
+        let span = self.att_span;
+        let rel_emb = rel_emb.narrow(0, 0, 2 * span).unsqueeze(0);
+        let (b, h, l) = (q.size()[0], q.size()[1], q.size()[2]);
+        let mut score = Tensor::zeros([1], (q.kind(), q.device()));
+        let index_shape = [b, h, l, l];
+        if self.c2p {
+            let pos_key = match (&self.pos_key, self.share_att_key) {
+                (_, true) => self.key.forward_t(&rel_emb, train),
+                (Some(pk), false) => pk.forward(&rel_emb),
+                (None, false) => unreachable!("pos_key_proj exists whenever c2p is used without share_att_key"),
+            };
+            let pos_key = self.split_heads(&pos_key); // [1, h, 2span, d]
+            let c2p = q.matmul(&pos_key.transpose(-1, -2)); // [b, h, l, 2span]
+            let idx = (rel_pos + span).clamp(0, 2 * span - 1).expand(index_shape, false);
+            score = score + c2p.gather(-1, &idx, false) / scale;
+        }
+        if self.p2c {
+            let pos_query = match (&self.pos_query, self.share_att_key) {
+                (_, true) => self.query.forward_t(&rel_emb, train),
+                (Some(pq), false) => pq.forward(&rel_emb),
+                (None, false) => unreachable!("pos_query_proj exists whenever p2c is used without share_att_key"),
+            };
+            let pos_query = self.split_heads(&pos_query);
+            let p2c = k.matmul(&pos_query.transpose(-1, -2)); // [b, h, l(key), 2span]
+            let idx = (-rel_pos + span).clamp(0, 2 * span - 1).expand(index_shape, false);
+            score = score + p2c.gather(-1, &idx, false).transpose(-1, -2) / scale;
+        }
+        score
+    }
+}
+
+/// Dense + dropout + residual LayerNorm (HF's SelfOutput and Output).
+#[derive(Debug)]
+struct ResidualOutput {
+    dense: Box<dyn LinearLayer>,
+    layer_norm: nn::LayerNorm,
+    dropout: f64,
+}
+
+impl ResidualOutput {
+    fn new(p: nn::Path, name: &str, in_dim: i64, c: &DebertaConfig, f: &dyn LinearFactory) -> Self {
+        let dense = f.linear(&p / "dense", &format!("{name}.dense"), in_dim, c.hidden_size);
+        let layer_norm = layer_norm(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps);
+        ResidualOutput { dense, layer_norm, dropout: c.hidden_dropout_prob }
+    }
+
+    fn forward_t(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Tensor {
+        let ys = self.dense.forward_t(xs, train).dropout(self.dropout, train);
+        self.layer_norm.forward(&(ys + residual))
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    attention: SelfAttention,
+    attention_output: ResidualOutput,
+    intermediate: Box<dyn LinearLayer>,
+    output: ResidualOutput,
+    act: String,
+}
+
+impl Layer {
+    fn new(p: nn::Path, name: &str, c: &DebertaConfig, f: &dyn LinearFactory) -> Self {
+        let att = &p / "attention";
+        Layer {
+            attention: SelfAttention::new(&att / "self", &format!("{name}.attention.self"), c, f),
+            attention_output: ResidualOutput::new(&att / "output", &format!("{name}.attention.output"), c.hidden_size, c, f),
+            intermediate: f.linear(&p / "intermediate" / "dense", &format!("{name}.intermediate.dense"), c.hidden_size, c.intermediate_size),
+            output: ResidualOutput::new(&p / "output", &format!("{name}.output"), c.intermediate_size, c, f),
+            act: c.hidden_act.clone(),
+        }
+    }
+
+    fn forward_t(&self, hs: &Tensor, mask: &Tensor, rel_pos: Option<&Tensor>, rel_emb: Option<&Tensor>, train: bool) -> Tensor {
+        let ctx = self.attention.forward_t(hs, mask, rel_pos, rel_emb, train);
+        let att_out = self.attention_output.forward_t(&ctx, hs, train);
+        let inter = activation(&self.act, &self.intermediate.forward_t(&att_out, train));
+        self.output.forward_t(&inter, &att_out, train)
+    }
+}
+
+/// `DebertaV2Model`: embeddings and the relative-attention encoder.
+#[derive(Debug)]
+pub struct Backbone {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    rel_embeddings: Option<Tensor>,
+    rel_layer_norm: Option<nn::LayerNorm>,
+    position_buckets: i64,
+    max_relative_positions: i64,
+}
+
+impl Backbone {
+    /// `p` is the model's `deberta` path; `prefix` its HF name (`"deberta"`).
+    pub fn new(p: nn::Path, prefix: &str, c: &DebertaConfig, f: &dyn LinearFactory) -> Self {
+        let enc = &p / "encoder";
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| Layer::new(&enc / "layer" / i, &format!("{prefix}.encoder.layer.{i}"), c, f))
+            .collect();
+        let rel_embeddings = c.relative_attention.then(|| {
+            let init = nn::Init::Randn { mean: 0.0, stdev: c.initializer_range };
+            (&enc / "rel_embeddings").var("weight", &[2 * c.att_span(), c.hidden_size], init)
+        });
+        let rel_layer_norm = (c.relative_attention && c.norm_rel_layer_norm())
+            .then(|| layer_norm(&enc / "LayerNorm", c.hidden_size, c.layer_norm_eps));
+        Backbone {
+            embeddings: Embeddings::new(&p / "embeddings", c),
+            layers,
+            rel_embeddings,
+            rel_layer_norm,
+            position_buckets: c.position_buckets,
+            max_relative_positions: c.max_relative_positions(),
+        }
+    }
+
+    /// Last hidden state [batch, len, hidden]. `attention_mask` is [batch, len] of 0/1.
+    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
+        let mut hs = self.embeddings.forward_t(input_ids, token_type_ids, attention_mask, train);
+        let ext = attention_mask.unsqueeze(1).unsqueeze(2); // [b,1,1,l]
+        let mask = (&ext * ext.squeeze_dim(-2).unsqueeze(-1)).to_kind(Kind::Bool); // [b,1,l,l]
+        let len = input_ids.size()[1];
+        let rel_pos = self.rel_embeddings.as_ref().map(|_| {
+            relative_positions(len, self.position_buckets, self.max_relative_positions, input_ids.device())
+        });
+        let rel_emb = self.rel_embeddings.as_ref().map(|w| match &self.rel_layer_norm {
+            Some(ln) => ln.forward(w),
+            None => w.shallow_clone(),
+        });
+        for layer in &self.layers {
+            hs = layer.forward_t(&hs, &mask, rel_pos.as_ref(), rel_emb.as_ref(), train);
+        }
+        hs
+    }
+}
