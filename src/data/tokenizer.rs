@@ -38,6 +38,12 @@ pub fn longest_first_split(len_a: usize, len_b: usize, to_remove: usize) -> (usi
     }
 }
 
+/// Sentencepiece's default normaliser drops leading and trailing whitespace and collapses runs
+/// of whitespace (tabs and newlines included) into one space; rust_tokenizers does not.
+pub fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl SpmTokenizer {
     /// Loads `spm.model`; HF DeBERTa-v3 uses no lower-casing and no accent stripping.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -57,7 +63,8 @@ impl SpmTokenizer {
     /// Token ids of one text without special tokens. An unknown character gives one `[UNK]`, as
     /// in HF (rust_tokenizers gives one per UTF-8 byte of characters outside the vocabulary).
     pub fn ids(&self, text: &str) -> Vec<i64> {
-        let toks = self.inner.tokenize_with_offsets(text);
+        let text = collapse_whitespace(text);
+        let toks = self.inner.tokenize_with_offsets(&text);
         let mut ids = Vec::with_capacity(toks.tokens.len());
         let mut last_unk_offset = None;
         for (tok, offset) in toks.tokens.iter().zip(&toks.offsets) {
@@ -114,6 +121,11 @@ impl SpmTokenizer {
 #[cfg(test)]
 mod tests {
     use super::longest_first_split;
+
+    #[test]
+    fn whitespace_is_collapsed_like_sentencepiece() {
+        assert_eq!(super::collapse_whitespace("  a \t\n b  c "), "a b c");
+    }
 
     #[test]
     fn longest_first_matches_hf_split() {

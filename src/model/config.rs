@@ -109,7 +109,9 @@ impl DebertaConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read model config {}", path.display()))?;
-        let cfg: DebertaConfig = serde_json::from_str(&text)
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let cfg: DebertaConfig = serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))
             .with_context(|| format!("{}: not a valid DeBERTa config.json", path.display()))?;
         cfg.validate().with_context(|| format!("{}: unsupported model config", path.display()))?;
         Ok(cfg)
