@@ -2,4 +2,6 @@
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod optim;
+pub mod peft;
 pub mod model;

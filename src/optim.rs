@@ -1,0 +1,249 @@
+//! AdamW for parameters that grow during training, and the learning-rate schedules.
+//!
+//! Each parameter keeps, beside its moments, a `birth` tensor of the same shape holding the step
+//! at which each entry was created. Bias correction counts from an entry's birth, and the
+//! "restart" learning-rate policy warms each entry up from its birth, so a tensor that grows by
+//! reallocation behaves exactly like an old parameter plus a new parameter group with fresh
+//! AdamW state, while the forward pass keeps one contiguous tensor per role.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// How grown entries follow the learning-rate schedule (spec 1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrPolicy {
+    /// Own linear warm-up over `warmup_steps` from the birth step, then linear decay to 0 at T.
+    #[default]
+    Restart,
+    /// The global schedule's multiplier at the current step.
+    Follow,
+}
+
+/// Linear warm-up over `warmup` steps from `birth`, then linear decay to zero at `total`
+/// (HF's `get_linear_schedule_with_warmup`, shifted to start at `birth`).
+pub fn linear_schedule(step: i64, birth: i64, warmup: i64, total: i64) -> f64 {
+    let s = (step - birth) as f64;
+    if s < warmup as f64 {
+        return s / (warmup.max(1) as f64);
+    }
+    let remaining = (total - step) as f64;
+    let span = (total - birth - warmup).max(1) as f64;
+    (remaining / span).max(0.0)
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// torch.optim.AdamW's defaults except the learning rate, which runs set.
+    fn default() -> Self {
+        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+#[derive(Debug)]
+struct ParamState {
+    value: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// Step at which each entry was born (float, same shape as `value`).
+    birth: Tensor,
+    /// Entries born together share one birth; this is the set of distinct births.
+    births: Vec<i64>,
+    weight_decay: f64,
+}
+
+/// Decoupled-weight-decay Adam (torch.optim.AdamW numerics) over named, growable parameters.
+#[derive(Debug)]
+pub struct AdamW {
+    pub config: AdamWConfig,
+    params: Vec<(String, ParamState)>,
+    index: HashMap<String, usize>,
+}
+
+impl AdamW {
+    pub fn new(config: AdamWConfig) -> Self {
+        AdamW { config, params: Vec::new(), index: HashMap::new() }
+    }
+
+    /// Registers a leaf tensor (requires_grad) born at `step`.
+    pub fn add(&mut self, name: &str, value: &Tensor, step: i64, weight_decay: f64) -> Result<()> {
+        if self.index.contains_key(name) {
+            bail!("parameter {name} registered twice with the optimizer");
+        }
+        let z = value.zeros_like().detach();
+        let state = ParamState {
+            value: value.shallow_clone(),
+            exp_avg: z.shallow_clone(),
+            exp_avg_sq: z.shallow_clone(),
+            birth: z.to_kind(Kind::Float).fill_(step as f64),
+            births: vec![step],
+            weight_decay,
+        };
+        self.index.insert(name.to_string(), self.params.len());
+        self.params.push((name.to_string(), state));
+        Ok(())
+    }
+
+    /// Replaces a parameter by a larger one whose old entries sit at the top-left corner (the
+    /// same index in every dimension). Moments are carried over; new entries get zero moments
+    /// and birth `step`.
+    pub fn grow(&mut self, name: &str, new_value: &Tensor, step: i64) -> Result<()> {
+        let Some(&i) = self.index.get(name) else { bail!("cannot grow unknown parameter {name}") };
+        let st = &mut self.params[i].1;
+        let old = st.value.size();
+        let new = new_value.size();
+        if old.len() != new.len() || old.iter().zip(&new).any(|(o, n)| n < o) {
+            bail!("parameter {name}: cannot grow from {old:?} to {new:?}");
+        }
+        let embed = |t: &Tensor, fill: f64| {
+            let out = Tensor::full(new.as_slice(), fill, (t.kind(), t.device()));
+            let mut view = out.shallow_clone();
+            for (d, &n) in old.iter().enumerate() {
+                view = view.narrow(d as i64, 0, n);
+            }
+            view.copy_(t);
+            out
+        };
+        tch::no_grad(|| {
+            st.exp_avg = embed(&st.exp_avg, 0.0);
+            st.exp_avg_sq = embed(&st.exp_avg_sq, 0.0);
+            st.birth = embed(&st.birth, step as f64);
+        });
+        if !st.births.contains(&step) {
+            st.births.push(step);
+        }
+        st.value = new_value.shallow_clone();
+        Ok(())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|(n, _)| n.as_str())
+    }
+
+    pub fn value(&self, name: &str) -> Option<&Tensor> {
+        self.index.get(name).map(|&i| &self.params[i].1.value)
+    }
+
+    /// The optimizer state of one parameter: (exp_avg, exp_avg_sq, birth), for checkpoints.
+    pub fn state(&self, name: &str) -> Option<[&Tensor; 3]> {
+        self.index.get(name).map(|&i| {
+            let s = &self.params[i].1;
+            [&s.exp_avg, &s.exp_avg_sq, &s.birth]
+        })
+    }
+
+    /// Restores a parameter's state saved by [`AdamW::state`] (resuming a run).
+    pub fn set_state(&mut self, name: &str, exp_avg: &Tensor, exp_avg_sq: &Tensor, birth: &Tensor) -> Result<()> {
+        let Some(&i) = self.index.get(name) else { bail!("optimizer state for unknown parameter {name}") };
+        let s = &mut self.params[i].1;
+        if exp_avg.size() != s.value.size() || exp_avg_sq.size() != s.value.size() || birth.size() != s.value.size() {
+            bail!("optimizer state for {name} has the wrong shape");
+        }
+        let dev = s.value.device();
+        s.exp_avg = exp_avg.to_device(dev).to_kind(s.value.kind());
+        s.exp_avg_sq = exp_avg_sq.to_device(dev).to_kind(s.value.kind());
+        s.birth = birth.to_device(dev).to_kind(Kind::Float);
+        let mut births: Vec<i64> = Vec::<f32>::try_from(s.birth.flatten(0, -1).unique_dim(0, true, false, false).0)
+            .unwrap_or_default().into_iter().map(|b| b as i64).collect();
+        births.sort_unstable();
+        s.births = births;
+        Ok(())
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, s) in &mut self.params {
+            let mut g = s.value.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// One AdamW update at global step `step` (0-based). `lr_mult(birth)` is the learning-rate
+    /// multiplier for entries born at `birth`; entries born later than `step` do not exist.
+    pub fn step(&mut self, step: i64, lr_mult: &dyn Fn(i64) -> f64) {
+        let c = self.config;
+        tch::no_grad(|| {
+            for (_, s) in &mut self.params {
+                let grad = s.value.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                // Number of updates each entry has had, including this one.
+                let count = (-&s.birth + (step + 1) as f64).clamp_min(1.0);
+                let lr = if s.births.len() == 1 {
+                    Tensor::from(c.lr * lr_mult(s.births[0])).to_kind(s.value.kind()).to_device(s.value.device())
+                } else {
+                    let mut lr = s.birth.zeros_like();
+                    for &b in &s.births {
+                        let here = s.birth.eq(b as f64);
+                        lr = lr.where_self(&here.logical_not(), &Tensor::from(c.lr * lr_mult(b)).to_device(s.value.device()));
+                    }
+                    lr
+                };
+                if s.weight_decay != 0.0 {
+                    let decay = 1.0 - &lr * s.weight_decay;
+                    let _ = s.value.g_mul_(&decay);
+                }
+                let _ = s.exp_avg.g_mul_scalar_(c.beta1);
+                let _ = s.exp_avg.g_add_(&(&grad * (1.0 - c.beta1)));
+                let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
+                let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - c.beta2)));
+                let bc1: Tensor = 1.0 - Tensor::from(c.beta1).pow(&count);
+                let bc2: Tensor = 1.0 - Tensor::from(c.beta2).pow(&count);
+                let denom = (&s.exp_avg_sq.sqrt() / bc2.sqrt()) + c.eps;
+                let update = &s.exp_avg / denom * (lr / bc1);
+                let _ = s.value.g_sub_(&update);
+            }
+        });
+    }
+}
+
+/// Clips the global L2 norm of the gradients to `max_norm` (torch.nn.utils.clip_grad_norm_);
+/// returns the norm before clipping.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+    if grads.is_empty() {
+        return 0.0;
+    }
+    let total = Tensor::stack(&grads.iter().map(|g| g.norm()).collect::<Vec<_>>(), 0).norm().double_value(&[]);
+    let coef = max_norm / (total + 1e-6);
+    if coef < 1.0 {
+        tch::no_grad(|| {
+            for g in &grads {
+                let _ = g.shallow_clone().g_mul_scalar_(coef);
+            }
+        });
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_schedule_matches_hf_at_its_corners() {
+        // HF get_linear_schedule_with_warmup(warmup=10, total=110): 0 at 0, 0.5 at 5, 1 at 10,
+        // 0.5 at 60, 0 at 110.
+        assert_eq!(linear_schedule(0, 0, 10, 110), 0.0);
+        assert_eq!(linear_schedule(5, 0, 10, 110), 0.5);
+        assert_eq!(linear_schedule(10, 0, 10, 110), 1.0);
+        assert_eq!(linear_schedule(60, 0, 10, 110), 0.5);
+        assert_eq!(linear_schedule(110, 0, 10, 110), 0.0);
+        // A group born at 50 restarts its own warm-up.
+        assert_eq!(linear_schedule(55, 50, 10, 110), 0.5);
+        assert_eq!(linear_schedule(60, 50, 10, 110), 1.0);
+    }
+}

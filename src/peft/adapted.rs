@@ -1,0 +1,58 @@
+//! `AdaptedLinear` (frozen W0 + bias + an adapter behind dropout) and the generic factory that
+//! places adapters on the targeted matrices and hands typed handles to the rank controller.
+
+use std::sync::{Arc, Mutex};
+
+use tch::{nn, nn::Module, Device, Tensor};
+
+use super::{shared, Adapter, Shared, TargetSpec};
+use crate::model::linear::{LinearFactory, LinearLayer, PlainLinear};
+
+#[derive(Debug)]
+pub struct AdaptedLinear {
+    /// Frozen W0 and bias, under HF's names (`<module>.weight`, `<module>.bias`).
+    pub base: nn::Linear,
+    pub adapter: Arc<Mutex<dyn Adapter>>,
+    pub dropout: f64,
+}
+
+impl LinearLayer for AdaptedLinear {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let base = self.base.forward(xs);
+        let x = xs.dropout(self.dropout, train);
+        let adapter = self.adapter.lock().expect("adapter lock poisoned");
+        base + adapter.delta(&x)
+    }
+}
+
+/// Builds each targeted matrix's adapter with `make(module_name, d_in, d_out, device)`.
+pub struct AdapterFactory<A: Adapter + 'static> {
+    targets: TargetSpec,
+    dropout: f64,
+    make: Box<dyn Fn(&str, i64, i64, Device) -> A>,
+    created: Mutex<Vec<(String, Shared<A>)>>,
+}
+
+impl<A: Adapter + 'static> AdapterFactory<A> {
+    pub fn new(targets: TargetSpec, dropout: f64, make: impl Fn(&str, i64, i64, Device) -> A + 'static) -> Self {
+        AdapterFactory { targets, dropout, make: Box::new(make), created: Mutex::new(Vec::new()) }
+    }
+
+    /// The adapters created so far, in model order, with their HF module names.
+    pub fn adapters(&self) -> Vec<(String, Shared<A>)> {
+        self.created.lock().expect("factory lock").clone()
+    }
+}
+
+impl<A: Adapter + 'static> LinearFactory for AdapterFactory<A> {
+    fn linear(&self, path: nn::Path, name: &str, in_dim: i64, out_dim: i64) -> Box<dyn LinearLayer> {
+        let device = path.device();
+        let base = nn::linear(path, in_dim, out_dim, Default::default());
+        if !self.targets.matches(name) {
+            return Box::new(PlainLinear(base));
+        }
+        let adapter = shared((self.make)(name, in_dim, out_dim, device));
+        self.created.lock().expect("factory lock").push((name.to_string(), adapter.clone()));
+        Box::new(AdaptedLinear { base, adapter, dropout: self.dropout })
+    }
+}

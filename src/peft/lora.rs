@@ -1,0 +1,93 @@
+//! LoRA: h = W0 x + (alpha / r) B A x with a fixed rank; A Kaiming-uniform, B zero (PEFT's
+//! initialisation).
+
+use tch::{Device, Kind, Tensor};
+
+use super::Adapter;
+
+#[derive(Debug)]
+pub struct LoraAdapter {
+    /// r x d_in
+    pub a: Tensor,
+    /// d_out x r
+    pub b: Tensor,
+    pub scaling: f64,
+}
+
+impl LoraAdapter {
+    /// PEFT: `kaiming_uniform_(A, a=sqrt(5))`, i.e. U(-1/sqrt(d_in), 1/sqrt(d_in)); B = 0.
+    pub fn new(d_in: i64, d_out: i64, r: i64, alpha: f64, device: Device) -> Self {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        let a = (Tensor::rand([r, d_in], (Kind::Float, device)) * (2.0 * bound) - bound).set_requires_grad(true);
+        let b = Tensor::zeros([d_out, r], (Kind::Float, device)).set_requires_grad(true);
+        LoraAdapter { a, b, scaling: alpha / r as f64 }
+    }
+}
+
+impl Adapter for LoraAdapter {
+    fn delta(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.a.tr()).matmul(&self.b.tr()) * self.scaling
+    }
+
+    fn delta_weight(&self) -> Tensor {
+        self.b.matmul(&self.a) * self.scaling
+    }
+
+    fn rank(&self) -> i64 {
+        self.a.size()[0]
+    }
+
+    fn params(&self) -> Vec<(&'static str, Tensor)> {
+        vec![("lora_A", self.a.shallow_clone()), ("lora_B", self.b.shallow_clone())]
+    }
+
+    fn trainable_count(&self) -> i64 {
+        self.a.numel() as i64 + self.b.numel() as i64
+    }
+}
+
+/// The `method.lora` block.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraConfig {
+    pub rank: i64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig { rank: 2 }
+    }
+}
+
+/// LoRA's ranks never change; the controller only reports them.
+#[derive(Debug)]
+pub struct LoraController {
+    adapters: Vec<(String, super::Shared<LoraAdapter>)>,
+}
+
+impl LoraController {
+    pub fn new(adapters: Vec<(String, super::Shared<LoraAdapter>)>) -> Self {
+        LoraController { adapters }
+    }
+}
+
+impl super::RankController for LoraController {
+    fn after_step(&mut self, _step: i64, _opt: &mut crate::optim::AdamW) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn regularization(&self) -> Option<Tensor> {
+        None
+    }
+    fn ranks(&self) -> Vec<(String, i64)> {
+        super::ranks_of(&self.adapters)
+    }
+    fn budget(&self) -> Option<i64> {
+        None
+    }
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        super::named_params_of(&self.adapters)
+    }
+    fn trainable_count(&self) -> i64 {
+        super::trainable_count_of(&self.adapters)
+    }
+}

@@ -1,0 +1,191 @@
+//! Method configuration (the `method:` block of an experiment) and the two-phase set-up: a
+//! linear factory for building the model, then the rank controller over the adapters it made.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::lora::{LoraAdapter, LoraConfig, LoraController};
+use super::triadapt::{TriAdaptConfig, TriAdaptController, TriAdapter};
+use super::{AdapterFactory, RankController, TargetSpec};
+use crate::model::linear::{LinearFactory, PlainLinearFactory};
+use crate::optim::{AdamW, LrPolicy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodName {
+    Full,
+    Lora,
+    Triadapt,
+}
+
+impl MethodName {
+    pub const ALL: [MethodName; 3] = [MethodName::Full, MethodName::Lora, MethodName::Triadapt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodName::Full => "full",
+            MethodName::Lora => "lora",
+            MethodName::Triadapt => "triadapt",
+        }
+    }
+}
+
+impl std::str::FromStr for MethodName {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        MethodName::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            anyhow::anyhow!("key `method.name`: unknown method {s:?} (expected one of {})",
+                MethodName::ALL.map(|m| m.as_str()).join(", "))
+        })
+    }
+}
+
+/// The `method:` block: which method runs, the settings all adapters share, and one block of
+/// settings per method (so one experiment file serves every method via `--method`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodConfig {
+    pub name: MethodName,
+    /// Scale numerator: LoRA and TriAdaptLoRA use alpha / r, AdaLoRA alpha / r_init.
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    /// gamma of the orthogonal regularisation (spec 1.4); LoRA and full fine-tuning ignore it.
+    pub orth_reg_weight: f64,
+    /// Learning-rate policy of parameters born during training (spec 1.5).
+    pub lr_policy: LrPolicy,
+    pub target_modules: Vec<String>,
+    pub target_layers: Option<Vec<i64>>,
+    pub lora: LoraConfig,
+    pub triadapt: TriAdaptConfig,
+}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        let t = TargetSpec::default();
+        MethodConfig {
+            name: MethodName::Triadapt,
+            lora_alpha: 16.0,
+            lora_dropout: 0.0,
+            orth_reg_weight: 0.1,
+            lr_policy: LrPolicy::Restart,
+            target_modules: t.target_modules,
+            target_layers: t.target_layers,
+            lora: LoraConfig::default(),
+            triadapt: TriAdaptConfig::default(),
+        }
+    }
+}
+
+impl MethodConfig {
+    pub fn targets(&self) -> TargetSpec {
+        TargetSpec { target_modules: self.target_modules.clone(), target_layers: self.target_layers.clone() }
+    }
+
+    /// Checks the values a run cannot work with; errors name the key.
+    pub fn validate(&self, num_layers: i64, total_steps: i64) -> Result<()> {
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            bail!("key `method.lora_dropout` = {}: must be in [0, 1)", self.lora_dropout);
+        }
+        if self.name == MethodName::Full {
+            return Ok(());
+        }
+        self.targets().validate(num_layers).map_err(|e| anyhow::anyhow!("method.{e}"))?;
+        match self.name {
+            MethodName::Full => {}
+            MethodName::Lora => {
+                if self.lora.rank < 1 {
+                    bail!("key `method.lora.rank` = {}: must be at least 1", self.lora.rank);
+                }
+            }
+            MethodName::Triadapt => {
+                let c = &self.triadapt;
+                if c.init_rank < 1 {
+                    bail!("key `method.triadapt.init_rank` = {}: must be at least 1", c.init_rank);
+                }
+                if c.ref_rank < c.init_rank {
+                    bail!("key `method.triadapt.ref_rank` = {}: the budget is below the starting rank init_rank = {}", c.ref_rank, c.init_rank);
+                }
+                if c.warmup_steps >= total_steps {
+                    bail!("key `method.triadapt.warmup_steps` = {}: past the total of {total_steps} training steps", c.warmup_steps);
+                }
+                if c.interval < 1 {
+                    bail!("key `method.triadapt.interval` = {}: must be at least 1", c.interval);
+                }
+                if c.growth_step.is_some_and(|d| d < 1) {
+                    bail!("key `method.triadapt.growth_step`: must be at least 1");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The factory for building the model; after loading, [`MethodSetup::into_controller`].
+pub enum MethodSetup {
+    Full(PlainLinearFactory),
+    Lora(AdapterFactory<LoraAdapter>),
+    Triadapt(AdapterFactory<TriAdapter>),
+}
+
+impl MethodSetup {
+    pub fn new(cfg: &MethodConfig) -> Self {
+        let (targets, dropout, alpha) = (cfg.targets(), cfg.lora_dropout, cfg.lora_alpha);
+        match cfg.name {
+            MethodName::Full => MethodSetup::Full(PlainLinearFactory),
+            MethodName::Lora => {
+                let r = cfg.lora.rank;
+                MethodSetup::Lora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| LoraAdapter::new(i, o, r, alpha, dev)))
+            }
+            MethodName::Triadapt => {
+                let c = cfg.triadapt.clone();
+                MethodSetup::Triadapt(AdapterFactory::new(targets, dropout, move |_, i, o, dev| {
+                    TriAdapter::new(i, o, c.init_rank, alpha, c.init_std, dev)
+                }))
+            }
+        }
+    }
+
+    pub fn factory(&self) -> &dyn LinearFactory {
+        match self {
+            MethodSetup::Full(f) => f,
+            MethodSetup::Lora(f) => f,
+            MethodSetup::Triadapt(f) => f,
+        }
+    }
+
+    pub fn into_controller(self, cfg: &MethodConfig, total_steps: i64) -> Box<dyn RankController> {
+        match self {
+            MethodSetup::Full(_) => Box::new(FullController),
+            MethodSetup::Lora(f) => Box::new(LoraController::new(f.adapters())),
+            MethodSetup::Triadapt(f) => {
+                Box::new(TriAdaptController::new(cfg.triadapt.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
+            }
+        }
+    }
+}
+
+/// Full fine-tuning: no adapters; the trainer trains every backbone parameter.
+#[derive(Debug)]
+pub struct FullController;
+
+impl RankController for FullController {
+    fn after_step(&mut self, _step: i64, _opt: &mut AdamW) -> Result<()> {
+        Ok(())
+    }
+    fn regularization(&self) -> Option<Tensor> {
+        None
+    }
+    fn ranks(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
+    fn budget(&self) -> Option<i64> {
+        None
+    }
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn trainable_count(&self) -> i64 {
+        0
+    }
+}

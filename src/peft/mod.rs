@@ -1,0 +1,100 @@
+//! Fine-tuning methods. The backbone asks the linear factory for each matrix by HF path; a
+//! method's factory wraps the targeted ones in [`AdaptedLinear`] (frozen W0 + bias + adapter) and
+//! keeps a typed handle to each adapter for its rank controller. The model never names a method.
+
+pub mod adapted;
+pub mod lora;
+pub mod method;
+pub mod schedule;
+pub mod targets;
+pub mod triadapt;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use tch::Tensor;
+
+use crate::optim::AdamW;
+
+pub use adapted::{AdaptedLinear, AdapterFactory};
+pub use targets::TargetSpec;
+
+/// A trainable low-rank update of one frozen matrix. Implementations keep their parameters in a
+/// few contiguous tensors (grown by reallocation), never one tensor per rank.
+pub trait Adapter: Send + std::fmt::Debug {
+    /// The update's output `s * dW x` for an input that has already been through adapter dropout.
+    fn delta(&self, x: &Tensor) -> Tensor;
+    /// The dense update `s * dW` (d_out x d_in), as merged into W0 and exported to PEFT.
+    fn delta_weight(&self) -> Tensor;
+    /// The current (effective) rank.
+    fn rank(&self) -> i64;
+    /// Trainable tensors by role name (e.g. `lora_A`); saved as `<module>.<role>`.
+    fn params(&self) -> Vec<(&'static str, Tensor)>;
+    /// Trainable scalars (entries kept at zero by a structural mask are not counted).
+    fn trainable_count(&self) -> i64;
+}
+
+/// A shared handle: the linear layer reads it in the forward pass, the controller grows it.
+pub type Shared<A> = Arc<Mutex<A>>;
+
+pub fn shared<A>(a: A) -> Shared<A> {
+    Arc::new(Mutex::new(a))
+}
+
+/// `||A A^T - I||_F + ||B^T B - I||_F` for A: r x d_in, B: d_out x r (spec 1.4; PEFT AdaLoRA).
+pub fn orthogonality_penalty(a: &Tensor, b: &Tensor) -> Tensor {
+    let r = a.size()[0];
+    let eye = Tensor::eye(r, (a.kind(), a.device()));
+    let pa = (a.matmul(&a.tr()) - &eye).norm();
+    let pb = (b.tr().matmul(b) - &eye).norm();
+    pa + pb
+}
+
+/// A method's rank controller, called by the training loop at fixed points of each step.
+pub trait RankController: Send + std::fmt::Debug {
+    /// After the optimizer step of global step `step` (0-based), with that step's gradients still
+    /// in place (PEFT's order: backward, optimizer step, `update_and_allocate`, zero_grad).
+    /// Growing methods grow here and register the grown tensors with `opt` (born at step+1).
+    fn after_step(&mut self, step: i64, opt: &mut AdamW) -> Result<()>;
+    /// A term added to the task loss (orthogonal regularisation), if the method has one.
+    fn regularization(&self) -> Option<Tensor>;
+    /// The current rank of every adapted matrix, in model order (the heatmap data).
+    fn ranks(&self) -> Vec<(String, i64)>;
+    /// The total-rank budget, for methods that have one.
+    fn budget(&self) -> Option<i64>;
+    /// The adapters' trainable tensors as `<module>.<role>`.
+    fn named_params(&self) -> Vec<(String, Tensor)>;
+    /// Trainable adapter scalars (heads not included).
+    fn trainable_count(&self) -> i64;
+}
+
+fn read<A>(a: &Shared<A>) -> std::sync::MutexGuard<'_, A> {
+    a.lock().expect("adapter lock poisoned")
+}
+
+pub(crate) fn ranks_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -> Vec<(String, i64)> {
+    adapters.iter().map(|(n, a)| (n.clone(), read(a).rank())).collect()
+}
+
+pub(crate) fn named_params_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -> Vec<(String, Tensor)> {
+    adapters.iter().flat_map(|(n, a)| read(a).params().into_iter().map(move |(role, t)| (format!("{n}.{role}"), t))).collect()
+}
+
+pub(crate) fn trainable_count_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -> i64 {
+    adapters.iter().map(|(_, a)| read(a).trainable_count()).sum()
+}
+
+/// gamma / (2n) * sum over matrices of the orthogonality penalty of (A, B) (spec 1.4).
+pub(crate) fn orthogonality_regularization<A>(adapters: &[(String, Shared<A>)], gamma: f64, ab: impl Fn(&A) -> (Tensor, Tensor)) -> Option<Tensor> {
+    if gamma == 0.0 || adapters.is_empty() {
+        return None;
+    }
+    let total = adapters
+        .iter()
+        .map(|(_, a)| {
+            let (a_m, b_m) = ab(&read(a));
+            orthogonality_penalty(&a_m, &b_m)
+        })
+        .reduce(|x, y| x + y)?;
+    Some(total * (gamma / (2.0 * adapters.len() as f64)))
+}

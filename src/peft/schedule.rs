@@ -1,0 +1,171 @@
+//! Schedules as pure functions of the step: TriAdaptLoRA's allocation gate, growth count k_t,
+//! threshold selection and growth step (spec 1.3), and AdaLoRA's cubic budget (spec 2, PEFT).
+
+use serde::{Deserialize, Serialize};
+
+/// How many matrices grow at an allocation step (spec 1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdKind {
+    /// k = floor((Btot - b) * rho)
+    #[default]
+    Linear,
+    /// k = floor((Btot - b) ^ rho)
+    Exponential,
+    /// k = top_k (the ablation baseline)
+    Fixed,
+}
+
+/// Allocation happens at step t when the budget is not reached, warm-up is over and t is a
+/// multiple of the update interval.
+pub fn allocation_due(t: i64, warmup: i64, interval: i64, total_rank: i64, budget: i64) -> bool {
+    total_rank < budget && t > warmup && interval > 0 && t % interval == 0
+}
+
+/// Number of matrices to grow at step t, clamped to [1, n].
+pub fn growth_count(kind: ThresholdKind, t: i64, warmup: i64, total_steps: i64, total_rank: i64, budget: i64, top_k: usize, n: usize) -> usize {
+    let rho = (t - warmup) as f64 / (total_steps - warmup).max(1) as f64;
+    let remaining = (budget - total_rank).max(0) as f64;
+    let k = match kind {
+        ThresholdKind::Linear => (remaining * rho).floor(),
+        ThresholdKind::Exponential => remaining.powf(rho).floor(),
+        ThresholdKind::Fixed => top_k as f64,
+    };
+    (k.max(0.0) as usize).clamp(1, n.max(1))
+}
+
+/// dr = rbar / 2 rounded down, at least 1 (spec 1.3), unless the config sets it.
+pub fn default_growth_step(ref_rank: i64) -> i64 {
+    (ref_rank / 2).max(1)
+}
+
+/// Which matrices grow and by how much: threshold tau = the k-th largest score, every matrix
+/// with score >= tau grows by `dr` (ties may grow more than k), highest scores first, and the
+/// last grants are cut so that the total never passes `remaining`. Returns (index, ranks).
+pub fn select_growth(scores: &[f64], k: usize, dr: i64, remaining: i64) -> Vec<(usize, i64)> {
+    if scores.is_empty() || k == 0 || remaining <= 0 {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    // Highest score first; equal scores keep model order (stable sort).
+    order.sort_by(|&i, &j| scores[j].partial_cmp(&scores[i]).unwrap_or(std::cmp::Ordering::Equal));
+    let tau = scores[order[k.min(scores.len()) - 1]];
+    let mut left = remaining;
+    let mut out = Vec::new();
+    for i in order.into_iter().take_while(|&i| scores[i] >= tau) {
+        if left == 0 {
+            break;
+        }
+        let grant = dr.min(left);
+        out.push((i, grant));
+        left -= grant;
+    }
+    out
+}
+
+/// AdaLoRA's budget at step t and whether the mask is applied then, exactly as PEFT's
+/// `RankAllocator.budget_schedule`: b0 until t_i, a cubic decrease to b_T (truncated to an
+/// integer) with masking every dT steps, then b_T with masking at every step after T - t_f.
+pub fn adalora_budget(step: i64, init_budget: i64, target_budget: i64, tinit: i64, tfinal: i64, total_steps: i64, delta_t: i64) -> (i64, bool) {
+    if step <= tinit {
+        (init_budget, false)
+    } else if step > total_steps - tfinal {
+        (target_budget, true)
+    } else {
+        let mul = 1.0 - (step - tinit) as f64 / (total_steps - tfinal - tinit) as f64;
+        let budget = ((init_budget - target_budget) as f64 * mul.powi(3) + target_budget as f64) as i64;
+        (budget, delta_t > 0 && step % delta_t == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the allocation loop with distinct scores: (rounds, step at which the budget is
+    /// reached, k per round).
+    fn simulate(kind: ThresholdKind) -> (usize, i64, Vec<usize>) {
+        let (n, rbar, tw, dt, total) = (72usize, 2i64, 100i64, 100i64, 3900i64);
+        let budget = rbar * n as i64;
+        let dr = default_growth_step(rbar);
+        let mut ranks = vec![1i64; n];
+        let scores: Vec<f64> = (0..n).map(|i| 1.0 / (i + 1) as f64).collect();
+        let (mut rounds, mut reached, mut ks) = (0, -1, Vec::new());
+        for t in 0..total {
+            let b: i64 = ranks.iter().sum();
+            if !allocation_due(t, tw, dt, b, budget) {
+                continue;
+            }
+            let k = growth_count(kind, t, tw, total, b, budget, 0, n);
+            for (i, g) in select_growth(&scores, k, dr, budget - b) {
+                ranks[i] += g;
+            }
+            rounds += 1;
+            ks.push(k);
+            let after: i64 = ranks.iter().sum();
+            assert!(after <= budget, "total rank {after} passed the budget {budget} at t={t}");
+            if after == budget && reached < 0 {
+                reached = t;
+            }
+        }
+        (rounds, reached, ks)
+    }
+
+    #[test]
+    fn worked_check_linear_reaches_budget_at_1900_after_18_rounds() {
+        let (rounds, reached, ks) = simulate(ThresholdKind::Linear);
+        assert_eq!(&ks[..5], &[1, 3, 5, 6, 7]);
+        assert_eq!((rounds, reached), (18, 1900));
+    }
+
+    #[test]
+    fn worked_check_exponential_reaches_budget_at_2700_after_26_rounds() {
+        let (rounds, reached, _) = simulate(ThresholdKind::Exponential);
+        assert_eq!((rounds, reached), (26, 2700));
+    }
+
+    #[test]
+    fn growth_count_is_clamped_to_one_and_n() {
+        // rho = 0 right after warm-up would give k = 0: clamped up to 1.
+        assert_eq!(growth_count(ThresholdKind::Linear, 100, 100, 1000, 10, 20, 0, 10), 1);
+        assert_eq!(growth_count(ThresholdKind::Fixed, 200, 100, 1000, 10, 200, 50, 10), 10);
+        assert_eq!(growth_count(ThresholdKind::Fixed, 200, 100, 1000, 10, 200, 0, 10), 1);
+        assert_eq!(growth_count(ThresholdKind::Linear, 999, 100, 1000, 0, 1000, 0, 72), 72);
+    }
+
+    #[test]
+    fn allocation_only_after_warmup_on_the_interval_and_below_budget() {
+        assert!(!allocation_due(100, 100, 100, 10, 20)); // t == t_w is still warm-up
+        assert!(allocation_due(200, 100, 100, 10, 20));
+        assert!(!allocation_due(250, 100, 100, 10, 20));
+        assert!(!allocation_due(300, 100, 100, 20, 20)); // budget reached
+    }
+
+    #[test]
+    fn growth_step_defaults() {
+        assert_eq!(default_growth_step(1), 1);
+        assert_eq!(default_growth_step(2), 1);
+        assert_eq!(default_growth_step(8), 4);
+        assert_eq!(default_growth_step(9), 4);
+    }
+
+    #[test]
+    fn ties_grow_together_and_the_remaining_budget_caps_the_grants() {
+        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 2, 2, 100), vec![(1, 2), (0, 2), (2, 2)]);
+        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 3, 2, 3), vec![(1, 2), (0, 1)]);
+    }
+
+    #[test]
+    fn adalora_budget_at_each_phase_boundary() {
+        // b0 = 12, b_T = 8, t_i = 10, t_f = 20, T = 110, dT = 5: cubic span 80 steps.
+        let f = |t| adalora_budget(t, 12, 8, 10, 20, 110, 5);
+        assert_eq!(f(0), (12, false));
+        assert_eq!(f(10), (12, false)); // t <= t_i: initial budget, no mask
+        assert_eq!(f(11), ((4.0 * (1.0 - 1.0 / 80.0f64).powi(3) + 8.0) as i64, false));
+        assert_eq!(f(15), ((4.0 * (1.0 - 5.0 / 80.0f64).powi(3) + 8.0) as i64, true));
+        assert_eq!(f(50), ((4.0 * 0.5f64.powi(3) + 8.0) as i64, true)); // 8.5 truncated to 8
+        assert_eq!(f(90), (8, true)); // t = T - t_f: end of the cubic
+        assert_eq!(f(91), (8, true)); // final phase
+        assert_eq!(f(109), (8, true));
+    }
+}

@@ -1,0 +1,267 @@
+//! TriAdaptLoRA (spec section 1): h = W0 x + (alpha / r) B (L + U) A x with L lower- and U
+//! upper-triangular, grown by rows and columns respectively; normalised-Frobenius importance;
+//! rank growth driven by dynamic thresholds under a reference-rank budget.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::schedule::{allocation_due, default_growth_step, growth_count, select_growth, ThresholdKind};
+use super::{Adapter, RankController, Shared};
+use crate::optim::AdamW;
+
+/// Importance score at an allocation step (spec 1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportanceMode {
+    /// I_l minus its value at the previous allocation step (or at initialisation).
+    #[default]
+    Delta,
+    /// I_l itself.
+    Raw,
+}
+
+/// How a growth event of dr ranks extends L and U (spec 1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowthMode {
+    /// dr single ranks: each appends a triangular row to L and column to U.
+    #[default]
+    PerRank,
+    /// One (dr x r_new) row block for L and one (r_new x dr) column block for U.
+    Block,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriAdaptConfig {
+    /// Starting rank r0 of every matrix.
+    pub init_rank: i64,
+    /// Reference (average target) rank rbar; budget = rbar * n.
+    pub ref_rank: i64,
+    /// Allocation warm-up t_w (steps).
+    pub warmup_steps: i64,
+    /// Rank update interval dt (steps).
+    pub interval: i64,
+    /// Ranks added per growth event dr; default rbar / 2 rounded down, at least 1.
+    pub growth_step: Option<i64>,
+    pub threshold: ThresholdKind,
+    /// k for `threshold: fixed`.
+    pub top_k: usize,
+    pub importance: ImportanceMode,
+    pub growth: GrowthMode,
+    /// Standard deviation of A, L, U and of every grown entry (B starts at zero).
+    pub init_std: f64,
+}
+
+impl Default for TriAdaptConfig {
+    fn default() -> Self {
+        TriAdaptConfig {
+            init_rank: 1,
+            ref_rank: 2,
+            warmup_steps: 100,
+            interval: 100,
+            growth_step: None,
+            threshold: ThresholdKind::Linear,
+            top_k: 1,
+            importance: ImportanceMode::Delta,
+            growth: GrowthMode::PerRank,
+            init_std: 0.02,
+        }
+    }
+}
+
+impl TriAdaptConfig {
+    pub fn dr(&self) -> i64 {
+        self.growth_step.unwrap_or_else(|| default_growth_step(self.ref_rank))
+    }
+}
+
+/// One adapted matrix. L and U are stored as full r x r tensors whose entries outside their
+/// masks are zero and receive no gradient (the forward multiplies by the masks).
+#[derive(Debug)]
+pub struct TriAdapter {
+    /// r x d_in
+    pub a: Tensor,
+    /// d_out x r
+    pub b: Tensor,
+    pub l: Tensor,
+    pub u: Tensor,
+    pub l_mask: Tensor,
+    pub u_mask: Tensor,
+    pub alpha: f64,
+}
+
+fn randn(shape: &[i64], std: f64, device: Device) -> Tensor {
+    Tensor::randn(shape, (Kind::Float, device)) * std
+}
+
+/// `t` enlarged to `shape` with its values at the top-left and `fill` elsewhere.
+fn embed(t: &Tensor, shape: &[i64], fill: &Tensor) -> Tensor {
+    let out = fill.detach().copy();
+    let mut view = out.shallow_clone();
+    for (d, &n) in t.size().iter().enumerate() {
+        view = view.narrow(d as i64, 0, n);
+    }
+    tch::no_grad(|| view.copy_(t));
+    debug_assert_eq!(out.size(), shape);
+    out
+}
+
+impl TriAdapter {
+    /// Spec 1.1: A, L, U ~ N(0, std^2) (on their triangles), B = 0.
+    pub fn new(d_in: i64, d_out: i64, r0: i64, alpha: f64, std: f64, device: Device) -> Self {
+        let l_mask = Tensor::ones([r0, r0], (Kind::Float, device)).tril(0);
+        let u_mask = Tensor::ones([r0, r0], (Kind::Float, device)).triu(0);
+        TriAdapter {
+            a: randn(&[r0, d_in], std, device).set_requires_grad(true),
+            b: Tensor::zeros([d_out, r0], (Kind::Float, device)).set_requires_grad(true),
+            l: (randn(&[r0, r0], std, device) * &l_mask).set_requires_grad(true),
+            u: (randn(&[r0, r0], std, device) * &u_mask).set_requires_grad(true),
+            l_mask,
+            u_mask,
+            alpha,
+        }
+    }
+
+    /// C = L + U, restricted to the triangles.
+    pub fn transformation(&self) -> Tensor {
+        &self.l * &self.l_mask + &self.u * &self.u_mask
+    }
+
+    /// Normalised Frobenius norm I = ||L + U||_F / r (spec 1.2).
+    pub fn importance(&self) -> f64 {
+        tch::no_grad(|| self.transformation().norm().double_value(&[])) / self.rank() as f64
+    }
+
+    fn scaling(&self) -> f64 {
+        self.alpha / self.rank() as f64
+    }
+
+    /// Appends `dr` ranks; every trained entry stays where it is. Per-rank growth appends, for
+    /// each new rank i, C[i, 0..=i] to L and C[0..=i, i] to U; block growth appends full row
+    /// and column blocks. New entries of A, B, L, U are N(0, std^2).
+    pub fn grow(&mut self, dr: i64, mode: GrowthMode, std: f64) {
+        let (r, dev) = (self.rank(), self.a.device());
+        let n = r + dr;
+        let (d_in, d_out) = (self.a.size()[1], self.b.size()[0]);
+        let f = (Kind::Float, dev);
+        let fresh = Tensor::arange(n, (Kind::Int64, dev)).ge(r).to_kind(Kind::Float);
+        let (new_rows, new_cols) = (fresh.unsqueeze(1), fresh.unsqueeze(0));
+        let ones = Tensor::ones([n, n], f);
+        let (add_l, add_u) = match mode {
+            GrowthMode::PerRank => (ones.tril(0) * &new_rows, ones.triu(0) * &new_cols),
+            GrowthMode::Block => (&ones * &new_rows, &ones * &new_cols),
+        };
+        let zeros = Tensor::zeros([n, n], f);
+        self.l_mask = embed(&self.l_mask, &[n, n], &zeros) + &add_l;
+        self.u_mask = embed(&self.u_mask, &[n, n], &zeros) + &add_u;
+        self.a = embed(&self.a, &[n, d_in], &randn(&[n, d_in], std, dev)).set_requires_grad(true);
+        self.b = embed(&self.b, &[d_out, n], &randn(&[d_out, n], std, dev)).set_requires_grad(true);
+        self.l = embed(&self.l, &[n, n], &(randn(&[n, n], std, dev) * &add_l)).set_requires_grad(true);
+        self.u = embed(&self.u, &[n, n], &(randn(&[n, n], std, dev) * &add_u)).set_requires_grad(true);
+    }
+}
+
+impl Adapter for TriAdapter {
+    fn delta(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.a.tr()).matmul(&self.transformation().tr()).matmul(&self.b.tr()) * self.scaling()
+    }
+
+    fn delta_weight(&self) -> Tensor {
+        self.b.matmul(&self.transformation()).matmul(&self.a) * self.scaling()
+    }
+
+    fn rank(&self) -> i64 {
+        self.a.size()[0]
+    }
+
+    fn params(&self) -> Vec<(&'static str, Tensor)> {
+        vec![
+            ("lora_A", self.a.shallow_clone()),
+            ("lora_B", self.b.shallow_clone()),
+            ("tri_L", self.l.shallow_clone()),
+            ("tri_U", self.u.shallow_clone()),
+        ]
+    }
+
+    fn trainable_count(&self) -> i64 {
+        let masked = (self.l_mask.sum(Kind::Float) + self.u_mask.sum(Kind::Float)).double_value(&[]) as i64;
+        self.a.numel() as i64 + self.b.numel() as i64 + masked
+    }
+}
+
+/// The rank controller: scores every matrix at allocation steps and grows the top ones.
+#[derive(Debug)]
+pub struct TriAdaptController {
+    pub config: TriAdaptConfig,
+    adapters: Vec<(String, Shared<TriAdapter>)>,
+    total_steps: i64,
+    orth_reg_weight: f64,
+    /// Importance at the previous allocation step (initially at initialisation).
+    previous: Vec<f64>,
+}
+
+impl TriAdaptController {
+    pub fn new(config: TriAdaptConfig, adapters: Vec<(String, Shared<TriAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
+        let previous = adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance()).collect();
+        TriAdaptController { config, adapters, total_steps, orth_reg_weight, previous }
+    }
+
+    fn total_rank(&self) -> i64 {
+        self.adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").rank()).sum()
+    }
+
+    /// Scores of spec 1.2 at this allocation step; updates the remembered importance.
+    pub fn scores(&mut self) -> Vec<f64> {
+        let current: Vec<f64> = self.adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance()).collect();
+        let scores = match self.config.importance {
+            ImportanceMode::Raw => current.clone(),
+            ImportanceMode::Delta => current.iter().zip(&self.previous).map(|(c, p)| c - p).collect(),
+        };
+        self.previous = current;
+        scores
+    }
+}
+
+impl RankController for TriAdaptController {
+    fn after_step(&mut self, step: i64, opt: &mut AdamW) -> Result<()> {
+        let c = &self.config;
+        let (b, budget) = (self.total_rank(), self.budget().unwrap_or(0));
+        if !allocation_due(step, c.warmup_steps, c.interval, b, budget) {
+            return Ok(());
+        }
+        let k = growth_count(c.threshold, step, c.warmup_steps, self.total_steps, b, budget, c.top_k, self.adapters.len());
+        let (dr, mode, std) = (c.dr(), c.growth, c.init_std);
+        let scores = self.scores();
+        for (i, grant) in select_growth(&scores, k, dr, budget - b) {
+            let (name, adapter) = &self.adapters[i];
+            let mut a = adapter.lock().expect("adapter lock");
+            a.grow(grant, mode, std);
+            for (role, t) in a.params() {
+                opt.grow(&format!("{name}.{role}"), &t, step + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn regularization(&self) -> Option<Tensor> {
+        super::orthogonality_regularization(&self.adapters, self.orth_reg_weight, |a| (a.a.shallow_clone(), a.b.shallow_clone()))
+    }
+
+    fn ranks(&self) -> Vec<(String, i64)> {
+        super::ranks_of(&self.adapters)
+    }
+
+    fn budget(&self) -> Option<i64> {
+        Some(self.config.ref_rank * self.adapters.len() as i64)
+    }
+
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        super::named_params_of(&self.adapters)
+    }
+
+    fn trainable_count(&self) -> i64 {
+        super::trainable_count_of(&self.adapters)
+    }
+}
