@@ -4,4 +4,5 @@ pub mod data;
 pub mod device;
 pub mod optim;
 pub mod peft;
+pub mod train;
 pub mod model;

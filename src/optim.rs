@@ -81,12 +81,13 @@ impl AdamW {
         if self.index.contains_key(name) {
             bail!("parameter {name} registered twice with the optimizer");
         }
-        let z = value.zeros_like().detach();
+        // Three separate buffers: a shallow clone (or a no-op `to_kind`) would share storage.
+        let zeros = || value.detach().zeros_like();
         let state = ParamState {
             value: value.shallow_clone(),
-            exp_avg: z.shallow_clone(),
-            exp_avg_sq: z.shallow_clone(),
-            birth: z.to_kind(Kind::Float).fill_(step as f64),
+            exp_avg: zeros(),
+            exp_avg_sq: zeros(),
+            birth: value.detach().full_like(step as f64).to_kind(Kind::Float),
             births: vec![step],
             weight_decay,
         };
@@ -245,5 +246,48 @@ mod tests {
         // A group born at 50 restarts its own warm-up.
         assert_eq!(linear_schedule(55, 50, 10, 110), 0.5);
         assert_eq!(linear_schedule(60, 50, 10, 110), 1.0);
+    }
+
+    /// Two AdamW steps on f(p) = sum(p^2), against torch.optim.AdamW worked by hand:
+    /// step 1 moves every entry by exactly lr (m_hat / sqrt(v_hat) = sign(g)) after decay.
+    #[test]
+    fn adamw_first_step_is_lr_times_the_sign_after_decay() {
+        let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() });
+        opt.add("p", &p, 0, 0.01).unwrap();
+        opt.zero_grad();
+        (&p * &p).sum(Kind::Float).backward();
+        opt.step(0, &|_| 1.0);
+        let v = Vec::<f32>::try_from(&p).unwrap();
+        let expect = [1.0 * (1.0 - 0.001) - 0.1, -2.0 * (1.0 - 0.001) + 0.1];
+        for (a, b) in v.iter().zip(expect) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{v:?} vs {expect:?}");
+        }
+    }
+
+    /// A grown parameter's new entries start their bias correction at their birth: their first
+    /// update is again exactly lr in size, while old entries keep their moments.
+    #[test]
+    fn grown_entries_are_corrected_from_their_birth() {
+        let p = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.0, ..Default::default() });
+        opt.add("p", &p, 0, 0.0).unwrap();
+        for step in 0..3 {
+            opt.zero_grad();
+            (&p * &p).sum(Kind::Float).backward();
+            opt.step(step, &|_| 1.0);
+        }
+        let old = f64::try_from(&p).unwrap();
+        let grown = Tensor::cat(&[p.detach(), Tensor::from_slice(&[5.0f32])], 0).set_requires_grad(true);
+        opt.grow("p", &grown, 3).unwrap();
+        let [m, _, birth] = opt.state("p").unwrap();
+        assert_eq!(Vec::<f32>::try_from(birth).unwrap(), vec![0.0, 3.0]);
+        assert_eq!(f64::try_from(m.get(1)).unwrap(), 0.0);
+        opt.zero_grad();
+        (&grown * &grown).sum(Kind::Float).backward();
+        opt.step(3, &|_| 1.0);
+        let v = Vec::<f32>::try_from(&grown).unwrap();
+        assert!((v[1] as f64 - 4.9).abs() < 1e-6, "new entry moved by lr: {v:?}");
+        assert!((v[0] as f64 - old).abs() < 0.1, "old entry keeps its moments: {v:?}");
     }
 }
