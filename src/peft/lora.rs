@@ -44,6 +44,10 @@ impl Adapter for LoraAdapter {
     fn trainable_count(&self) -> i64 {
         self.a.numel() as i64 + self.b.numel() as i64
     }
+
+    fn lora_factors(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| (self.a.detach().copy(), &self.b.detach() * self.scaling))
+    }
 }
 
 /// The `method.lora` block.

@@ -32,6 +32,27 @@ pub trait Adapter: Send + std::fmt::Debug {
     fn params(&self) -> Vec<(&'static str, Tensor)>;
     /// Trainable scalars (entries kept at zero by a structural mask are not counted).
     fn trainable_count(&self) -> i64;
+    /// Plain LoRA factors (A': r x d_in, B': d_out x r) with the scaling folded into B', such
+    /// that `B' A' == delta_weight()`; r is `rank()`. This is what `export-peft` writes. The
+    /// default factorises `delta_weight()` by a truncated SVD; methods override it with their
+    /// exact factors.
+    fn lora_factors(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let dw = self.delta_weight();
+            let r = self.rank().max(1);
+            let (u, s, v) = dw.svd(true, true);
+            let a = (v.narrow(1, 0, r).tr() * s.narrow(0, 0, r).unsqueeze(1)).contiguous();
+            (a, u.narrow(1, 0, r).contiguous())
+        })
+    }
+}
+
+/// A type-erased adapter handle, for code that serves every method (merge, export, save).
+pub type DynAdapter = Arc<Mutex<dyn Adapter>>;
+
+/// Erases the adapter type of a controller's handles (same adapters, shared).
+pub fn dyn_adapters<A: Adapter + 'static>(adapters: &[(String, Shared<A>)]) -> Vec<(String, DynAdapter)> {
+    adapters.iter().map(|(n, a)| (n.clone(), a.clone() as DynAdapter)).collect()
 }
 
 /// A shared handle: the linear layer reads it in the forward pass, the controller grows it.

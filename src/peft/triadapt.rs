@@ -189,6 +189,11 @@ impl Adapter for TriAdapter {
         let masked = (self.l_mask.sum(Kind::Float) + self.u_mask.sum(Kind::Float)).double_value(&[]) as i64;
         self.a.numel() as i64 + self.b.numel() as i64 + masked
     }
+
+    /// A' = (L + U) A and B' = (alpha / r) B: a rank-r LoRA with the same dW.
+    fn lora_factors(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| (self.transformation().matmul(&self.a), &self.b.detach() * self.scaling()))
+    }
 }
 
 /// The rank controller: scores every matrix at allocation steps and grows the top ones.
