@@ -1,5 +1,6 @@
 //! triadapt: TriAdaptLoRA and its baselines on DeBERTaV2/V3, built on tch (LibTorch).
 pub mod commands;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod optim;
