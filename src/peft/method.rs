@@ -5,6 +5,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::adalora::{AdaLoraAdapter, AdaLoraConfig, AdaLoraController};
+use super::increlora::{IncreLoraAdapter, IncreLoraConfig, IncreLoraController};
 use super::lora::{LoraAdapter, LoraConfig, LoraController};
 use super::triadapt::{TriAdaptConfig, TriAdaptController, TriAdapter};
 use super::{AdapterFactory, RankController, TargetSpec};
@@ -17,16 +19,20 @@ pub enum MethodName {
     Full,
     Lora,
     Triadapt,
+    Adalora,
+    Increlora,
 }
 
 impl MethodName {
-    pub const ALL: [MethodName; 3] = [MethodName::Full, MethodName::Lora, MethodName::Triadapt];
+    pub const ALL: [MethodName; 5] = [MethodName::Full, MethodName::Lora, MethodName::Triadapt, MethodName::Adalora, MethodName::Increlora];
 
     pub fn as_str(self) -> &'static str {
         match self {
             MethodName::Full => "full",
             MethodName::Lora => "lora",
             MethodName::Triadapt => "triadapt",
+            MethodName::Adalora => "adalora",
+            MethodName::Increlora => "increlora",
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct MethodConfig {
     pub target_layers: Option<Vec<i64>>,
     pub lora: LoraConfig,
     pub triadapt: TriAdaptConfig,
+    pub adalora: AdaLoraConfig,
+    pub increlora: IncreLoraConfig,
 }
 
 impl Default for MethodConfig {
@@ -73,6 +81,8 @@ impl Default for MethodConfig {
             target_layers: t.target_layers,
             lora: LoraConfig::default(),
             triadapt: TriAdaptConfig::default(),
+            adalora: AdaLoraConfig::default(),
+            increlora: IncreLoraConfig::default(),
         }
     }
 }
@@ -116,6 +126,60 @@ impl MethodConfig {
                     bail!("key `method.triadapt.growth_step`: must be at least 1");
                 }
             }
+            MethodName::Adalora => {
+                let c = &self.adalora;
+                if c.init_rank < 1 {
+                    bail!("key `method.adalora.init_rank` = {}: must be at least 1", c.init_rank);
+                }
+                if c.target_rank < 1 {
+                    bail!("key `method.adalora.target_rank` = {}: must be at least 1", c.target_rank);
+                }
+                if c.target_rank > c.init_rank {
+                    bail!("key `method.adalora.target_rank` = {}: the starting rank init_rank = {} is below the budget (AdaLoRA only prunes)", c.target_rank, c.init_rank);
+                }
+                if c.tinit < 0 || c.tfinal < 0 {
+                    bail!("key `method.adalora.tinit` = {} / `tfinal` = {}: must not be negative", c.tinit, c.tfinal);
+                }
+                if c.tinit + c.tfinal >= total_steps {
+                    bail!("key `method.adalora.tinit` = {} (with tfinal = {}): leaves no budget phase in the total of {total_steps} training steps", c.tinit, c.tfinal);
+                }
+                if c.delta_t < 1 {
+                    bail!("key `method.adalora.delta_t` = {}: must be at least 1", c.delta_t);
+                }
+                if !(c.beta1 > 0.0 && c.beta1 < 1.0) {
+                    bail!("key `method.adalora.beta1` = {}: must be in (0, 1)", c.beta1);
+                }
+                if !(c.beta2 > 0.0 && c.beta2 < 1.0) {
+                    bail!("key `method.adalora.beta2` = {}: must be in (0, 1)", c.beta2);
+                }
+            }
+            MethodName::Increlora => {
+                let c = &self.increlora;
+                if c.init_rank < 1 {
+                    bail!("key `method.increlora.init_rank` = {}: must be at least 1", c.init_rank);
+                }
+                if c.target_rank < c.init_rank {
+                    bail!("key `method.increlora.target_rank` = {}: budget below the start (init_rank = {})", c.target_rank, c.init_rank);
+                }
+                if c.init_warmup >= total_steps {
+                    bail!("key `method.increlora.init_warmup` = {}: past the total of {total_steps} training steps", c.init_warmup);
+                }
+                if c.incre_interval < 1 {
+                    bail!("key `method.increlora.incre_interval` = {}: must be at least 1", c.incre_interval);
+                }
+                if c.top_h < 1 {
+                    bail!("key `method.increlora.top_h` = {}: must be at least 1", c.top_h);
+                }
+                if c.incre_rank_num.is_some_and(|d| d < 1) {
+                    bail!("key `method.increlora.incre_rank_num`: must be at least 1");
+                }
+                if !(c.beta1 > 0.0 && c.beta1 < 1.0) {
+                    bail!("key `method.increlora.beta1` = {}: must be in (0, 1)", c.beta1);
+                }
+                if !(c.beta2 > 0.0 && c.beta2 < 1.0) {
+                    bail!("key `method.increlora.beta2` = {}: must be in (0, 1)", c.beta2);
+                }
+            }
         }
         Ok(())
     }
@@ -126,6 +190,8 @@ pub enum MethodSetup {
     Full(PlainLinearFactory),
     Lora(AdapterFactory<LoraAdapter>),
     Triadapt(AdapterFactory<TriAdapter>),
+    Adalora(AdapterFactory<AdaLoraAdapter>),
+    Increlora(AdapterFactory<IncreLoraAdapter>),
 }
 
 impl MethodSetup {
@@ -143,6 +209,14 @@ impl MethodSetup {
                     TriAdapter::new(i, o, c.init_rank, alpha, c.init_std, dev)
                 }))
             }
+            MethodName::Adalora => {
+                let r = cfg.adalora.init_rank;
+                MethodSetup::Adalora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| AdaLoraAdapter::new(i, o, r, alpha, dev)))
+            }
+            MethodName::Increlora => {
+                let c = cfg.increlora.clone();
+                MethodSetup::Increlora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| IncreLoraAdapter::new(i, o, &c, alpha, dev)))
+            }
         }
     }
 
@@ -151,6 +225,19 @@ impl MethodSetup {
             MethodSetup::Full(f) => f,
             MethodSetup::Lora(f) => f,
             MethodSetup::Triadapt(f) => f,
+            MethodSetup::Adalora(f) => f,
+            MethodSetup::Increlora(f) => f,
+        }
+    }
+
+    /// The adapters the factory has made (after the model was built), type-erased.
+    pub fn adapters(&self) -> Vec<(String, super::DynAdapter)> {
+        match self {
+            MethodSetup::Full(_) => Vec::new(),
+            MethodSetup::Lora(f) => super::dyn_adapters(&f.adapters()),
+            MethodSetup::Triadapt(f) => super::dyn_adapters(&f.adapters()),
+            MethodSetup::Adalora(f) => super::dyn_adapters(&f.adapters()),
+            MethodSetup::Increlora(f) => super::dyn_adapters(&f.adapters()),
         }
     }
 
@@ -160,6 +247,12 @@ impl MethodSetup {
             MethodSetup::Lora(f) => Box::new(LoraController::new(f.adapters())),
             MethodSetup::Triadapt(f) => {
                 Box::new(TriAdaptController::new(cfg.triadapt.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
+            }
+            MethodSetup::Adalora(f) => {
+                Box::new(AdaLoraController::new(cfg.adalora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
+            }
+            MethodSetup::Increlora(f) => {
+                Box::new(IncreLoraController::new(cfg.increlora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
             }
         }
     }

@@ -2,9 +2,13 @@
 //! method's factory wraps the targeted ones in [`AdaptedLinear`] (frozen W0 + bias + adapter) and
 //! keeps a typed handle to each adapter for its rank controller. The model never names a method.
 
+pub mod adalora;
 pub mod adapted;
+pub mod export;
+pub mod increlora;
 pub mod lora;
 pub mod method;
+pub mod save;
 pub mod schedule;
 pub mod targets;
 pub mod triadapt;
@@ -32,6 +36,11 @@ pub trait Adapter: Send + std::fmt::Debug {
     fn params(&self) -> Vec<(&'static str, Tensor)>;
     /// Trainable scalars (entries kept at zero by a structural mask are not counted).
     fn trainable_count(&self) -> i64;
+    /// Non-trainable tensors that define the adapter (e.g. structural masks); saved beside the
+    /// parameters. Adapters without any keep the default.
+    fn buffers(&self) -> Vec<(&'static str, Tensor)> {
+        Vec::new()
+    }
     /// Plain LoRA factors (A': r x d_in, B': d_out x r) with the scaling folded into B', such
     /// that `B' A' == delta_weight()`; r is `rank()`. This is what `export-peft` writes. The
     /// default factorises `delta_weight()` by a truncated SVD; methods override it with their
@@ -87,6 +96,11 @@ pub trait RankController: Send + std::fmt::Debug {
     fn named_params(&self) -> Vec<(String, Tensor)>;
     /// Trainable adapter scalars (heads not included).
     fn trainable_count(&self) -> i64;
+    /// State beyond the adapters' tensors that resuming needs (scores, moving averages).
+    /// Controllers without such state keep the default.
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
 }
 
 fn read<A>(a: &Shared<A>) -> std::sync::MutexGuard<'_, A> {

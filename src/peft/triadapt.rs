@@ -190,6 +190,10 @@ impl Adapter for TriAdapter {
         self.a.numel() as i64 + self.b.numel() as i64 + masked
     }
 
+    fn buffers(&self) -> Vec<(&'static str, Tensor)> {
+        vec![("tri_L_mask", self.l_mask.shallow_clone()), ("tri_U_mask", self.u_mask.shallow_clone())]
+    }
+
     /// A' = (L + U) A and B' = (alpha / r) B: a rank-r LoRA with the same dW.
     fn lora_factors(&self) -> (Tensor, Tensor) {
         tch::no_grad(|| (self.transformation().matmul(&self.a), &self.b.detach() * self.scaling()))
@@ -268,5 +272,9 @@ impl RankController for TriAdaptController {
 
     fn trainable_count(&self) -> i64 {
         super::trainable_count_of(&self.adapters)
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        vec![("previous_importance".into(), Tensor::from_slice(&self.previous))]
     }
 }

@@ -1,0 +1,445 @@
+//! AdaLoRA (spec section 2), numerically as huggingface/peft's `AdaLoraModel` (peft 0.17):
+//! dW = B diag(E) A * alpha / (r_init + 1e-5), with A (r x d_in), E (r x 1), B (d_out x r); the
+//! triplets (row of A, entry of E, column of B) are ranked by an EMA sensitivity x uncertainty
+//! score, and every dT steps the E entries outside the global top-b(t) are zeroed in place under a
+//! cubic budget schedule. Tensors never change shape: pruned triplets stay trainable (PEFT masks,
+//! it does not resize), so the optimizer never grows anything.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::schedule::adalora_budget;
+use super::{Adapter, RankController, Shared};
+use crate::optim::AdamW;
+
+/// The `method.adalora` block (PEFT's `AdaLoraConfig` names in brackets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaLoraConfig {
+    /// Starting rank of every matrix, r_init (`init_r`); the initial budget is r_init * n.
+    pub init_rank: i64,
+    /// Average final rank (`target_r`); the final budget is target_rank * n.
+    pub target_rank: i64,
+    /// Warm-up steps at the initial budget, without masking (`tinit`).
+    pub tinit: i64,
+    /// Final steps at the final budget with the rank pattern frozen (`tfinal`).
+    pub tfinal: i64,
+    /// Masking interval dT of the budget phase (`deltaT`).
+    pub delta_t: i64,
+    /// EMA coefficient of the sensitivity |w * grad w| (`beta1`).
+    pub beta1: f64,
+    /// EMA coefficient of the uncertainty |I - Ibar| (`beta2`).
+    pub beta2: f64,
+}
+
+impl Default for AdaLoraConfig {
+    fn default() -> Self {
+        AdaLoraConfig { init_rank: 3, target_rank: 2, tinit: 0, tfinal: 0, delta_t: 1, beta1: 0.85, beta2: 0.85 }
+    }
+}
+
+/// One adapted matrix: PEFT's `SVDLinear` adapter (`lora_A`, `lora_E`, `lora_B`).
+#[derive(Debug)]
+pub struct AdaLoraAdapter {
+    /// r x d_in (right singular vectors P)
+    pub a: Tensor,
+    /// d_out x r (left singular vectors Q)
+    pub b: Tensor,
+    /// r x 1 (singular values lambda)
+    pub e: Tensor,
+    /// PEFT's `scaling`: lora_alpha, or r_init when lora_alpha <= 0.
+    pub scaling: f64,
+    /// PEFT's `ranknum + 1e-5`: a one-element float tensor, so the division rounds as PEFT's.
+    ranknum: Tensor,
+    /// The triplets kept by the last mask (PEFT's `rank_pattern`); all kept before any mask.
+    pattern: Vec<bool>,
+}
+
+impl AdaLoraAdapter {
+    /// PEFT's `reset_lora_parameters`: E = 0, A and B ~ N(0, 0.02^2).
+    pub fn new(d_in: i64, d_out: i64, init_rank: i64, alpha: f64, device: Device) -> Self {
+        let f = (Kind::Float, device);
+        let a = Tensor::randn([init_rank, d_in], f) * 0.02;
+        let b = Tensor::randn([d_out, init_rank], f) * 0.02;
+        let e = Tensor::zeros([init_rank, 1], f);
+        Self::from_tensors(a, b, e, alpha)
+    }
+
+    /// An adapter with the given A (r x d_in), B (d_out x r) and E (r x 1); they become
+    /// trainable leaves.
+    pub fn from_tensors(a: Tensor, b: Tensor, e: Tensor, alpha: f64) -> Self {
+        let r = a.size()[0];
+        assert_eq!(b.size()[1], r, "lora_B must be d_out x r");
+        assert_eq!(e.size(), [r, 1], "lora_E must be r x 1");
+        let ranknum = Tensor::from_slice(&[r as f32]).to_device(a.device()) + 1e-5;
+        AdaLoraAdapter {
+            a: a.detach().set_requires_grad(true),
+            b: b.detach().set_requires_grad(true),
+            e: e.detach().set_requires_grad(true),
+            scaling: if alpha > 0.0 { alpha } else { r as f64 },
+            ranknum,
+            pattern: vec![true; r as usize],
+        }
+    }
+
+    /// r_init, the (fixed) size of the triplet dimension.
+    pub fn init_rank(&self) -> i64 {
+        self.a.size()[0]
+    }
+
+    /// Which triplets the last mask kept (all, before the first mask).
+    pub fn pattern(&self) -> &[bool] {
+        &self.pattern
+    }
+
+    /// Zeroes E where `keep` is false, in place (the optimizer holds this very tensor), and
+    /// records `keep` as the rank pattern.
+    fn apply_pattern(&mut self, keep: Vec<bool>) {
+        assert_eq!(keep.len() as i64, self.init_rank(), "rank pattern length");
+        let drop: Vec<bool> = keep.iter().map(|k| !k).collect();
+        let drop = Tensor::from_slice(&drop).to_device(self.e.device()).view([-1, 1]);
+        tch::no_grad(|| {
+            let _ = self.e.masked_fill_(&drop, 0.0);
+        });
+        self.pattern = keep;
+    }
+}
+
+impl Adapter for AdaLoraAdapter {
+    fn delta(&self, x: &Tensor) -> Tensor {
+        x.matmul(&(&self.a * &self.e).tr()).matmul(&self.b.tr()) * self.scaling / &self.ranknum
+    }
+
+    fn delta_weight(&self) -> Tensor {
+        self.b.matmul(&(&self.a * &self.e)) * self.scaling / &self.ranknum
+    }
+
+    /// The number of triplets in the rank pattern (the effective rank once masking starts).
+    fn rank(&self) -> i64 {
+        self.pattern.iter().filter(|&&k| k).count() as i64
+    }
+
+    fn params(&self) -> Vec<(&'static str, Tensor)> {
+        vec![("lora_A", self.a.shallow_clone()), ("lora_B", self.b.shallow_clone()), ("lora_E", self.e.shallow_clone())]
+    }
+
+    /// Every entry of A, B and E: masked triplets stay trainable, as in PEFT.
+    fn trainable_count(&self) -> i64 {
+        (self.a.numel() + self.b.numel() + self.e.numel()) as i64
+    }
+}
+
+/// Triplet scores of one matrix from the element scores of A (r x d_in), B (d_out x r) and
+/// E (r x 1): s(E_i) + mean_j s(A_ij) + mean_j s(B_ji), a vector of r (PEFT's `mask_to_budget`
+/// and `_combine_ipt`, operation for operation).
+pub fn triplet_scores(s_a: &Tensor, s_b: &Tensor, s_e: &Tensor) -> Tensor {
+    let a = s_a.mean_dim(1, true, None::<Kind>);
+    let b = s_b.mean_dim(0, false, None::<Kind>).view([-1, 1]);
+    let ab = Tensor::cat(&[a, b], 1).sum_dim_intlist(1, false, None::<Kind>);
+    s_e.view([-1]) + ab.view([-1])
+}
+
+/// The EMA statistics of one parameter (PEFT's `exp_avg_ipt` and `exp_avg_unc`).
+#[derive(Debug)]
+struct Ema {
+    ipt: Tensor,
+    unc: Tensor,
+}
+
+impl Ema {
+    fn score(&self) -> Tensor {
+        &self.ipt * &self.unc
+    }
+}
+
+/// What the last `after_step` did.
+#[derive(Debug)]
+pub struct Allocation {
+    pub step: i64,
+    /// The budget of PEFT's `budget_schedule` at this step.
+    pub budget: i64,
+    /// Whether E was masked to the budget (`mask_to_budget`); false for no mask and for the
+    /// final phase's fixed pattern.
+    pub masked: bool,
+    /// The triplet scores ranked at a mask step, all matrices concatenated in model order.
+    pub scores: Option<Tensor>,
+    /// k = initial budget - budget, and the k-th smallest score (triplets scoring at most this
+    /// are masked).
+    pub k: i64,
+    pub threshold: Option<f64>,
+}
+
+/// The rank allocator: PEFT's `AdaLoraModel.update_and_allocate` with its `RankAllocator`.
+#[derive(Debug)]
+pub struct AdaLoraController {
+    pub config: AdaLoraConfig,
+    adapters: Vec<(String, Shared<AdaLoraAdapter>)>,
+    total_steps: i64,
+    orth_reg_weight: f64,
+    /// Per adapter, the statistics of A, B and E; None before the first update and after the
+    /// reset at the start of the final phase.
+    ema: Vec<Option<[Ema; 3]>>,
+    last: Option<Allocation>,
+}
+
+fn lock(a: &Shared<AdaLoraAdapter>) -> std::sync::MutexGuard<'_, AdaLoraAdapter> {
+    a.lock().expect("adapter lock poisoned")
+}
+
+impl AdaLoraController {
+    pub fn new(config: AdaLoraConfig, adapters: Vec<(String, Shared<AdaLoraAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
+        let ema = adapters.iter().map(|_| None).collect();
+        AdaLoraController { config, adapters, total_steps, orth_reg_weight, ema, last: None }
+    }
+
+    /// PEFT's `init_bgt`: the sum of the matrices' initial ranks.
+    pub fn init_budget(&self) -> i64 {
+        self.adapters.iter().map(|(_, a)| lock(a).init_rank()).sum()
+    }
+
+    /// PEFT's `target_bgt`.
+    pub fn target_budget(&self) -> i64 {
+        self.config.target_rank * self.adapters.len() as i64
+    }
+
+    /// What the last `after_step` did (budget, scores, threshold).
+    pub fn last(&self) -> Option<&Allocation> {
+        self.last.as_ref()
+    }
+
+    /// The rank pattern of every matrix, in model order.
+    pub fn patterns(&self) -> Vec<(String, Vec<bool>)> {
+        self.adapters.iter().map(|(n, a)| (n.clone(), lock(a).pattern().to_vec())).collect()
+    }
+
+    /// PEFT's `update_ipt`: sensitivity I = |w * grad w| (zero where there is no gradient),
+    /// Ibar <- b1 Ibar + (1 - b1) I, Ubar <- b2 Ubar + (1 - b2) |I - Ibar| with the new Ibar.
+    fn update_ipt(&mut self) {
+        let (b1, b2) = (self.config.beta1, self.config.beta2);
+        for ((_, adapter), ema) in self.adapters.iter().zip(self.ema.iter_mut()) {
+            let a = lock(adapter);
+            let params = [&a.a, &a.b, &a.e];
+            let old = ema.take();
+            let updated = tch::no_grad(|| {
+                let mut out = Vec::with_capacity(3);
+                for (j, p) in params.into_iter().enumerate() {
+                    let g = p.grad();
+                    let ipt = if g.defined() { (p * &g).abs() } else { p.zeros_like() };
+                    let (avg, unc) = match &old {
+                        Some(o) => (o[j].ipt.shallow_clone(), o[j].unc.shallow_clone()),
+                        None => (p.zeros_like(), p.zeros_like()),
+                    };
+                    let avg = avg * b1 + &ipt * (1.0 - b1);
+                    let unc = unc * b2 + (&ipt - &avg).abs() * (1.0 - b2);
+                    out.push(Ema { ipt: avg.detach(), unc: unc.detach() });
+                }
+                out
+            });
+            *ema = Some(updated.try_into().expect("three roles"));
+        }
+    }
+
+    /// PEFT's `mask_to_budget`: masks the triplets scoring at most the (init - budget)-th
+    /// smallest score. Returns (scores, k, threshold); nothing is masked when k < 1 (PEFT would
+    /// fail in `kthvalue`) or when there are no statistics yet (only after a resume).
+    fn mask_to_budget(&mut self, budget: i64) -> (Option<Tensor>, i64, Option<f64>) {
+        let k = self.init_budget() - budget;
+        if self.ema.iter().any(|e| e.is_none()) {
+            return (None, k, None);
+        }
+        let per_matrix: Vec<Tensor> = tch::no_grad(|| {
+            self.ema.iter().map(|e| {
+                let [a, b, e] = e.as_ref().expect("checked above");
+                triplet_scores(&a.score(), &b.score(), &e.score())
+            }).collect()
+        });
+        let all = Tensor::cat(&per_matrix, 0);
+        if k < 1 {
+            return (Some(all), k, None);
+        }
+        let threshold = all.kthvalue(k, 0, false).0.double_value(&[]);
+        for ((_, adapter), scores) in self.adapters.iter().zip(&per_matrix) {
+            let keep: Vec<bool> = Vec::<bool>::try_from(scores.le(threshold).logical_not()).expect("bool scores");
+            lock(adapter).apply_pattern(keep);
+        }
+        (Some(all), k, Some(threshold))
+    }
+}
+
+impl RankController for AdaLoraController {
+    /// PEFT's `update_and_allocate(global_step = step)`. Before T - t_f: statistics update, then
+    /// a mask to the scheduled budget when due. At T - t_f: a forced mask to the final budget
+    /// with the statistics of the previous steps (no update at this step), then the statistics
+    /// are dropped. After: the fixed pattern is re-applied to E at every step.
+    fn after_step(&mut self, step: i64, _opt: &mut AdamW) -> Result<()> {
+        let c = &self.config;
+        let final_start = self.total_steps - c.tfinal;
+        let (init, target) = (self.init_budget(), self.target_budget());
+        let (budget, due) = adalora_budget(step, init, target, c.tinit, c.tfinal, self.total_steps, c.delta_t);
+        let mut done = Allocation { step, budget, masked: false, scores: None, k: 0, threshold: None };
+        if step < final_start {
+            self.update_ipt();
+            if due {
+                let (scores, k, threshold) = self.mask_to_budget(budget);
+                done = Allocation { masked: threshold.is_some(), scores, k, threshold, ..done };
+            }
+        } else if step == final_start {
+            let (scores, k, threshold) = self.mask_to_budget(budget);
+            done = Allocation { masked: threshold.is_some(), scores, k, threshold, ..done };
+            self.ema.iter_mut().for_each(|e| *e = None);
+        } else {
+            for (_, adapter) in &self.adapters {
+                let mut a = lock(adapter);
+                let keep = a.pattern().to_vec();
+                a.apply_pattern(keep);
+            }
+        }
+        self.last = Some(done);
+        Ok(())
+    }
+
+    /// orth_reg_weight / (2n) * sum over matrices of ||A A^T - I||_F + ||B^T B - I||_F (PEFT's
+    /// `AdaLoraModel.forward`, which averages over the 2n lora_A and lora_B matrices).
+    fn regularization(&self) -> Option<Tensor> {
+        super::orthogonality_regularization(&self.adapters, self.orth_reg_weight, |a| (a.a.shallow_clone(), a.b.shallow_clone()))
+    }
+
+    fn ranks(&self) -> Vec<(String, i64)> {
+        super::ranks_of(&self.adapters)
+    }
+
+    fn budget(&self) -> Option<i64> {
+        Some(self.target_budget())
+    }
+
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        super::named_params_of(&self.adapters)
+    }
+
+    fn trainable_count(&self) -> i64 {
+        super::trainable_count_of(&self.adapters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::shared;
+    use super::*;
+    use crate::optim::AdamWConfig;
+
+    fn t(v: &[f32], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(v).view(shape)
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let c: AdaLoraConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, AdaLoraConfig::default());
+        assert_eq!((c.init_rank, c.target_rank, c.tinit, c.tfinal, c.delta_t), (3, 2, 0, 0, 1));
+        assert_eq!((c.beta1, c.beta2), (0.85, 0.85));
+        assert!(serde_json::from_str::<AdaLoraConfig>(r#"{"init_r": 3}"#).is_err());
+    }
+
+    #[test]
+    fn new_adapter_starts_with_zero_e_and_full_pattern() {
+        let a = AdaLoraAdapter::new(8, 6, 3, 16.0, Device::Cpu);
+        assert_eq!((a.a.size(), a.b.size(), a.e.size()), (vec![3, 8], vec![6, 3], vec![3, 1]));
+        assert_eq!(a.e.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(a.delta_weight().abs().max().double_value(&[]), 0.0);
+        assert_eq!((a.rank(), a.trainable_count(), a.scaling), (3, 24 + 18 + 3, 16.0));
+        let names: Vec<_> = a.params().into_iter().map(|(n, p)| (n, p.requires_grad())).collect();
+        assert_eq!(names, [("lora_A", true), ("lora_B", true), ("lora_E", true)]);
+        // PEFT falls back to scaling = r when lora_alpha is 0.
+        assert_eq!(AdaLoraAdapter::new(4, 4, 3, 0.0, Device::Cpu).scaling, 3.0);
+    }
+
+    #[test]
+    fn delta_is_x_times_delta_weight_transposed_with_scale_alpha_over_r() {
+        let a = AdaLoraAdapter::from_tensors(
+            t(&[1., 2., 0., 1., -1., 3.], &[2, 3]),
+            t(&[1., 0., 2., 1.], &[2, 2]),
+            t(&[0.5, 2.0], &[2, 1]),
+            4.0,
+        );
+        // B diag(E) A = [[0.5, 1, 0], [1+2, 2-2, 6]] * 4 / (2 + 1e-5)
+        let want = t(&[0.5, 1., 0., 3., 0., 6.], &[2, 3]) * (4.0 / (2.0 + 1e-5));
+        assert!((a.delta_weight() - &want).abs().max().double_value(&[]) < 1e-6);
+        let x = t(&[1., -2., 0.5, 0., 1., 1.], &[2, 3]);
+        let d = (a.delta(&x) - x.matmul(&a.delta_weight().tr())).abs().max().double_value(&[]);
+        assert!(d < 1e-6, "{d}");
+    }
+
+    #[test]
+    fn triplet_score_is_e_plus_row_mean_of_a_plus_column_mean_of_b() {
+        // r = 2, d_in = 3, d_out = 2
+        let s_a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        let s_b = t(&[10., 20., 30., 40.], &[2, 2]);
+        let s_e = t(&[100., 200.], &[2, 1]);
+        let s = Vec::<f32>::try_from(triplet_scores(&s_a, &s_b, &s_e)).unwrap();
+        assert_eq!(s, [100. + 2. + 20., 200. + 5. + 30.]);
+    }
+
+    /// Two 2-rank matrices; the gradients make triplet 0 of the second matrix the least
+    /// important, then the budget phase masks it, and the final phase keeps it masked.
+    #[test]
+    fn phases_mask_then_freeze_the_pattern() {
+        let cfg = AdaLoraConfig { init_rank: 2, target_rank: 1, tinit: 0, tfinal: 2, delta_t: 1, ..Default::default() };
+        let mk = || shared(AdaLoraAdapter::from_tensors(Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), Tensor::ones([3, 2], (Kind::Float, Device::Cpu)), Tensor::ones([2, 1], (Kind::Float, Device::Cpu)), 8.0));
+        let adapters = vec![("m0".to_string(), mk()), ("m1".to_string(), mk())];
+        let mut ctl = AdaLoraController::new(cfg, adapters.clone(), 6, 0.1);
+        let mut opt = AdamW::new(AdamWConfig::default());
+        let weights = [[1.0, 2.0], [0.5, 3.0]];
+        for step in 0..6 {
+            // Gradient = weight of the triplet, on every entry of its row / column / value.
+            for ((_, a), w) in adapters.iter().zip(weights) {
+                let a = lock(a);
+                tch::no_grad(|| {
+                    let _ = a.e.shallow_clone().fill_(1.0);
+                });
+                let wv = t(&[w[0] as f32, w[1] as f32], &[2, 1]);
+                for p in [&a.a, &a.b, &a.e] {
+                    let mut g = p.grad();
+                    if g.defined() {
+                        let _ = g.zero_();
+                    }
+                }
+                ((&a.a * &wv).sum(Kind::Float) + (&a.b * wv.tr()).sum(Kind::Float) + (&a.e * &wv).sum(Kind::Float)).backward();
+            }
+            ctl.after_step(step, &mut opt).unwrap();
+            let last = ctl.last().unwrap();
+            // Budget 4 at step 0, cubic to 2 at T - t_f = 4, then 2.
+            let want_budget = [4, 2, 2, 2, 2, 2][step as usize];
+            assert_eq!(last.budget, want_budget, "step {step}");
+            if step == 0 {
+                assert_eq!(ctl.ranks(), [("m0".to_string(), 2), ("m1".to_string(), 2)]);
+                assert!(!last.masked);
+                continue;
+            }
+            if step < 5 {
+                assert!(last.masked, "step {step}");
+                assert_eq!(last.k, 2);
+            } else {
+                assert!(!last.masked && last.scores.is_none());
+            }
+            // m0 keeps triplet 1, m1 keeps triplet 1 (scores 1 < 2 and 0.5 < 3 are dropped).
+            assert_eq!(ctl.patterns(), [("m0".to_string(), vec![false, true]), ("m1".to_string(), vec![false, true])]);
+            for (_, a) in &adapters {
+                assert_eq!(Vec::<f32>::try_from(lock(a).e.view([-1])).unwrap(), [0.0, 1.0], "step {step}");
+            }
+        }
+        assert_eq!(ctl.budget(), Some(2));
+        assert_eq!(ctl.trainable_count(), 2 * (6 + 6 + 2));
+    }
+
+    #[test]
+    fn no_mask_when_the_budget_equals_the_initial_budget() {
+        let cfg = AdaLoraConfig { init_rank: 2, target_rank: 2, tinit: 0, tfinal: 0, delta_t: 1, ..Default::default() };
+        let a = shared(AdaLoraAdapter::new(3, 3, 2, 8.0, Device::Cpu));
+        let mut ctl = AdaLoraController::new(cfg, vec![("m".to_string(), a)], 4, 0.1);
+        let mut opt = AdamW::new(AdamWConfig::default());
+        ctl.after_step(1, &mut opt).unwrap();
+        assert!(!ctl.last().unwrap().masked);
+        assert_eq!(ctl.ranks()[0].1, 2);
+    }
+}
