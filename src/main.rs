@@ -16,6 +16,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train one configuration and write its run folder (config.yaml, metrics.json, curve.csv,
+    /// rank_history.csv, rank_pattern.json, adapter/).
+    ///
+    /// Config keys (dotted paths; `--set` and sweep grids take the same):
+    /// task, data_dir, model, max_seq_length, batch_size, eval_batch_size, epochs, max_steps,
+    /// eval_steps, seed, cls_dropout, max_train_examples, max_eval_examples, device, bf16,
+    /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps},
+    /// method.{name, lora_alpha, lora_dropout, orth_reg_weight, lr_policy, target_modules,
+    /// target_layers}, method.lora.rank, method.triadapt.{init_rank, ref_rank, warmup_steps,
+    /// interval, growth_step, threshold, top_k, importance, growth, init_std},
+    /// method.adalora.*, method.increlora.*, squad.*. See README.md for each.
+    Train {
+        /// Experiment YAML (e.g. experiments/rte.yaml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Run this method instead of the config's method.name (full, lora, adalora, increlora, triadapt).
+        #[arg(long)]
+        method: Option<String>,
+        /// Override a config key, e.g. --set method.triadapt.ref_rank=8 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Run folder (default results/runs/<task>_<method>_seed<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// cpu, cuda or cuda:N (overrides the config).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Print the LibTorch version, CUDA availability, device count and thread count (JSON).
     Env,
     /// Run a model on JSON-lines inputs and print one JSON line of logits per input.
@@ -59,16 +87,47 @@ enum Command {
         #[arg(long)]
         pad: bool,
     },
+    /// Download a model, GLUE data or SQuAD 2.0 into the cache and print the directory.
+    ///
+    /// Forms:
+    ///   triadapt fetch model OWNER/NAME   config.json, spm.model and model.safetensors (else
+    ///                                     pytorch_model.bin) of a hub model, e.g. microsoft/deberta-v3-base
+    ///   triadapt fetch glue TASK|all      the hub's nyu-mll/glue parquet files of cola, sst2, mrpc,
+    ///                                     qqp, stsb, mnli, qnli, rte, or all eight
+    ///   triadapt fetch squad2             SQuAD 2.0 train-v2.0.json and dev-v2.0.json
+    ///
+    /// The cache is $TRIADAPT_CACHE, else <user cache dir>/triadapt (~/.cache/triadapt on Linux):
+    /// models/<owner>/<name>/, glue/<task>/, squad2/. Complete files are skipped, a partial
+    /// download resumes, sizes and sha256 are checked against the hub's listing. HF_ENDPOINT
+    /// overrides the hub, TRIADAPT_SQUAD_URL the SQuAD base URL; HF_HUB_OFFLINE=1 downloads
+    /// nothing. Without network, place the files in those directories by hand.
+    #[command(verbatim_doc_comment)]
+    Fetch {
+        /// model, glue or squad2.
+        #[arg(value_name = "WHAT")]
+        kind: commands::fetch::FetchKind,
+        /// The model's hub name (model), or the task or `all` (glue); none for squad2.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Env => commands::env::run(),
+        Command::Train { config, method, sets, out, device } => {
+            let method = method.map(|m| m.parse()).transpose()?;
+            commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref() })
+        }
         Command::Predict { model, input, head, hidden, device, max_len } => {
             let device = triadapt::device::parse_device(&device)?;
             commands::predict::run(&commands::predict::PredictArgs { model: &model, input: &input, head, hidden, device, max_len })
         }
         Command::Tokenize { model, input, max_len, pad } => commands::tokenize::run(&model, &input, max_len, pad),
+        Command::Fetch { kind, name, quiet } => commands::fetch::run(kind, name.as_deref(), quiet),
     }
 }
 

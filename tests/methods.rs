@@ -25,9 +25,10 @@ fn trainer(cfg: &MethodConfig, total_steps: i64) -> Trainer {
     let dir = ModelDir::open(&model_dir("v3")).unwrap();
     let setup = MethodSetup::new(cfg);
     let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
+    let adapters = setup.adapters();
     let controller = setup.into_controller(cfg, total_steps);
     let optim = OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() };
-    Trainer::new(vs, model, controller, cfg.name, optim, LrPolicy::Restart, total_steps, 1).unwrap()
+    Trainer::new(vs, model, controller, adapters, cfg.name, optim, LrPolicy::Restart, total_steps, 1).unwrap()
 }
 
 fn batch() -> Batch {

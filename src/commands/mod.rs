@@ -1,7 +1,9 @@
 //! One module per subcommand; `main.rs` only parses arguments and calls these.
 pub mod env;
+pub mod fetch;
 pub mod predict;
 pub mod tokenize;
+pub mod train;
 
 use std::io::BufRead;
 use std::path::Path;

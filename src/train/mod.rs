@@ -72,6 +72,7 @@ pub struct Trainer {
     pub seed: i64,
     /// Backbone/head tensors that train (the head, or everything for full fine-tuning).
     trainable_vars: Vec<(String, Tensor)>,
+    adapters: Vec<(String, crate::peft::DynAdapter)>,
 }
 
 /// What one step did.
@@ -85,7 +86,8 @@ pub struct StepStats {
 impl Trainer {
     /// Freezes the backbone (all of it trains for full fine-tuning; the head always trains) and
     /// registers every trainable tensor with AdamW, born at step 0.
-    pub fn new(vs: nn::VarStore, model: DebertaModel, controller: Box<dyn RankController>, method: MethodName, optim: OptimConfig, lr_policy: LrPolicy, total_steps: i64, seed: i64) -> Result<Self> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(vs: nn::VarStore, model: DebertaModel, controller: Box<dyn RankController>, adapters: Vec<(String, crate::peft::DynAdapter)>, method: MethodName, optim: OptimConfig, lr_policy: LrPolicy, total_steps: i64, seed: i64) -> Result<Self> {
         if total_steps < 1 {
             bail!("key `total_steps`: a run needs at least one training step");
         }
@@ -107,7 +109,7 @@ impl Trainer {
         for (name, t) in controller.named_params() {
             opt.add(&name, &t, 0, optim.weight_decay)?;
         }
-        Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars })
+        Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars, adapters })
     }
 
     /// The learning-rate multiplier of entries born at `birth`, at `step`.
@@ -117,6 +119,16 @@ impl Trainer {
             LrPolicy::Follow => 0,
         };
         linear_schedule(step, birth, self.optim.warmup_steps, self.total_steps)
+    }
+
+    /// Backbone/head tensors that train, by HF name.
+    pub fn trainable_vars(&self) -> &[(String, Tensor)] {
+        &self.trainable_vars
+    }
+
+    /// The adapted matrices, by HF module name.
+    pub fn adapters(&self) -> &[(String, crate::peft::DynAdapter)] {
+        &self.adapters
     }
 
     /// Every tensor the optimizer updates (for clipping and counting).
@@ -155,3 +167,5 @@ impl Trainer {
         Ok(StepStats { loss: loss_value, lr: self.optim.lr * mult(0), grad_norm })
     }
 }
+pub mod eval;
+pub mod run;

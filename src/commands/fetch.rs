@@ -1,0 +1,60 @@
+//! `triadapt fetch`: download a hub model, GLUE tasks or SQuAD 2.0 into the cache and print where
+//! they are (one directory a line on stdout; progress and per-file notes go to stderr).
+
+use anyhow::{bail, Result};
+
+use crate::data::fetch::{self, Cache, FetchReport, Outcome, Remote, GLUE_TASKS};
+pub use crate::data::fetch::{cache_dir, resolve_glue_dir, resolve_model, resolve_squad_dir};
+
+/// What to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchKind {
+    /// A hub model repository (`fetch model OWNER/NAME`).
+    Model,
+    /// One GLUE task or `all` (`fetch glue TASK`).
+    Glue,
+    /// SQuAD 2.0 (`fetch squad2`).
+    Squad2,
+}
+
+impl std::str::FromStr for FetchKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "model" => Ok(FetchKind::Model),
+            "glue" => Ok(FetchKind::Glue),
+            "squad2" => Ok(FetchKind::Squad2),
+            other => bail!("unknown thing to fetch {other:?} (expected model, glue or squad2)"),
+        }
+    }
+}
+
+/// Fetches `kind` (`name`: the model's hub id, or the GLUE task or `all`) and prints the
+/// directories it is in. `quiet` hides the progress bars.
+pub fn run(kind: FetchKind, name: Option<&str>, quiet: bool) -> Result<()> {
+    let remote = Remote::from_env();
+    let cache = Cache::from_env()?;
+    let progress = !quiet;
+    let reports = match (kind, name) {
+        (FetchKind::Model, Some(repo)) => vec![fetch::fetch_model(&remote, &cache, repo, progress)?],
+        (FetchKind::Model, None) => bail!("fetch model needs the hub name, e.g. `triadapt fetch model microsoft/deberta-v3-base`"),
+        (FetchKind::Glue, Some("all")) => {
+            let mut out = Vec::new();
+            for task in GLUE_TASKS {
+                eprintln!("GLUE {task}:");
+                out.push(fetch::fetch_glue(&remote, &cache, task, progress)?);
+            }
+            out
+        }
+        (FetchKind::Glue, Some(task)) => vec![fetch::fetch_glue(&remote, &cache, task, progress)?],
+        (FetchKind::Glue, None) => bail!("fetch glue needs a task: one of {} or all", GLUE_TASKS.join(", ")),
+        (FetchKind::Squad2, None) => vec![fetch::fetch_squad2(&remote, &cache, progress)?],
+        (FetchKind::Squad2, Some(extra)) => bail!("fetch squad2 takes no name (got {extra:?})"),
+    };
+    for FetchReport { dir, files } in reports {
+        let fetched = files.iter().filter(|(_, o)| matches!(o, Outcome::Downloaded(_))).count();
+        eprintln!("{}: {} file(s), {fetched} downloaded, {} already there", dir.display(), files.len(), files.len() - fetched);
+        println!("{}", dir.display());
+    }
+    Ok(())
+}
