@@ -104,6 +104,9 @@ impl Adapter for DenseUpdate {
     fn trainable_count(&self) -> i64 {
         self.dw.numel() as i64
     }
+    fn set_tensor(&mut self, role: &str, _value: Tensor) -> anyhow::Result<()> {
+        anyhow::bail!("the test adapter has no tensor {role}")
+    }
 }
 
 /// Rank (m + 2 * layer) mod 4 for matrix m of LAYER_MATRICES: every rank 0..3, zeros included.

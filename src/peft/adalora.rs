@@ -128,6 +128,26 @@ impl Adapter for AdaLoraAdapter {
     fn trainable_count(&self) -> i64 {
         (self.a.numel() + self.b.numel() + self.e.numel()) as i64
     }
+
+    /// The rank pattern (1 = kept), saved so that a loaded adapter reports the same ranks.
+    fn buffers(&self) -> Vec<(&'static str, Tensor)> {
+        let keep: Vec<f32> = self.pattern.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+        vec![("adalora_pattern", Tensor::from_slice(&keep))]
+    }
+
+    fn set_tensor(&mut self, role: &str, value: Tensor) -> Result<()> {
+        let dev = self.a.device();
+        match role {
+            "lora_A" => self.a = super::leaf(&value, dev),
+            "lora_B" => self.b = super::leaf(&value, dev),
+            "lora_E" => self.e = super::leaf(&value, dev),
+            "adalora_pattern" => {
+                self.pattern = Vec::<f32>::try_from(value.to_kind(Kind::Float).flatten(0, -1))?.into_iter().map(|v| v > 0.5).collect();
+            }
+            _ => return Err(super::unknown_role("AdaLoRA", role)),
+        }
+        Ok(())
+    }
 }
 
 /// Triplet scores of one matrix from the element scores of A (r x d_in), B (d_out x r) and
@@ -319,6 +339,40 @@ impl RankController for AdaLoraController {
 
     fn trainable_count(&self) -> i64 {
         super::trainable_count_of(&self.adapters)
+    }
+
+    /// The moving averages of every matrix's A, B and E (present only between the first update
+    /// and the final-phase reset), so a resumed run allocates as the uninterrupted one.
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, ema) in self.ema.iter().enumerate() {
+            if let Some(e) = ema {
+                for (role, x) in ["A", "B", "E"].iter().zip(e.iter()) {
+                    out.push((format!("ema.{i}.{role}.ipt"), x.ipt.shallow_clone()));
+                    out.push((format!("ema.{i}.{role}.unc"), x.unc.shallow_clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        for i in 0..self.ema.len() {
+            if !state.contains_key(&format!("ema.{i}.A.ipt")) {
+                self.ema[i] = None;
+                continue;
+            }
+            let dev = lock(&self.adapters[i].1).a.device();
+            let get = |role: &str, which: &str| -> Result<Tensor> {
+                Ok(super::state_entry(state, &format!("ema.{i}.{role}.{which}"))?.to_device(dev))
+            };
+            self.ema[i] = Some([
+                Ema { ipt: get("A", "ipt")?, unc: get("A", "unc")? },
+                Ema { ipt: get("B", "ipt")?, unc: get("B", "unc")? },
+                Ema { ipt: get("E", "ipt")?, unc: get("E", "unc")? },
+            ]);
+        }
+        Ok(())
     }
 }
 

@@ -311,6 +311,26 @@ impl Adapter for IncreLoraAdapter {
         ]
     }
 
+    fn set_tensor(&mut self, role: &str, value: Tensor) -> Result<()> {
+        let dev = self.a.device();
+        match role {
+            "lora_A" => self.a = super::leaf(&value, dev),
+            "lora_E" => self.e = super::leaf(&value, dev),
+            "lora_B" => self.b = super::leaf(&value, dev),
+            "reserve_A" => self.frozen_a = value.to_device(dev).to_kind(Kind::Float),
+            "reserve_B" => self.frozen_b = value.to_device(dev).to_kind(Kind::Float),
+            "increlora_state" => {
+                let v = Vec::<f64>::try_from(value.to_kind(Kind::Double).flatten(0, -1))?;
+                if v.len() != 5 {
+                    bail!("increlora_state has {} entries, expected 5", v.len());
+                }
+                (self.rank, self.reserve, self.reserve_e, self.score, self.capture) = (v[0] as i64, v[1] as i64, v[2], v[3], v[4] != 0.0);
+            }
+            _ => return Err(super::unknown_role("IncreLoRA", role)),
+        }
+        Ok(())
+    }
+
     /// A' = A * E and B' = B * alpha / (ranknum + 1e-5) over the active ranks. Exact once the
     /// reserve's E is 0 (budget reached, or no advance learning); before that it leaves out the
     /// reserve's 1e-5 * B_res A_res term.
@@ -453,6 +473,16 @@ impl RankController for IncreLoraController {
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         vec![("exp_avg_ipt".into(), Tensor::from_slice(&self.exp_avg_ipt)), ("exp_avg_unc".into(), Tensor::from_slice(&self.exp_avg_unc))]
+    }
+
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let read = |k: &str| -> Result<Vec<f64>> { Ok(Vec::<f64>::try_from(super::state_entry(state, k)?.to_kind(Kind::Double))?) };
+        let (ipt, unc) = (read("exp_avg_ipt")?, read("exp_avg_unc")?);
+        if ipt.len() != self.adapters.len() || unc.len() != self.adapters.len() {
+            bail!("saved IncreLoRA importance has the wrong length");
+        }
+        (self.exp_avg_ipt, self.exp_avg_unc) = (ipt, unc);
+        Ok(())
     }
 }
 

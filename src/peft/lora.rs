@@ -48,6 +48,16 @@ impl Adapter for LoraAdapter {
     fn lora_factors(&self) -> (Tensor, Tensor) {
         tch::no_grad(|| (self.a.detach().copy(), &self.b.detach() * self.scaling))
     }
+
+    fn set_tensor(&mut self, role: &str, value: Tensor) -> anyhow::Result<()> {
+        let dev = self.a.device();
+        match role {
+            "lora_A" => self.a = super::leaf(&value, dev),
+            "lora_B" => self.b = super::leaf(&value, dev),
+            _ => return Err(super::unknown_role("LoRA", role)),
+        }
+        Ok(())
+    }
 }
 
 /// The `method.lora` block.

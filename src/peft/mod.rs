@@ -41,6 +41,9 @@ pub trait Adapter: Send + std::fmt::Debug {
     fn buffers(&self) -> Vec<(&'static str, Tensor)> {
         Vec::new()
     }
+    /// Replaces the tensor of a role named by `params()` or `buffers()` with a saved value (of
+    /// any rank: loading a grown adapter). Parameters come back as trainable leaves.
+    fn set_tensor(&mut self, role: &str, value: Tensor) -> Result<()>;
     /// Plain LoRA factors (A': r x d_in, B': d_out x r) with the scaling folded into B', such
     /// that `B' A' == delta_weight()`; r is `rank()`. This is what `export-peft` writes. The
     /// default factorises `delta_weight()` by a truncated SVD; methods override it with their
@@ -101,6 +104,26 @@ pub trait RankController: Send + std::fmt::Debug {
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
+    /// Restores what `state_tensors` saved (keys without the `controller.` prefix).
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// A trainable leaf copy of a loaded tensor on `device`.
+pub(crate) fn leaf(value: &Tensor, device: tch::Device) -> Tensor {
+    value.detach().to_device(device).to_kind(tch::Kind::Float).contiguous().set_requires_grad(true)
+}
+
+/// A saved state tensor by key, or an error naming it.
+pub(crate) fn state_entry<'a>(state: &'a std::collections::HashMap<String, Tensor>, key: &str) -> Result<&'a Tensor> {
+    state.get(key).ok_or_else(|| anyhow::anyhow!("saved controller state lacks `{key}`"))
+}
+
+/// The error for a role an adapter does not have.
+pub(crate) fn unknown_role(kind: &str, role: &str) -> anyhow::Error {
+    anyhow::anyhow!("a {kind} adapter has no tensor `{role}`")
 }
 
 fn read<A>(a: &Shared<A>) -> std::sync::MutexGuard<'_, A> {

@@ -65,3 +65,73 @@ pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64) -
     std::fs::write(dir.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)?)?;
     Ok(())
 }
+
+/// A saved adapter folder, read back.
+pub struct SavedAdapter {
+    pub config: AdapterConfig,
+    pub weights: std::collections::HashMap<String, Tensor>,
+}
+
+/// Reads `adapter_config.json` and `adapter_model.safetensors` of an adapter folder (or of a
+/// run folder's `adapter/`).
+pub fn read_adapter(path: &Path) -> Result<SavedAdapter> {
+    let dir = if path.join(ADAPTER_CONFIG).is_file() { path.to_path_buf() } else { path.join("adapter") };
+    let cfg_path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("{}: not an adapter folder or run folder (no {ADAPTER_CONFIG})", path.display()))?;
+    let config: AdapterConfig = serde_json::from_str(&text).with_context(|| format!("{}: invalid adapter config", cfg_path.display()))?;
+    if config.format != "triadapt-adapter" {
+        anyhow::bail!("{}: format {:?} is not a triadapt adapter", cfg_path.display(), config.format);
+    }
+    let weights = Tensor::read_safetensors(dir.join(ADAPTER_WEIGHTS))
+        .with_context(|| format!("cannot read {}", dir.join(ADAPTER_WEIGHTS).display()))?
+        .into_iter()
+        .collect();
+    Ok(SavedAdapter { config, weights })
+}
+
+/// Puts saved tensors into freshly built adapters (any rank) and into the model's trained
+/// variables (the head, or every weight for full fine-tuning). Every expected tensor must be
+/// present; errors name the missing one.
+pub fn apply_adapter(saved: &SavedAdapter, adapters: &[(String, super::DynAdapter)], vs: &tch::nn::VarStore) -> Result<()> {
+    for (module, a) in adapters {
+        let mut a = a.lock().expect("adapter lock");
+        let roles: Vec<&'static str> = a.params().into_iter().chain(a.buffers()).map(|(r, _)| r).collect();
+        for role in roles {
+            let key = format!("{module}.{role}");
+            let t = saved.weights.get(&key).with_context(|| format!("saved adapter lacks tensor `{key}`"))?;
+            a.set_tensor(role, t.shallow_clone()).with_context(|| format!("tensor `{key}`"))?;
+        }
+    }
+    let vars = vs.variables();
+    for (name, t) in &saved.weights {
+        if let Some(var) = vars.get(name) {
+            if var.size() != t.size() {
+                anyhow::bail!("saved tensor `{name}` has shape {:?}, the model expects {:?}", t.size(), var.size());
+            }
+            tch::no_grad(|| var.shallow_clone().copy_(t));
+        }
+    }
+    Ok(())
+}
+
+/// Restores the optimizer moments and birth steps and the controller state saved with the
+/// adapter, so that training continues exactly where it stopped. Returns the saved step.
+pub fn resume(t: &mut Trainer, dir: &Path) -> Result<i64> {
+    let saved = read_adapter(dir)?;
+    let dir = if dir.join(ADAPTER_CONFIG).is_file() { dir.to_path_buf() } else { dir.join("adapter") };
+    let state: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join(OPTIMIZER_STATE))
+        .with_context(|| format!("cannot read {}", dir.join(OPTIMIZER_STATE).display()))?
+        .into_iter()
+        .collect();
+    let names: Vec<String> = t.opt.names().map(str::to_string).collect();
+    for name in names {
+        let get = |k: &str| state.get(&format!("{name}.{k}")).with_context(|| format!("saved optimizer state lacks `{name}.{k}`"));
+        t.opt.set_state(&name, get("exp_avg")?, get("exp_avg_sq")?, get("birth")?)?;
+    }
+    let controller_state: std::collections::HashMap<String, Tensor> = state
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("controller.").map(|k| (k.to_string(), v.shallow_clone())))
+        .collect();
+    t.controller.load_state(&controller_state)?;
+    Ok(saved.config.step)
+}

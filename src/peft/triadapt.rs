@@ -190,6 +190,21 @@ impl Adapter for TriAdapter {
         self.a.numel() as i64 + self.b.numel() as i64 + masked
     }
 
+    /// Loading keeps the scaling alpha / r right: r is read from A's rows.
+    fn set_tensor(&mut self, role: &str, value: Tensor) -> Result<()> {
+        let dev = self.a.device();
+        match role {
+            "lora_A" => self.a = super::leaf(&value, dev),
+            "lora_B" => self.b = super::leaf(&value, dev),
+            "tri_L" => self.l = super::leaf(&value, dev),
+            "tri_U" => self.u = super::leaf(&value, dev),
+            "tri_L_mask" => self.l_mask = value.to_device(dev).to_kind(Kind::Float),
+            "tri_U_mask" => self.u_mask = value.to_device(dev).to_kind(Kind::Float),
+            _ => return Err(super::unknown_role("TriAdaptLoRA", role)),
+        }
+        Ok(())
+    }
+
     fn buffers(&self) -> Vec<(&'static str, Tensor)> {
         vec![("tri_L_mask", self.l_mask.shallow_clone()), ("tri_U_mask", self.u_mask.shallow_clone())]
     }
@@ -276,5 +291,12 @@ impl RankController for TriAdaptController {
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         vec![("previous_importance".into(), Tensor::from_slice(&self.previous))]
+    }
+
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let prev = Vec::<f64>::try_from(super::state_entry(state, "previous_importance")?.to_kind(Kind::Double))?;
+        anyhow::ensure!(prev.len() == self.adapters.len(), "saved importance has {} entries for {} matrices", prev.len(), self.adapters.len());
+        self.previous = prev;
+        Ok(())
     }
 }
