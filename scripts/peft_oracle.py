@@ -69,9 +69,23 @@ def setup() -> None:
     hf_logging.set_verbosity_error()
 
 
-def load_hf(model_dir: str, head: str) -> torch.nn.Module:
+def load_hf(model_dir: str, head: str, adapter_dir: str | None = None) -> torch.nn.Module:
+    """Loads the HF model strictly. With an adapter whose `modules_to_save` carries the head, a
+    backbone-only base may lack exactly those head tensors (PEFT supplies them), and the head
+    gets the adapter's label count."""
     auto = AutoModelForQuestionAnswering if head == "qa" else AutoModelForSequenceClassification
-    model, info = auto.from_pretrained(model_dir, output_loading_info=True, dtype=torch.float32)
+    kwargs = {}
+    head_modules: list[str] = []
+    if adapter_dir:
+        head_modules = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("modules_to_save") or []
+        saved = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+        for name in ("classifier", "qa_outputs"):
+            key = f"base_model.model.{name}.weight"
+            if key in saved:
+                kwargs["num_labels"] = saved[key].shape[0]
+    model, info = auto.from_pretrained(model_dir, output_loading_info=True, dtype=torch.float32, **kwargs)
+    if head_modules:
+        info["missing_keys"] = [k for k in info["missing_keys"] if not any(k.startswith(m + ".") for m in head_modules)]
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise OracleError(f"{model_dir}: HF load reported {problems}")
@@ -120,7 +134,7 @@ def run(model: torch.nn.Module, head: str, inputs: dict[str, torch.Tensor]) -> t
 
 
 def logits_job(model_dir: str, adapter_dir: str | None, head: str, inputs: str, out: str) -> None:
-    model = load_hf(model_dir, head)
+    model = load_hf(model_dir, head, adapter_dir)
     if adapter_dir:
         model = apply_peft(model, adapter_dir)
     save_file({"logits": run(model, head, read_inputs(inputs))}, out)

@@ -44,6 +44,24 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Fold a trained adapter into its base model: writes a plain HF checkpoint (config.json,
+    /// model.safetensors, spm.model) that HF transformers loads without triadapt or PEFT.
+    Merge {
+        /// A run folder (uses its adapter/) or an adapter folder.
+        adapter: PathBuf,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a trained adapter (any method) as a standard PEFT LoRA adapter (adapter_config.json
+    /// with a per-module rank_pattern, adapter_model.safetensors) computing the same dW.
+    ExportPeft {
+        /// A run folder (uses its adapter/) or an adapter folder.
+        adapter: PathBuf,
+        /// Output adapter directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the LibTorch version, CUDA availability, device count and thread count (JSON).
     Env,
     /// Run a model on JSON-lines inputs and print one JSON line of logits per input.
@@ -118,6 +136,8 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Env => commands::env::run(),
+        Command::Merge { adapter, out } => commands::adapter::merge(&adapter, &out),
+        Command::ExportPeft { adapter, out } => commands::adapter::export(&adapter, &out),
         Command::Train { config, method, sets, out, device } => {
             let method = method.map(|m| m.parse()).transpose()?;
             commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref() })

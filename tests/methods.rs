@@ -182,7 +182,7 @@ fn resume_is_exact(cfg: &MethodConfig, total: i64, split: i64) {
     for step in 0..split {
         first.step(&b, step).unwrap();
     }
-    save_adapter(tmp.path(), &first, cfg, split).unwrap();
+    save_adapter(tmp.path(), &first, cfg, split, &model_dir("v3")).unwrap();
     drop(first);
     // A fresh build: initial shapes, then the saved tensors (grown shapes) and optimizer state.
     tch::manual_seed(7);

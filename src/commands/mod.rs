@@ -1,4 +1,5 @@
 //! One module per subcommand; `main.rs` only parses arguments and calls these.
+pub mod adapter;
 pub mod env;
 pub mod fetch;
 pub mod predict;

@@ -30,6 +30,10 @@ pub struct AdapterConfig {
     pub step: i64,
     pub total_steps: i64,
     pub trainable_params: i64,
+    /// The base model directory the adapter was trained on (merge and export read it).
+    pub base_model: std::path::PathBuf,
+    pub head: crate::model::HeadKind,
+    pub num_labels: i64,
 }
 
 fn cpu(t: &Tensor) -> Tensor {
@@ -37,7 +41,7 @@ fn cpu(t: &Tensor) -> Tensor {
 }
 
 /// Writes the adapter folder of a trainer at `step` (everything needed to resume exactly).
-pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64) -> Result<()> {
+pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, base_model: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut weights: Vec<(String, Tensor)> = t.adapters().iter().flat_map(|(name, a)| {
         let a = a.lock().expect("adapter lock");
@@ -61,6 +65,9 @@ pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64) -
         step,
         total_steps: t.total_steps,
         trainable_params: t.trainable_count(),
+        base_model: std::fs::canonicalize(base_model).unwrap_or_else(|_| base_model.to_path_buf()),
+        head: t.model.kind,
+        num_labels: t.model.config.num_labels(),
     };
     std::fs::write(dir.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)?)?;
     Ok(())

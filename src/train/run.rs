@@ -247,7 +247,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
     match outcome {
         Ok(()) => {
             result.status = "finished".into();
-            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps)?;
+            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, &p.model_dir.dir)?;
         }
         Err(e) => {
             result.status = "failed".into();

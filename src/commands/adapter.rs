@@ -1,0 +1,53 @@
+//! `triadapt merge` and `triadapt export-peft`: a trained adapter as a plain HF checkpoint
+//! (dW folded into W0) or as a standard PEFT LoRA adapter.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tch::{nn, Device};
+
+use crate::model::{DebertaModel, ModelDir};
+use crate::peft::export::{export_peft, head_tensors, merged_weights, write_hf_checkpoint};
+use crate::peft::method::MethodSetup;
+use crate::peft::save::{apply_adapter, read_adapter, SavedAdapter};
+use crate::peft::DynAdapter;
+
+/// The base model with a saved adapter (from an adapter folder or a run folder) applied.
+pub struct Adapted {
+    pub saved: SavedAdapter,
+    pub model_dir: ModelDir,
+    pub vs: nn::VarStore,
+    pub model: DebertaModel,
+    pub adapters: Vec<(String, DynAdapter)>,
+}
+
+pub fn load_adapted(path: &Path, device: Device) -> Result<Adapted> {
+    let saved = read_adapter(path)?;
+    let mut model_dir = ModelDir::open(&saved.config.base_model)
+        .with_context(|| format!("the adapter's base model (adapter_config.json `base_model`) for {}", path.display()))?;
+    model_dir.config.num_labels = Some(saved.config.num_labels);
+    model_dir.config.id2label = None;
+    let setup = MethodSetup::new(&saved.config.method);
+    let (vs, model, _) = model_dir.load(saved.config.head, setup.factory(), device)?;
+    let adapters = setup.adapters();
+    apply_adapter(&saved, &adapters, &vs).with_context(|| format!("{}", path.display()))?;
+    Ok(Adapted { saved, model_dir, vs, model, adapters })
+}
+
+pub fn merge(path: &Path, out: &Path) -> Result<()> {
+    let a = load_adapted(path, Device::Cpu)?;
+    let tensors = merged_weights(&a.vs, &a.adapters)?;
+    write_hf_checkpoint(out, &a.model_dir, a.saved.config.head, &tensors)?;
+    eprintln!("merged {} adapted matrices into {}", a.adapters.len(), out.display());
+    Ok(())
+}
+
+pub fn export(path: &Path, out: &Path) -> Result<()> {
+    let a = load_adapted(path, Device::Cpu)?;
+    let head = head_tensors(&a.vs, a.saved.config.head);
+    let base = a.model_dir.dir.to_string_lossy().to_string();
+    let ranks = export_peft(out, &a.adapters, &head, &base, a.saved.config.head)?;
+    let total: i64 = ranks.iter().map(|(_, r)| r).sum();
+    eprintln!("wrote a PEFT LoRA adapter ({} modules, total rank {total}) to {}", ranks.len(), out.display());
+    Ok(())
+}
