@@ -8,7 +8,7 @@ CARGO_ENV := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH L
 CARGO := $(CARGO_ENV) cargo
 BIN := target/release/triadapt
 
-.PHONY: all venv build test demo fixtures clean env
+.PHONY: all venv build test demo reproduce fixtures clean env bench
 
 all: build
 
@@ -26,10 +26,32 @@ build: $(STAMP)
 test: $(STAMP)
 	$(CARGO) test --release
 
-## The embedded default: offline, CPU, bundled tiny model.
+## The embedded default: offline, CPU, the bundled tiny backbone on the bundled synthetic task:
+## TriAdaptLoRA against LoRA, AdaLoRA and IncreLoRA (sweeps/demo.yaml), then the figures and table.
 demo: build
 	$(BIN) env
-	$(BIN) predict --model tests/fixtures/models/v3 --input tests/fixtures/inputs/demo.jsonl
+	OMP_NUM_THREADS=1 $(BIN) sweep sweeps/demo.yaml
+	$(BIN) heatmap results/demo --task rte
+	$(BIN) plot results/demo
+	$(BIN) table results/demo
+	@echo
+	@echo "demo done: results/demo/runs.csv, results/demo/table.md, figures in plots/demo/"
+	@ls plots/demo
+
+## The paper's experiments end to end (resumable: finished runs are skipped). Needs the network
+## for the downloads, and a GPU to finish in reasonable time.
+PAPER_SWEEPS := sweeps/glue_r2.yaml sweeps/glue_r8.yaml sweeps/mnli_ranks.yaml sweeps/rte_warmup.yaml sweeps/rte_interval.yaml sweeps/rte_refrank.yaml sweeps/squad_v2.yaml
+reproduce: build
+	@for s in $(PAPER_SWEEPS); do printf '%s: ' $$s; $(BIN) sweep $$s --dry-run | grep -c pending || true; done
+	@echo "GPU-hour estimate: sum over runs of (epochs x train examples) / throughput. This machine"
+	@echo "has no GPU to measure it: run 'triadapt bench --model-config base --device cuda' on yours"
+	@echo "and divide (README 'Reproducing the paper'). Shard with --shard I/N or --slurm."
+	$(BIN) fetch model microsoft/deberta-v3-base
+	$(BIN) fetch glue all
+	$(BIN) fetch squad2
+	for s in $(PAPER_SWEEPS); do $(BIN) sweep $$s --devices $${DEVICES:-0} || exit 1; done
+	for r in results/*/; do $(BIN) table $$r || true; $(BIN) plot $$r || true; done
+	$(BIN) heatmap results/mnli_ranks --task mnli
 
 ## Regenerate the committed fixtures (byte-for-byte) with the pinned Python oracle.
 fixtures: $(STAMP)

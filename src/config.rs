@@ -216,7 +216,10 @@ impl RunConfig {
         if self.epochs <= 0.0 && self.max_steps.is_none() {
             bail!("key `epochs` = {}: must be positive (or set max_steps)", self.epochs);
         }
-        crate::device::parse_device_name(&self.device).map_err(|e| anyhow::anyhow!("key `device`: {e}"))?;
+        let device = crate::device::parse_device_name(&self.device).map_err(|e| anyhow::anyhow!("key `device`: {e}"))?;
+        if self.bf16 && !device.is_cuda() {
+            bail!("key `bf16`: bf16 autocast needs a CUDA device (device is {:?})", self.device);
+        }
         Ok(())
     }
 }

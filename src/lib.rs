@@ -1,4 +1,5 @@
 //! triadapt: TriAdaptLoRA and its baselines on DeBERTaV2/V3, built on tch (LibTorch).
+pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod data;
@@ -7,5 +8,7 @@ pub mod metrics;
 pub mod optim;
 pub mod peft;
 pub mod progress;
+pub mod report;
+pub mod sweep;
 pub mod train;
 pub mod model;

@@ -62,8 +62,129 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Evaluate a run folder (its adapter on its base model) or a fine-tuned HF model directory
+    /// on a GLUE split; prints the metrics (fractions) as JSON.
+    Eval {
+        /// A run folder, an adapter folder, or an HF model directory with a classification head.
+        #[arg(long)]
+        model: PathBuf,
+        /// GLUE task: mnli, sst2, cola, qqp, qnli, rte, mrpc, stsb.
+        #[arg(long)]
+        task: String,
+        /// train, validation, or validation_mismatched (MNLI).
+        #[arg(long, default_value = "validation")]
+        split: String,
+        /// The task's data folder (default: the run's data_dir, else the fetch cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Truncation length (default: the run's max_seq_length, else 512).
+        #[arg(long)]
+        max_len: Option<usize>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Also print every prediction (class ids or scores).
+        #[arg(long)]
+        predictions: bool,
+    },
+    /// Run a sweep: expand a sweep YAML into runs (methods x seeds x grid x zip), train each in a
+    /// child `triadapt train` process under <out>/runs/<id>/, and keep <out>/runs.csv up to date.
+    ///
+    /// Finished runs are skipped and failed or interrupted ones retried, so the same command
+    /// resumes a sweep. The file format and runs.csv columns are in README.md ("Sweeps").
+    Sweep {
+        /// Sweep YAML (e.g. sweeps/demo.yaml).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the runs (id, task, method, seed, swept values, done/failed/pending) and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only every N-th run starting at I (0-based; run i belongs to shard i % N).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Run one run per listed device at a time, e.g. --devices 0,1 (cuda:0, cuda:1); names
+        /// such as cpu or cuda:2 are taken as they are. Default: one run at a time on the
+        /// config's device.
+        #[arg(long, value_name = "LIST")]
+        devices: Option<String>,
+        /// Print a bash script that submits the sweep to Slurm (an array job, one task per
+        /// shard: N from --shard I/N, else one per run) and a dependent `triadapt collect`.
+        #[arg(long)]
+        slurm: bool,
+    },
+    /// Rebuild runs.csv from the row files (runs/<id>/row.json) of one or more results folders,
+    /// e.g. copies of results/<name> written by different shards.
+    Collect {
+        /// Results folders (each holding runs/<id>/row.json).
+        #[arg(value_name = "RESULTS_DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output file (default: runs.csv in the first folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Draw the final rank of every adapted matrix (paper Figure 2): one panel per method (layers x
+    /// Wq Wk Wv Wo Wf1 Wf2, the rank written in each cell, one shared colour scale), from the
+    /// run folders' rank_pattern.json. Writes <out>/<results name>/heatmap_<task>.{png,svg}.
+    ///
+    /// Uses the finished runs of runs.csv; where a method has several runs (seeds, swept values)
+    /// its panel shows the one with the highest best_score (ties: the lowest seed).
+    Heatmap {
+        /// A results directory holding runs.csv (e.g. results/glue).
+        #[arg(value_name = "RESULTS_DIR")]
+        results: PathBuf,
+        /// Folder for the figures (a subfolder named after the results directory is made).
+        #[arg(long, default_value = "plots")]
+        out: PathBuf,
+        /// Only this task (default: one figure per task with rank patterns).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Draw ablation curves (paper Figures 3-5: a metric against a swept key, one line per
+    /// method, mean over seeds with a min-max band), plus total rank and training loss / dev
+    /// metric against step from the run folders' curve.csv. Writes PNG and SVG into
+    /// <out>/<results name>/: ablation_<task>_<key>, rank_growth_<task>, training_<task>.
+    Plot {
+        /// A results directory holding runs.csv (e.g. results/rte_warmup).
+        #[arg(value_name = "RESULTS_DIR")]
+        results: PathBuf,
+        /// Swept key on the x axis, e.g. method.triadapt.warmup_steps; several keys joined by
+        /// commas are one knob (first non-empty per run). Default: the first swept column, joined
+        /// with later swept columns that are empty wherever it is set.
+        #[arg(long, value_name = "KEY")]
+        x: Option<String>,
+        /// runs.csv column on the y axis (e.g. f1, mm_accuracy). Default: best_score, the run's
+        /// main dev metric.
+        #[arg(long, value_name = "NAME")]
+        metric: Option<String>,
+        /// Folder for the figures (a subfolder named after the results directory is made).
+        #[arg(long, default_value = "plots")]
+        out: PathBuf,
+        /// Only this task (default: every task in runs.csv).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Print the GLUE dev table in the paper's layout (methods x MNLI m/mm, SST-2, CoLA, QQP
+    /// acc/F1, QNLI, RTE, MRPC, STS-B Corr, All Avg; x100, mean over seeds) and write it as
+    /// table.md and table.csv.
+    Table {
+        /// A results directory holding runs.csv (e.g. results/glue).
+        #[arg(value_name = "RESULTS_DIR")]
+        results: PathBuf,
+        /// Folder for table.md and table.csv (default: the results directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also split a method's row by this swept key, e.g. method.lora.rank (repeatable).
+        #[arg(long, value_name = "KEY")]
+        by: Vec<String>,
+    },
     /// Print the LibTorch version, CUDA availability, device count and thread count (JSON).
     Env,
+    /// Time training steps (forward, backward, AdamW, rank controller) on random weights of a
+    /// real DeBERTa-v3 shape after warm-up: examples/s, median step time and spread, rank
+    /// controller time per step, peak memory, achieved GFLOP/s. See README "Benchmarks".
+    Bench(commands::bench::BenchArgs),
     /// Run a model on JSON-lines inputs and print one JSON line of logits per input.
     ///
     /// Each input line is {"input_ids": [...], "attention_mask": [...], "token_type_ids": [...]}
@@ -136,6 +257,23 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Env => commands::env::run(),
+        Command::Heatmap { results, out, task } => commands::report::heatmap(&results, &out, task.as_deref()),
+        Command::Plot { results, x, metric, out, task } => {
+            commands::report::plot(&results, &out, &triadapt::report::curves::PlotOptions { x, metric, task })
+        }
+        Command::Table { results, out, by } => commands::report::table(&results, out.as_deref(), &by),
+        Command::Bench(args) => commands::bench::run(&args),
+        Command::Sweep { file, dry_run, shard, devices, slurm } => {
+            let shard = shard.map(|s| s.parse::<triadapt::sweep::Shard>()).transpose()?;
+            commands::sweep::run(&commands::sweep::SweepArgs { file: &file, dry_run, shard, devices: devices.as_deref(), slurm })
+        }
+        Command::Collect { dirs, out } => commands::sweep::collect(&dirs, out.as_deref()),
+        Command::Eval { model, task, split, data_dir, max_len, batch_size, device, predictions } => {
+            let device = triadapt::device::parse_device(&device)?;
+            let args = commands::eval::EvalArgs { model: &model, task: &task, split: &split, data_dir: data_dir.as_deref(), max_len, batch_size, device, with_predictions: predictions };
+            println!("{}", serde_json::to_string_pretty(&commands::eval::run(&args)?)?);
+            Ok(())
+        }
         Command::Merge { adapter, out } => commands::adapter::merge(&adapter, &out),
         Command::ExportPeft { adapter, out } => commands::adapter::export(&adapter, &out),
         Command::Train { config, method, sets, out, device } => {

@@ -81,13 +81,13 @@ impl AdamW {
         if self.index.contains_key(name) {
             bail!("parameter {name} registered twice with the optimizer");
         }
-        // Three separate buffers: a shallow clone (or a no-op `to_kind`) would share storage.
+        // Two separate buffers: a shallow clone (or a no-op `to_kind`) would share storage.
         let zeros = || value.detach().zeros_like();
         let state = ParamState {
             value: value.shallow_clone(),
             exp_avg: zeros(),
             exp_avg_sq: zeros(),
-            birth: value.detach().full_like(step as f64).to_kind(Kind::Float),
+            birth: uniform_birth(value, step),
             births: vec![step],
             weight_decay,
         };
@@ -121,7 +121,9 @@ impl AdamW {
             st.exp_avg_sq = embed(&st.exp_avg_sq, 0.0);
             st.birth = embed(&st.birth, step as f64);
         });
-        if !st.births.contains(&step) {
+        // Only a tensor that gained entries has a new birth (a same-shape "growth" has none, as
+        // the births read back from the saved birth tensor by `set_state`).
+        if old != new && !st.births.contains(&step) {
             st.births.push(step);
         }
         st.value = new_value.shallow_clone();
@@ -154,10 +156,14 @@ impl AdamW {
         let dev = s.value.device();
         s.exp_avg = exp_avg.to_device(dev).to_kind(s.value.kind());
         s.exp_avg_sq = exp_avg_sq.to_device(dev).to_kind(s.value.kind());
-        s.birth = birth.to_device(dev).to_kind(Kind::Float);
-        let mut births: Vec<i64> = Vec::<f32>::try_from(s.birth.flatten(0, -1).unique_dim(0, true, false, false).0)
+        let birth = birth.to_device(dev).to_kind(Kind::Float);
+        let mut births: Vec<i64> = Vec::<f32>::try_from(birth.flatten(0, -1).unique_dim(0, true, false, false).0)
             .unwrap_or_default().into_iter().map(|b| b as i64).collect();
         births.sort_unstable();
+        s.birth = match births.as_slice() {
+            [only] => uniform_birth(&s.value, *only),
+            _ => birth,
+        };
         s.births = births;
         Ok(())
     }
@@ -173,6 +179,12 @@ impl AdamW {
 
     /// One AdamW update at global step `step` (0-based). `lr_mult(birth)` is the learning-rate
     /// multiplier for entries born at `birth`; entries born later than `step` do not exist.
+    ///
+    /// A tensor whose entries share one birth (every tensor that never grew) is updated with
+    /// scalar bias corrections, operation for operation as torch.optim.AdamW's single-tensor
+    /// implementation: decay, `lerp_` of the first moment, the second moment, then
+    /// `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. A grown tensor (several births)
+    /// computes each entry's update count and learning rate from its birth.
     pub fn step(&mut self, step: i64, lr_mult: &dyn Fn(i64) -> f64) {
         let c = self.config;
         tch::no_grad(|| {
@@ -181,18 +193,32 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
+                if let [birth] = s.births[..] {
+                    let count = (step + 1 - birth).max(1) as i32;
+                    let lr = c.lr * lr_mult(birth);
+                    if s.weight_decay != 0.0 {
+                        let _ = s.value.g_mul_scalar_(1.0 - lr * s.weight_decay);
+                    }
+                    let _ = s.exp_avg.lerp_(&grad, 1.0 - c.beta1);
+                    let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
+                    let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - c.beta2)));
+                    let bc1 = 1.0 - c.beta1.powi(count);
+                    let bc2_sqrt = (1.0 - c.beta2.powi(count)).sqrt();
+                    let mut denom = s.exp_avg_sq.sqrt();
+                    let _ = denom.g_div_scalar_(bc2_sqrt);
+                    let _ = denom.g_add_scalar_(c.eps);
+                    let mut update = &s.exp_avg / &denom;
+                    let _ = update.g_mul_scalar_(lr / bc1);
+                    let _ = s.value.g_sub_(&update);
+                    continue;
+                }
                 // Number of updates each entry has had, including this one.
                 let count = (-&s.birth + (step + 1) as f64).clamp_min(1.0);
-                let lr = if s.births.len() == 1 {
-                    Tensor::from(c.lr * lr_mult(s.births[0])).to_kind(s.value.kind()).to_device(s.value.device())
-                } else {
-                    let mut lr = s.birth.zeros_like();
-                    for &b in &s.births {
-                        let here = s.birth.eq(b as f64);
-                        lr = lr.where_self(&here.logical_not(), &Tensor::from(c.lr * lr_mult(b)).to_device(s.value.device()));
-                    }
-                    lr
-                };
+                let mut lr = s.birth.zeros_like();
+                for &b in &s.births {
+                    let here = s.birth.eq(b as f64);
+                    lr = lr.where_self(&here.logical_not(), &Tensor::from(c.lr * lr_mult(b)).to_device(s.value.device()));
+                }
                 if s.weight_decay != 0.0 {
                     let decay = 1.0 - &lr * s.weight_decay;
                     let _ = s.value.g_mul_(&decay);
@@ -209,6 +235,12 @@ impl AdamW {
             }
         });
     }
+}
+
+/// The birth tensor of entries all born at `step`: one float broadcast to the parameter's shape
+/// (a stride-0 view, no memory per entry). Growing materialises it (see [`AdamW::grow`]).
+fn uniform_birth(value: &Tensor, step: i64) -> Tensor {
+    Tensor::from(step as f32).to_device(value.device()).expand(value.size(), true)
 }
 
 /// Clips the global L2 norm of the gradients to `max_norm` (torch.nn.utils.clip_grad_norm_);

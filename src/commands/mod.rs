@@ -1,8 +1,12 @@
 //! One module per subcommand; `main.rs` only parses arguments and calls these.
 pub mod adapter;
+pub mod bench;
 pub mod env;
+pub mod eval;
 pub mod fetch;
 pub mod predict;
+pub mod report;
+pub mod sweep;
 pub mod tokenize;
 pub mod train;
 

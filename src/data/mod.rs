@@ -2,4 +2,5 @@
 pub mod batch;
 pub mod fetch;
 pub mod glue;
+pub mod squad;
 pub mod tokenizer;

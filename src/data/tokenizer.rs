@@ -60,27 +60,103 @@ impl SpmTokenizer {
         self.pad_id
     }
 
+    pub fn cls_id(&self) -> i64 {
+        self.cls_id
+    }
+
+    pub fn sep_id(&self) -> i64 {
+        self.sep_id
+    }
+
     /// Token ids of one text without special tokens. An unknown character gives one `[UNK]`, as
     /// in HF (rust_tokenizers gives one per UTF-8 byte of characters outside the vocabulary).
     pub fn ids(&self, text: &str) -> Vec<i64> {
-        let text = collapse_whitespace(text);
-        let toks = self.inner.tokenize_with_offsets(&text);
+        self.ids_with_offsets(text).0
+    }
+
+    /// Token ids of one text (exactly those of `ids`) and each token's character span
+    /// `[begin, end)` in `text` (char indices, not bytes), for extractive QA.
+    ///
+    /// Spans cover what the token stands for without the whitespace sentencepiece folds into
+    /// its `▁` (so `▁world` in "hello  world" spans "world"); tokens follow each other without
+    /// overlap. A token that is only `▁` (before an unknown character) has an empty span at the
+    /// next non-whitespace character, and one `[UNK]` spans the whole run of unknown characters.
+    /// These are sentencepiece's own piece offsets (`encode(..., out_type="immutable_proto")`)
+    /// with surrounding whitespace trimmed. Whitespace is collapsed before rust_tokenizers sees
+    /// the text (as sentencepiece's normaliser does), so positions are mapped back through that.
+    pub fn ids_with_offsets(&self, text: &str) -> (Vec<i64>, Vec<(usize, usize)>) {
+        // The collapsed text, and for each of its chars the char index in `text` (plus the end).
+        let mut collapsed = String::with_capacity(text.len());
+        let mut back: Vec<usize> = Vec::with_capacity(text.len() + 1);
+        let mut pending_space = false;
+        let mut n_chars = 0;
+        for (i, c) in text.chars().enumerate() {
+            n_chars = i + 1;
+            if c.is_whitespace() {
+                pending_space = !collapsed.is_empty();
+                continue;
+            }
+            if pending_space {
+                collapsed.push(' ');
+                back.push(i - 1);
+                pending_space = false;
+            }
+            collapsed.push(c);
+            back.push(i);
+        }
+        back.push(n_chars);
+        let is_space: Vec<bool> = collapsed.chars().map(|c| c == ' ').collect();
+        let skip_spaces = |mut p: usize| {
+            while p < is_space.len() && is_space[p] {
+                p += 1;
+            }
+            p
+        };
+
+        let toks = self.inner.tokenize_with_offsets(&collapsed);
         let mut ids = Vec::with_capacity(toks.tokens.len());
+        let mut spans = Vec::with_capacity(toks.tokens.len());
         let mut last_unk_offset = None;
-        for (tok, offset) in toks.tokens.iter().zip(&toks.offsets) {
+        let mut prev_end = 0usize; // in collapsed chars
+        for (i, (tok, offset)) in toks.tokens.iter().zip(&toks.offsets).enumerate() {
             let id = self.inner.vocab().token_to_id(tok);
-            if id == self.unk_id {
+            let refs = &toks.reference_offsets[i];
+            // The last collapsed char this token stands for: the last char that is not a `▁`
+            // (whose reference is the whitespace it replaced, or 0 when it was prepended).
+            let last = if id == self.unk_id {
                 let begin = offset.map(|o| o.begin);
                 if begin.is_some() && begin == last_unk_offset {
+                    // Another UTF-8 byte of the same unknown piece (all carry the piece's last
+                    // char as their offset): HF has one [UNK] for the whole piece.
                     continue;
                 }
                 last_unk_offset = begin;
+                offset.map(|o| o.end as usize)
             } else {
                 last_unk_offset = None;
-            }
+                let chars: Vec<char> = tok.chars().collect();
+                if chars.len() == refs.len() {
+                    chars.iter().zip(refs).filter(|(c, _)| **c != '\u{2581}').map(|(_, &r)| r as usize + 1).max()
+                } else {
+                    offset.map(|o| o.end as usize)
+                }
+            };
+            let begin = skip_spaces(prev_end);
+            let end = last.unwrap_or(begin).max(begin);
+            spans.push((begin, end));
+            prev_end = end;
             ids.push(id);
         }
-        ids
+        // Back to char positions of the original text.
+        let spans = spans
+            .into_iter()
+            .map(|(b, e)| {
+                let begin = back[b.min(back.len() - 1)];
+                let end = if e > b { back[e - 1] + 1 } else { begin };
+                (begin, end)
+            })
+            .collect();
+        (ids, spans)
     }
 
     /// Encodes a text or a pair, truncated longest-first to `max_len` (special tokens included)

@@ -102,7 +102,6 @@ struct SelfAttention {
     p2c: bool,
     relative: bool,
     share_att_key: bool,
-    att_span: i64,
     attn_dropout: f64,
     pos_dropout: f64,
 }
@@ -130,7 +129,6 @@ impl SelfAttention {
             p2c,
             relative: c.relative_attention,
             share_att_key: c.share_att_key,
-            att_span: c.att_span(),
             attn_dropout: c.attention_probs_dropout_prob,
             pos_dropout: c.hidden_dropout_prob,
         }
@@ -142,7 +140,7 @@ impl SelfAttention {
         xs.view([s[0], s[1], self.heads, -1]).permute([0, 2, 1, 3])
     }
 
-    fn forward_t(&self, hs: &Tensor, mask: &Tensor, rel_pos: Option<&Tensor>, rel_emb: Option<&Tensor>, train: bool) -> Tensor {
+    fn forward_t(&self, hs: &Tensor, mask: &Tensor, rel: Option<&Relative>, train: bool) -> Tensor {
         let q = self.split_heads(&self.query.forward_t(hs, train));
         let k = self.split_heads(&self.key.forward_t(hs, train));
         let v = self.split_heads(&self.value.forward_t(hs, train));
@@ -150,9 +148,10 @@ impl SelfAttention {
         // HF computes sqrt(d * factor) as a float32 tensor.
         let scale = ((self.head_size * scale_factor) as f32).sqrt() as f64;
         let mut scores = q.matmul(&(k.transpose(-1, -2) / scale));
-        if let (true, Some(rel_pos), Some(rel_emb)) = (self.relative, rel_pos, rel_emb) {
-            let rel_emb = rel_emb.dropout(self.pos_dropout, train);
-            scores = scores + self.disentangled_bias(&q, &k, rel_pos, &rel_emb, scale, train);
+        if let (true, Some(rel)) = (self.relative, rel) {
+            // Dropout over all 2 * att_span rows (HF's draw), then only the rows in reach.
+            let rel_emb = rel.embeddings.dropout(self.pos_dropout, train).narrow(0, rel.first_row, rel.rows);
+            scores = scores + self.disentangled_bias(&q, &k, rel, &rel_emb, scale, train);
         }
         let scores = scores.masked_fill(&mask.logical_not(), f32::MIN as f64);
         let probs = scores.softmax(-1, scores.kind()).dropout(self.attn_dropout, train);
@@ -161,10 +160,11 @@ impl SelfAttention {
         ctx.view([s[0], s[1], -1])
     }
 
-    /// The c2p and p2c score terms. `rel_pos` is [l, l]; `rel_emb` holds 2*att_span rows.
-    fn disentangled_bias(&self, q: &Tensor, k: &Tensor, rel_pos: &Tensor, rel_emb: &Tensor, scale: f64, train: bool) -> Tensor {
-        let span = self.att_span;
-        let rel_emb = rel_emb.narrow(0, 0, 2 * span).unsqueeze(0);
+    /// The c2p and p2c score terms. `rel_emb` holds the `rel.rows` relative-embedding rows from
+    /// `rel.first_row` on: the only ones the [l, l] bucketed positions index (HF projects all
+    /// 2 * att_span rows through the query and key projections; the other rows are never read).
+    fn disentangled_bias(&self, q: &Tensor, k: &Tensor, rel: &Relative, rel_emb: &Tensor, scale: f64, train: bool) -> Tensor {
+        let rel_emb = rel_emb.unsqueeze(0);
         let (b, h, l) = (q.size()[0], q.size()[1], q.size()[2]);
         let mut score = Tensor::zeros([1], (q.kind(), q.device()));
         let index_shape = [b, h, l, l];
@@ -174,10 +174,9 @@ impl SelfAttention {
                 (Some(pk), false) => pk.forward(&rel_emb),
                 (None, false) => unreachable!("pos_key_proj exists whenever c2p is used without share_att_key"),
             };
-            let pos_key = self.split_heads(&pos_key); // [1, h, 2span, d]
-            let c2p = q.matmul(&pos_key.transpose(-1, -2)); // [b, h, l, 2span]
-            let idx = (rel_pos + span).clamp(0, 2 * span - 1).expand(index_shape, false);
-            score = score + c2p.gather(-1, &idx, false) / scale;
+            let pos_key = self.split_heads(&pos_key); // [1, h, rows, d]
+            let c2p = q.matmul(&pos_key.transpose(-1, -2)); // [b, h, l, rows]
+            score = score + c2p.gather(-1, &rel.c2p_index.expand(index_shape, false), false) / scale;
         }
         if self.p2c {
             let pos_query = match (&self.pos_query, self.share_att_key) {
@@ -186,11 +185,38 @@ impl SelfAttention {
                 (None, false) => unreachable!("pos_query_proj exists whenever p2c is used without share_att_key"),
             };
             let pos_query = self.split_heads(&pos_query);
-            let p2c = k.matmul(&pos_query.transpose(-1, -2)); // [b, h, l(key), 2span]
-            let idx = (-rel_pos + span).clamp(0, 2 * span - 1).expand(index_shape, false);
-            score = score + p2c.gather(-1, &idx, false).transpose(-1, -2) / scale;
+            let p2c = k.matmul(&pos_query.transpose(-1, -2)); // [b, h, l(key), rows]
+            score = score + p2c.gather(-1, &rel.p2c_index.expand(index_shape, false), false).transpose(-1, -2) / scale;
         }
         score
+    }
+}
+
+/// What every layer's relative attention shares in one forward pass.
+#[derive(Debug)]
+struct Relative {
+    /// The normalised relative embeddings, all 2 * att_span rows.
+    embeddings: Tensor,
+    /// The rows a sequence of this length reaches: `rows` from `first_row` on (2L - 1 of them
+    /// while L <= position_buckets / 2).
+    first_row: i64,
+    rows: i64,
+    /// HF's c2p index clamp(rel_pos + span, 0, 2 span - 1) and p2c index
+    /// clamp(-rel_pos + span, 0, 2 span - 1), less `first_row`: [l, l].
+    c2p_index: Tensor,
+    p2c_index: Tensor,
+}
+
+impl Relative {
+    fn new(embeddings: Tensor, len: i64, span: i64, buckets: i64, max_position: i64, device: tch::Device) -> Self {
+        let rel_pos = relative_positions(len, buckets, max_position, tch::Device::Cpu);
+        // Bucketed positions are symmetric (bucket(-x) = -bucket(x)): both indices lie in
+        // [span - m, span + m] with m the largest |bucket|, clamped to the table.
+        let m = rel_pos.abs().max().int64_value(&[]);
+        let first_row = (span - m).max(0);
+        let last_row = (span + m).min(2 * span - 1);
+        let index = |pos: Tensor| ((pos + span).clamp(0, 2 * span - 1) - first_row).to_device(device);
+        Relative { embeddings, first_row, rows: last_row - first_row + 1, c2p_index: index(rel_pos.shallow_clone()), p2c_index: index(-rel_pos) }
     }
 }
 
@@ -236,8 +262,8 @@ impl Layer {
         }
     }
 
-    fn forward_t(&self, hs: &Tensor, mask: &Tensor, rel_pos: Option<&Tensor>, rel_emb: Option<&Tensor>, train: bool) -> Tensor {
-        let ctx = self.attention.forward_t(hs, mask, rel_pos, rel_emb, train);
+    fn forward_t(&self, hs: &Tensor, mask: &Tensor, rel: Option<&Relative>, train: bool) -> Tensor {
+        let ctx = self.attention.forward_t(hs, mask, rel, train);
         let att_out = self.attention_output.forward_t(&ctx, hs, train);
         let inter = activation(&self.act, &self.intermediate.forward_t(&att_out, train));
         self.output.forward_t(&inter, &att_out, train)
@@ -284,15 +310,16 @@ impl Backbone {
         let ext = attention_mask.unsqueeze(1).unsqueeze(2); // [b,1,1,l]
         let mask = (&ext * ext.squeeze_dim(-2).unsqueeze(-1)).to_kind(Kind::Bool); // [b,1,l,l]
         let len = input_ids.size()[1];
-        let rel_pos = self.rel_embeddings.as_ref().map(|_| {
-            relative_positions(len, self.position_buckets, self.max_relative_positions, input_ids.device())
-        });
-        let rel_emb = self.rel_embeddings.as_ref().map(|w| match &self.rel_layer_norm {
-            Some(ln) => ln.forward(w),
-            None => w.shallow_clone(),
+        let rel = self.rel_embeddings.as_ref().map(|w| {
+            let emb = match &self.rel_layer_norm {
+                Some(ln) => ln.forward(w),
+                None => w.shallow_clone(),
+            };
+            let span = w.size()[0] / 2;
+            Relative::new(emb, len, span, self.position_buckets, self.max_relative_positions, input_ids.device())
         });
         for layer in &self.layers {
-            hs = layer.forward_t(&hs, &mask, rel_pos.as_ref(), rel_emb.as_ref(), train);
+            hs = layer.forward_t(&hs, &mask, rel.as_ref(), train);
         }
         hs
     }

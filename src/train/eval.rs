@@ -1,12 +1,15 @@
-//! Evaluation on a dev set: eval-mode predictions in batches, then the task's metrics.
+//! Evaluation on a dev set: eval-mode predictions in batches, then the task's metrics (GLUE:
+//! fractions; SQuAD 2.0: the official script's percentages).
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use tch::{Device, Kind};
 
+use crate::config::SquadConfig;
 use crate::data::batch::{make_batch, Encoded};
 use crate::data::glue::{Label, TaskSpec};
+use crate::data::squad::{self, QaFeature, QaPredictions, SquadExample};
 use crate::model::DebertaModel;
 
 /// Model outputs or gold labels of a dev set, in example order.
@@ -45,4 +48,32 @@ pub fn gold(examples: &[Encoded]) -> Predictions {
 pub fn score(task: &TaskSpec, split: &str, preds: &Predictions, labels: &Predictions) -> Result<BTreeMap<String, f64>> {
     let name = if split == "mm" { "mnli_mm" } else { task.name };
     crate::metrics::glue_metrics(name, preds, labels)
+}
+
+/// Start and end logits of every QA feature, in eval mode, each row cut to its feature's tokens.
+pub fn predict_qa(model: &DebertaModel, features: &[QaFeature], batch_size: usize, pad_id: i64, device: Device) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut starts = Vec::with_capacity(features.len());
+    let mut ends = Vec::with_capacity(features.len());
+    let indices: Vec<usize> = (0..features.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let b = squad::make_batch(features, chunk, pad_id, device);
+        let logits = tch::no_grad(|| model.forward_t(&b.input_ids, &b.attention_mask, &b.token_type_ids, false).logits);
+        let logits = logits.to_kind(Kind::Float).to_device(Device::Cpu);
+        for (row, &i) in chunk.iter().enumerate() {
+            let n = features[i].input_ids.len() as i64;
+            let row = logits.get(row as i64).narrow(0, 0, n);
+            starts.push(Vec::<f32>::try_from(row.select(1, 0).contiguous()).expect("float logits"));
+            ends.push(Vec::<f32>::try_from(row.select(1, 1).contiguous()).expect("float logits"));
+        }
+    }
+    (starts, ends)
+}
+
+/// SQuAD 2.0 on a dev set: decoded answers and the official scores under the official names,
+/// in percent (see `crate::data::squad`).
+pub fn squad_scores(model: &DebertaModel, examples: &[SquadExample], features: &[QaFeature], cfg: &SquadConfig, batch_size: usize, pad_id: i64, device: Device) -> Result<(BTreeMap<String, f64>, QaPredictions)> {
+    let (starts, ends) = predict_qa(model, features, batch_size, pad_id, device);
+    let preds = squad::postprocess(examples, features, &starts, &ends, cfg)?;
+    let scores = squad::evaluate(&preds.text, examples)?;
+    Ok((squad::metrics_map(&scores), preds))
 }

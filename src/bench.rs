@@ -1,0 +1,656 @@
+//! `triadapt bench`: times training steps (forward, backward, clipping, AdamW, the rank
+//! controller: exactly [`Trainer::step`]) on a randomly initialised DeBERTa-v3 of a real shape,
+//! after untimed warm-up steps, and reports throughput, the median step time and its spread, the
+//! time spent in the rank controller, peak memory and the achieved matmul FLOP rate.
+//!
+//! `scripts/bench_peft.py` measures the same thing with HF transformers + peft, with the same
+//! output keys; `scripts/bench_suite.py` (`make bench`) runs both, alternating, and writes the
+//! tables.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::model::{DebertaConfig, DebertaModel, HeadKind};
+use crate::optim::LrPolicy;
+use crate::peft::method::{MethodConfig, MethodName, MethodSetup};
+use crate::peft::RankController;
+use crate::train::{Batch, OptimConfig, Trainer};
+
+/// Model shapes with random weights (no checkpoint needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// microsoft/deberta-v3-base: 12 layers, hidden 768, 12 heads, FFN 3072, vocab 128100.
+    Base,
+    /// microsoft/deberta-v3-small: 6 layers, hidden 768, 12 heads, FFN 3072, vocab 128100.
+    Small,
+    /// microsoft/deberta-v3-xsmall: 12 layers, hidden 384, 6 heads, FFN 1536, vocab 128100.
+    Xsmall,
+    /// The test fixture (tests/fixtures/models/v3): 2 layers, hidden 32, 4 heads, FFN 64, vocab 1001.
+    Tiny,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 4] = [Shape::Base, Shape::Small, Shape::Xsmall, Shape::Tiny];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shape::Base => "base",
+            Shape::Small => "small",
+            Shape::Xsmall => "xsmall",
+            Shape::Tiny => "tiny",
+        }
+    }
+
+    /// (vocab, hidden, layers, heads, intermediate)
+    fn dims(self) -> (i64, i64, i64, i64, i64) {
+        match self {
+            Shape::Base => (128100, 768, 12, 12, 3072),
+            Shape::Small => (128100, 768, 6, 12, 3072),
+            Shape::Xsmall => (128100, 384, 12, 6, 1536),
+            Shape::Tiny => (1001, 32, 2, 4, 64),
+        }
+    }
+
+    /// The DeBERTa-v3 config of this shape (relative attention with 256 log buckets, shared
+    /// position keys, c2p and p2c, layer-normalised relative embeddings, dropout 0.1), with a
+    /// two-label classification head.
+    pub fn config(self) -> DebertaConfig {
+        let (vocab, hidden, layers, heads, inter) = self.dims();
+        let json = serde_json::json!({
+            "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": inter, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": 512, "type_vocab_size": 0, "initializer_range": 0.02,
+            "layer_norm_eps": 1e-7, "relative_attention": true, "max_relative_positions": -1,
+            "position_buckets": 256, "norm_rel_ebd": "layer_norm", "share_att_key": true,
+            "pos_att_type": ["p2c", "c2p"], "position_biased_input": false, "pad_token_id": 0,
+            "pooler_dropout": 0.0, "pooler_hidden_act": "gelu", "num_labels": 2,
+        });
+        serde_json::from_value(json).expect("the built-in shapes are valid configs")
+    }
+}
+
+impl FromStr for Shape {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Shape::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            anyhow::anyhow!("--model-config {s:?}: expected one of {}", Shape::ALL.map(|m| m.as_str()).join(", "))
+        })
+    }
+}
+
+/// What trains, and how its ranks are set up for timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Full,
+    /// LoRA at rank r.
+    Lora,
+    /// AdaLoRA: r_init = 1.5 r, target r, masking at every step (t_init = t_final = 0, dT = 1).
+    Adalora,
+    /// IncreLoRA: from r/2 to an average of r, growing every step after the warm-up.
+    Increlora,
+    /// TriAdaptLoRA started at rank r with a budget of r (no growth): the same average rank as LoRA.
+    Triadapt,
+    /// TriAdaptLoRA from r/2 to an average of r, growing every step of the timed window.
+    TriadaptGrow,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 6] = [Variant::Full, Variant::Lora, Variant::Adalora, Variant::Increlora, Variant::Triadapt, Variant::TriadaptGrow];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Full => "full",
+            Variant::Lora => "lora",
+            Variant::Adalora => "adalora",
+            Variant::Increlora => "increlora",
+            Variant::Triadapt => "triadapt",
+            Variant::TriadaptGrow => "triadapt-grow",
+        }
+    }
+}
+
+impl FromStr for Variant {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Variant::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            anyhow::anyhow!("--method {s:?}: expected one of {}", Variant::ALL.map(|m| m.as_str()).join(", "))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    /// bf16 autocast (CUDA only), as `torch.autocast("cuda", dtype=torch.bfloat16)`.
+    Bf16,
+}
+
+impl FromStr for Precision {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "bf16" => Ok(Precision::Bf16),
+            other => bail!("--precision {other:?}: expected fp32 or bf16"),
+        }
+    }
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// One benchmark configuration.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    pub shape: Shape,
+    pub variant: Variant,
+    pub batch: i64,
+    pub seq: i64,
+    /// Untimed steps before the timed ones.
+    pub warmup: i64,
+    /// Timed steps.
+    pub steps: i64,
+    pub device: Device,
+    pub precision: Precision,
+    /// The average rank every adapter method is compared at.
+    pub rank: i64,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub orth_reg_weight: f64,
+    pub lr: f64,
+    pub seed: i64,
+    /// Time the phases of each timed step (forward, backward, optimizer, controller) with a
+    /// replica of `Trainer::step` instead of calling it.
+    pub breakdown: bool,
+}
+
+impl BenchSpec {
+    pub fn new(shape: Shape, variant: Variant) -> Self {
+        BenchSpec {
+            shape,
+            variant,
+            batch: 8,
+            seq: 128,
+            warmup: 2,
+            steps: 8,
+            device: Device::Cpu,
+            precision: Precision::Fp32,
+            rank: 8,
+            lora_alpha: 16.0,
+            lora_dropout: 0.0,
+            orth_reg_weight: 0.1,
+            lr: 1e-3,
+            seed: 1,
+            breakdown: false,
+        }
+    }
+
+    pub fn total_steps(&self) -> i64 {
+        self.warmup + self.steps
+    }
+
+    /// The method block of this variant (all six matrices of every layer adapted).
+    pub fn method_config(&self) -> MethodConfig {
+        let r = self.rank;
+        let mut m = MethodConfig { lora_alpha: self.lora_alpha, lora_dropout: self.lora_dropout, orth_reg_weight: self.orth_reg_weight, lr_policy: LrPolicy::Restart, ..Default::default() };
+        match self.variant {
+            Variant::Full => m.name = MethodName::Full,
+            Variant::Lora => {
+                m.name = MethodName::Lora;
+                m.lora.rank = r;
+            }
+            Variant::Adalora => {
+                m.name = MethodName::Adalora;
+                m.adalora.init_rank = (r * 3 / 2).max(r);
+                m.adalora.target_rank = r;
+                (m.adalora.tinit, m.adalora.tfinal, m.adalora.delta_t) = (0, 0, 1);
+            }
+            Variant::Increlora => {
+                m.name = MethodName::Increlora;
+                m.increlora.init_rank = (r / 2).max(1);
+                m.increlora.target_rank = r;
+                m.increlora.init_warmup = self.warmup;
+                m.increlora.incre_interval = 1;
+            }
+            Variant::Triadapt => {
+                m.name = MethodName::Triadapt;
+                (m.triadapt.init_rank, m.triadapt.ref_rank) = (r, r);
+                m.triadapt.warmup_steps = 0;
+            }
+            Variant::TriadaptGrow => {
+                m.name = MethodName::Triadapt;
+                (m.triadapt.init_rank, m.triadapt.ref_rank) = ((r / 2).max(1), r);
+                // Allocation at every step after the untimed warm-up: growth happens in the
+                // timed window, a few matrices at a time (linear threshold).
+                m.triadapt.warmup_steps = self.warmup;
+                m.triadapt.interval = 1;
+                m.triadapt.growth_step = Some((r / 4).max(1));
+            }
+        }
+        m
+    }
+}
+
+/// What one benchmark measured. Keys shared with `scripts/bench_peft.py`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub tool: &'static str,
+    pub model_config: &'static str,
+    pub method: &'static str,
+    pub batch: i64,
+    pub seq: i64,
+    pub warmup: i64,
+    pub steps: i64,
+    pub device: String,
+    pub precision: &'static str,
+    pub threads: i32,
+    pub optim: &'static str,
+    /// batch / median step time.
+    pub examples_per_s: f64,
+    /// batch * steps / total timed time.
+    pub examples_per_s_mean: f64,
+    pub step_ms_median: f64,
+    pub step_ms_p25: f64,
+    pub step_ms_p75: f64,
+    pub step_ms_min: f64,
+    pub step_ms_max: f64,
+    /// Mean time per timed step in the rank controller's `after_step` (growth, masking, scores).
+    pub controller_ms_per_step: f64,
+    pub controller_ms_max: f64,
+    /// Process CPU time (all threads) per timed step: less sensitive than wall time to other
+    /// processes sharing the cores, when --threads does not exceed the free cores.
+    pub cpu_ms_per_step: Option<f64>,
+    /// Peak resident set of the process (VmHWM), MiB.
+    pub peak_rss_mb: f64,
+    /// Resident set before the model was built, MiB.
+    pub rss_before_model_mb: f64,
+    /// Peak CUDA allocator memory: not exposed by tch (the GPU script samples nvidia-smi).
+    pub peak_cuda_mb: Option<f64>,
+    pub trainable_params: i64,
+    pub adapted_matrices: usize,
+    pub final_loss: f64,
+    /// Average rank over the adapted matrices before the first and after the last timed step,
+    /// and its mean over the timed steps.
+    pub avg_rank_start: f64,
+    pub avg_rank_end: f64,
+    pub avg_rank_mean: f64,
+    /// Matmul FLOPs of one training step by [`model_flops`] at the mean average rank (AdaLoRA:
+    /// at r_init, the rank it computes with).
+    pub model_gflop_per_step: f64,
+    /// model_gflop_per_step / median step time.
+    pub achieved_gflops: f64,
+    /// With `breakdown`: median milliseconds of the forward pass (with loss and regularisation),
+    /// the backward pass, and the optimizer (zero_grad, clipping, AdamW).
+    pub forward_ms: Option<f64>,
+    pub backward_ms: Option<f64>,
+    pub optimizer_ms: Option<f64>,
+    pub versions: String,
+}
+
+/// Per-call times of the wrapped controller's `after_step`.
+#[derive(Debug, Default, Clone)]
+struct CallTimes(Arc<Mutex<Vec<Duration>>>);
+
+/// A rank controller that times the `after_step` of the one it wraps (synchronising CUDA first
+/// and last, so that the time is the controller's own).
+#[derive(Debug)]
+struct TimedController {
+    inner: Box<dyn RankController>,
+    times: CallTimes,
+    device: Device,
+}
+
+impl RankController for TimedController {
+    fn after_step(&mut self, step: i64, opt: &mut crate::optim::AdamW) -> Result<()> {
+        sync(self.device);
+        let t0 = Instant::now();
+        let r = self.inner.after_step(step, opt);
+        sync(self.device);
+        self.times.0.lock().expect("timer lock").push(t0.elapsed());
+        r
+    }
+    fn regularization(&self) -> Option<Tensor> {
+        self.inner.regularization()
+    }
+    fn ranks(&self) -> Vec<(String, i64)> {
+        self.inner.ranks()
+    }
+    fn budget(&self) -> Option<i64> {
+        self.inner.budget()
+    }
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        self.inner.named_params()
+    }
+    fn trainable_count(&self) -> i64 {
+        self.inner.trainable_count()
+    }
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        self.inner.state_tensors()
+    }
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        self.inner.load_state(state)
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// (VmRSS, VmHWM) of this process in KiB; zeros where /proc is not available.
+pub fn process_memory_kb() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time of this process so far (all threads), from /proc/self/task/*/schedstat; None where
+/// that is not available.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total as f64 / 1e9)
+}
+
+/// Linear-interpolation percentile of sorted values (numpy's default), q in [0, 1].
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// The number of relative-position buckets a sequence of `len` tokens reaches: 2m + 1 where m is
+/// the bucketed position of distance len - 1, at most 2 * att_span.
+pub fn relative_rows_used(c: &DebertaConfig, len: i64) -> i64 {
+    let span = c.att_span();
+    let rel = crate::model::deberta::relative_positions(len, c.position_buckets, c.max_relative_positions(), Device::Cpu);
+    let m = rel.abs().max().int64_value(&[]).min(span);
+    (2 * m + 1).min(2 * span)
+}
+
+/// Matmul FLOPs of one training step (2 per multiply-add), the "useful work" convention of MFU:
+/// the six linears, attention (QK, PV, c2p, p2c over the 2L-1 relative buckets a length-L batch
+/// reaches), the position projections of those buckets, the adapters (at `avg_rank`; the triangle
+/// product r x r for TriAdaptLoRA), the pooler. Forward counts once; backward twice for
+/// everything that trains or carries a gradient to something that trains, once (input gradient
+/// only) for frozen weights; so full fine-tuning is 3x the forward and adapter methods about 2x.
+pub fn model_flops(c: &DebertaConfig, variant: Variant, batch: i64, seq: i64, avg_rank: f64) -> f64 {
+    let (b, l, h, i, n) = (batch as f64, seq as f64, c.hidden_size as f64, c.intermediate_size as f64, c.num_hidden_layers as f64);
+    let tokens = b * l;
+    let p = relative_rows_used(c, seq) as f64;
+    let weight_passes = if variant == Variant::Full { 3.0 } else { 2.0 };
+    let linears = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i);
+    let pos_proj = 2.0 * 2.0 * p * h * h;
+    let attention = 2.0 * 2.0 * b * l * l * h + 2.0 * 2.0 * b * l * p * h;
+    let adapters = if variant == Variant::Full {
+        0.0
+    } else {
+        let r = avg_rank;
+        let tri = if matches!(variant, Variant::Triadapt | Variant::TriadaptGrow) { 2.0 * r * r } else { 0.0 };
+        // (d_in, d_out) of the six matrices; query and key also project the relative rows.
+        let shapes = [(h, h, tokens + p), (h, h, tokens + p), (h, h, tokens), (h, h, tokens), (h, i, tokens), (i, h, tokens)];
+        shapes.iter().map(|&(din, dout, rows)| rows * (2.0 * r * (din + dout) + tri)).sum::<f64>()
+    };
+    let per_layer = weight_passes * (linears + pos_proj) + 3.0 * (attention + adapters);
+    let pooler = 3.0 * 2.0 * b * h * h;
+    n * per_layer + pooler
+}
+
+/// The fp32 matrix-product rate of this libtorch: median GFLOP/s of `reps` products of two
+/// n x n matrices, after two untimed ones.
+pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> f64 {
+    let a = Tensor::randn([n, n], (Kind::Float, device));
+    let b = Tensor::randn([n, n], (Kind::Float, device));
+    let mut times = Vec::new();
+    for i in 0..reps + 2 {
+        sync(device);
+        let t0 = Instant::now();
+        let _c = a.matmul(&b);
+        sync(device);
+        if i >= 2 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    2.0 * (n as f64).powi(3) / percentile(&times, 0.5) / 1e9
+}
+
+/// Sets the CUDA autocast dtype to bfloat16 (tch 0.24 only switches autocast on, at torch's
+/// default float16). `at::autocast::set_autocast_dtype(c10::DeviceType, c10::ScalarType)` is
+/// exported by the libtorch_cpu this crate links; both enums are `int8_t`.
+pub fn set_cuda_autocast_bf16() {
+    extern "C" {
+        #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
+        fn at_set_autocast_dtype(device_type: i8, dtype: i8);
+    }
+    const DEVICE_CUDA: i8 = 1; // c10::DeviceType::CUDA
+    const SCALAR_BFLOAT16: i8 = 15; // c10::ScalarType::BFloat16
+    // SAFETY: a plain setter of libtorch's autocast state taking two int8 enums by value.
+    unsafe { at_set_autocast_dtype(DEVICE_CUDA, SCALAR_BFLOAT16) }
+}
+
+/// A random batch on `device`: ids in [4, vocab), full attention, two labels.
+fn random_batch(c: &DebertaConfig, batch: i64, seq: i64, device: Device) -> Batch {
+    Batch {
+        input_ids: Tensor::randint_low(4, c.vocab_size, [batch, seq], (Kind::Int64, device)),
+        attention_mask: Tensor::ones([batch, seq], (Kind::Int64, device)),
+        token_type_ids: Tensor::zeros([batch, seq], (Kind::Int64, device)),
+        labels: Tensor::randint(c.num_labels(), [batch], (Kind::Int64, device)),
+    }
+}
+
+fn average_rank(ranks: &[(String, i64)]) -> f64 {
+    if ranks.is_empty() {
+        return 0.0;
+    }
+    ranks.iter().map(|(_, r)| *r as f64).sum::<f64>() / ranks.len() as f64
+}
+
+/// `Trainer::step`, operation for operation, with the time of each phase: (forward, backward,
+/// optimizer) in seconds; the controller is timed by its wrapper.
+fn phased_step(t: &mut Trainer, batch: &Batch, step: i64, device: Device) -> Result<(f64, [f64; 3])> {
+    use crate::optim::{clip_grad_norm, linear_schedule};
+    let mut marks = [Instant::now(); 4];
+    tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step));
+    let out = t.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
+    let task = crate::train::task_loss(t.model.kind, t.model.config.num_labels(), &out.logits, &batch.labels);
+    let loss = match t.controller.regularization() {
+        Some(reg) => &task + reg,
+        None => task.shallow_clone(),
+    };
+    let loss_value = task.double_value(&[]);
+    if !loss_value.is_finite() {
+        bail!("the loss became {loss_value} at step {step}");
+    }
+    sync(device);
+    marks[1] = Instant::now();
+    t.opt.zero_grad();
+    loss.backward();
+    sync(device);
+    marks[2] = Instant::now();
+    if t.optim.max_grad_norm > 0.0 {
+        clip_grad_norm(&t.trainable(), t.optim.max_grad_norm);
+    }
+    let (policy, warmup, total) = (t.lr_policy, t.optim.warmup_steps, t.total_steps);
+    let mult = move |birth: i64| linear_schedule(step, if policy == LrPolicy::Restart { birth } else { 0 }, warmup, total);
+    t.opt.step(step, &mult);
+    sync(device);
+    marks[3] = Instant::now();
+    t.controller.after_step(step, &mut t.opt)?;
+    let d = |i: usize| (marks[i + 1] - marks[i]).as_secs_f64();
+    Ok((loss_value, [d(0), d(1), d(2)]))
+}
+
+/// Builds the model and trainer of `spec` and times its steps.
+pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
+    if spec.batch < 1 || spec.seq < 2 || spec.steps < 1 || spec.warmup < 0 {
+        bail!("--batch, --steps must be at least 1, --seq at least 2, --warmup not negative");
+    }
+    if spec.seq > 512 {
+        bail!("--seq {}: the shapes have 512 positions", spec.seq);
+    }
+    if spec.precision == Precision::Bf16 {
+        if !spec.device.is_cuda() {
+            bail!("--precision bf16 needs --device cuda (bf16 autocast is a CUDA feature)");
+        }
+        set_cuda_autocast_bf16();
+    }
+    let device = spec.device;
+    let total = spec.total_steps();
+    let config = spec.shape.config();
+    let mcfg = spec.method_config();
+    mcfg.validate(config.num_hidden_layers, total)?;
+    let (rss_before, _) = process_memory_kb();
+    tch::manual_seed(spec.seed);
+    let vs = nn::VarStore::new(device);
+    let setup = MethodSetup::new(&mcfg);
+    let model = DebertaModel::new(&vs.root(), &config, HeadKind::Cls, setup.factory());
+    let adapters = setup.adapters();
+    let times = CallTimes::default();
+    let controller = TimedController { inner: setup.into_controller(&mcfg, total), times: times.clone(), device };
+    let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, ..Default::default() };
+    let mut trainer = Trainer::new(vs, model, Box::new(controller), adapters, mcfg.name, optim, mcfg.lr_policy, total, spec.seed)?;
+    let batch = random_batch(&config, spec.batch, spec.seq, device);
+    let n_adapted = trainer.adapters().len();
+
+    let (mut step_times, mut ranks_seen, mut phases) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rank_start, mut loss, mut cpu_start) = (0.0, f64::NAN, None);
+    let mut controller_timed = 0;
+    for step in 0..total {
+        if step == spec.warmup {
+            cpu_start = process_cpu_seconds();
+            rank_start = average_rank(&trainer.controller.ranks());
+            controller_timed = times.0.lock().expect("timer lock").len();
+        }
+        sync(device);
+        let t0 = Instant::now();
+        let autocast = spec.precision == Precision::Bf16;
+        if spec.breakdown && step >= spec.warmup {
+            let (l, p) = tch::autocast(autocast, || phased_step(&mut trainer, &batch, step, device))?;
+            loss = l;
+            phases.push(p);
+        } else {
+            loss = tch::autocast(autocast, || trainer.step(&batch, step))?.loss;
+        }
+        sync(device);
+        let dt = t0.elapsed().as_secs_f64();
+        if step >= spec.warmup {
+            step_times.push(dt);
+            ranks_seen.push(average_rank(&trainer.controller.ranks()));
+        }
+    }
+    let cpu = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / spec.steps as f64 * 1e3);
+    let (_, hwm) = process_memory_kb();
+    let ctl: Vec<f64> = times.0.lock().expect("timer lock")[controller_timed..].iter().map(|d| d.as_secs_f64()).collect();
+    let rank_mean = if n_adapted == 0 { 0.0 } else { (rank_start + ranks_seen.iter().sum::<f64>()) / (ranks_seen.len() + 1) as f64 };
+    // AdaLoRA masks singular values but multiplies by all r_init of them.
+    let compute_rank = if spec.variant == Variant::Adalora { mcfg.adalora.init_rank as f64 } else { rank_mean };
+    let flops = model_flops(&config, spec.variant, spec.batch, spec.seq, compute_rank);
+    let mut sorted = step_times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = percentile(&sorted, 0.5);
+    let phase = |i: usize| {
+        let mut v: Vec<f64> = phases.iter().map(|p: &[f64; 3]| p[i]).collect();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| percentile(&v, 0.5) * 1e3)
+    };
+    Ok(BenchResult {
+        tool: "triadapt",
+        model_config: spec.shape.as_str(),
+        method: spec.variant.as_str(),
+        batch: spec.batch,
+        seq: spec.seq,
+        warmup: spec.warmup,
+        steps: spec.steps,
+        device: crate::commands::bench::device_name(device),
+        precision: spec.precision.as_str(),
+        threads: tch::get_num_threads(),
+        optim: "triadapt AdamW (src/optim.rs)",
+        examples_per_s: spec.batch as f64 / median,
+        examples_per_s_mean: spec.batch as f64 * sorted.len() as f64 / sorted.iter().sum::<f64>(),
+        step_ms_median: median * 1e3,
+        step_ms_p25: percentile(&sorted, 0.25) * 1e3,
+        step_ms_p75: percentile(&sorted, 0.75) * 1e3,
+        step_ms_min: sorted[0] * 1e3,
+        step_ms_max: sorted[sorted.len() - 1] * 1e3,
+        controller_ms_per_step: ctl.iter().sum::<f64>() / ctl.len().max(1) as f64 * 1e3,
+        controller_ms_max: ctl.iter().copied().fold(0.0, f64::max) * 1e3,
+        cpu_ms_per_step: cpu,
+        peak_rss_mb: hwm as f64 / 1024.0,
+        rss_before_model_mb: rss_before as f64 / 1024.0,
+        peak_cuda_mb: None,
+        trainable_params: trainer.trainable_count(),
+        adapted_matrices: n_adapted,
+        final_loss: loss,
+        avg_rank_start: rank_start,
+        avg_rank_end: ranks_seen.last().copied().unwrap_or(0.0),
+        avg_rank_mean: rank_mean,
+        model_gflop_per_step: flops / 1e9,
+        achieved_gflops: flops / median / 1e9,
+        forward_ms: phase(0),
+        backward_ms: phase(1),
+        optimizer_ms: phase(2),
+        versions: format!("triadapt {}, libtorch {}", env!("CARGO_PKG_VERSION"), env!("TRIADAPT_TORCH_VERSION")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&v, 0.5), 2.5);
+        assert_eq!(percentile(&v, 0.25), 1.75);
+        assert_eq!(percentile(&[5.0], 0.75), 5.0);
+    }
+
+    #[test]
+    fn a_batch_of_128_tokens_reaches_255_relative_rows() {
+        let c = Shape::Base.config();
+        assert_eq!(relative_rows_used(&c, 128), 255);
+        // Past position_buckets / 2 the log buckets compress: never more than 2 * 256 rows.
+        assert!(relative_rows_used(&c, 512) <= 512);
+    }
+
+    #[test]
+    fn shapes_are_valid_and_named() {
+        for s in Shape::ALL {
+            s.config().validate().unwrap();
+            assert_eq!(s.as_str().parse::<Shape>().unwrap(), s);
+        }
+        for v in Variant::ALL {
+            assert_eq!(v.as_str().parse::<Variant>().unwrap(), v);
+            let spec = BenchSpec::new(Shape::Tiny, v);
+            spec.method_config().validate(2, spec.total_steps()).unwrap();
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! `triadapt sweep` and `triadapt collect`: run a sweep's runs (each as a child
+//! `triadapt train` process, so a crash ends one run, not the sweep), resume, shard, print a
+//! Slurm submission script, and rebuild runs.csv.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::sweep::{self, PlannedRun, Row, RunState, Shard, Sweep, CSV_FILE, RESOLVED_FILE};
+
+pub struct SweepArgs<'a> {
+    pub file: &'a Path,
+    pub dry_run: bool,
+    pub shard: Option<Shard>,
+    /// Comma-separated devices: `0,1` (cuda:0, cuda:1), or names (`cpu`, `cuda:2`).
+    pub devices: Option<&'a str>,
+    pub slurm: bool,
+}
+
+/// `0,1` -> cuda:0, cuda:1; `cpu` and `cuda:N` are taken as they are.
+pub fn parse_devices(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for d in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let name = if d.chars().all(|c| c.is_ascii_digit()) { format!("cuda:{d}") } else { d.to_string() };
+        crate::device::parse_device_name(&name).with_context(|| format!("--devices {s:?}"))?;
+        out.push(name);
+    }
+    if out.is_empty() {
+        bail!("--devices {s:?}: no device given (e.g. --devices 0,1)");
+    }
+    Ok(out)
+}
+
+pub fn run(args: &SweepArgs) -> Result<()> {
+    let sweep = Sweep::load(args.file)?;
+    if args.slurm {
+        print!("{}", slurm_script(&sweep, args.file, args.shard)?);
+        return Ok(());
+    }
+    let selected = sweep.shard(args.shard);
+    let states: Vec<RunState> = selected.iter().map(|r| sweep::run_state(&sweep.run_dir(r))).collect();
+    if args.dry_run {
+        print!("{}", table(&sweep, &selected, &states));
+        let count = |f: fn(&RunState) -> bool| states.iter().filter(|s| f(s)).count();
+        println!(
+            "{} run(s){}: {} done, {} failed, {} pending{}; results in {}",
+            selected.len(),
+            args.shard.map(|s| format!(" in shard {}/{} of {}", s.index, s.count, sweep.runs.len())).unwrap_or_default(),
+            count(|s| matches!(s, RunState::Finished | RunState::Adoptable)),
+            count(|s| matches!(s, RunState::Failed)),
+            count(|s| matches!(s, RunState::Pending)),
+            if sweep.merged > 0 { format!(" ({} identical expansion point(s) merged)", sweep.merged) } else { String::new() },
+            sweep.out.display()
+        );
+        return Ok(());
+    }
+    let devices = args.devices.map(parse_devices).transpose()?;
+    let runs_dir = sweep.out.join("runs");
+    std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create {}", runs_dir.display()))?;
+
+    let mut todo: Vec<&PlannedRun> = Vec::new();
+    for (run, state) in selected.iter().zip(&states) {
+        let dir = sweep.run_dir(run);
+        match state {
+            RunState::Finished => refresh_row(&sweep, run, &dir)?,
+            RunState::Adoptable => {
+                // Training ended but the row was not written (the sweep was killed): no retraining.
+                let mut row = sweep.row_for(run);
+                if let Some(m) = sweep::read_metrics(&dir) {
+                    row.fill_from_metrics(&m);
+                }
+                row.status = "finished".into();
+                row.error = None;
+                sweep::write_row(&dir, &row)?;
+            }
+            RunState::Failed | RunState::Pending => todo.push(run),
+        }
+    }
+    let csv_path = sweep.out.join(CSV_FILE);
+    let csv_lock = Mutex::new(());
+    let write_csv = || -> Result<usize> {
+        let _guard = csv_lock.lock().unwrap_or_else(|e| e.into_inner());
+        sweep::collect(std::slice::from_ref(&sweep.out), &csv_path)
+    };
+    write_csv()?;
+    let skipped = selected.len() - todo.len();
+    eprintln!(
+        "sweep {}: {} run(s){}, {} done, {} to run{}",
+        sweep.name,
+        selected.len(),
+        args.shard.map(|s| format!(" in shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        skipped,
+        todo.len(),
+        devices.as_ref().map(|d| format!(" on {}", d.join(", "))).unwrap_or_default()
+    );
+
+    let exe = std::env::current_exe().context("cannot find the triadapt executable")?;
+    // Several runs on the CPU at once share its cores (unless the user chose a thread count).
+    let cpu_slots = devices.iter().flatten().filter(|d| d.as_str() == "cpu").count();
+    let cpu_threads = (cpu_slots > 1 && std::env::var_os("OMP_NUM_THREADS").is_none())
+        .then(|| (std::thread::available_parallelism().map_or(1, |n| n.get()) / cpu_slots).max(1));
+    let bar = crate::progress::step_bar(todo.len() as u64, std::io::stderr().is_terminal(), &format!("sweep {}", sweep.name));
+    let total = todo.len();
+    let done = Mutex::new((0usize, 0usize)); // (ended, failed)
+    let report = |run: &PlannedRun, row: &Row| {
+        let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 += 1;
+        if row.status != "finished" {
+            d.1 += 1;
+        }
+        let line = format!("[{}/{total}] {}", d.0, describe(run, row));
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+        bar.inc(1);
+    };
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let one = |run: &PlannedRun, device: Option<&str>| {
+        bar.set_message(format!("{} {} {}", run.id, run.task, run.method.as_str()));
+        let threads = cpu_threads.filter(|_| device == Some("cpu"));
+        match run_one(&exe, &sweep, run, device, threads) {
+            Ok(row) => report(run, &row),
+            Err(e) => {
+                // The row could not be written (e.g. a full disk): say so, keep going.
+                failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", run.id));
+                let mut row = sweep.row_for(run);
+                row.status = "failed".into();
+                row.error = Some(format!("{e:#}"));
+                report(run, &row);
+            }
+        }
+        if let Err(e) = write_csv() {
+            failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", csv_path.display()));
+        }
+    };
+    match &devices {
+        None => {
+            for run in &todo {
+                one(run, None);
+            }
+        }
+        Some(devs) => {
+            let queue = Mutex::new(todo.iter().copied().collect::<VecDeque<_>>());
+            std::thread::scope(|s| {
+                for dev in devs {
+                    let (queue, one) = (&queue, &one);
+                    s.spawn(move || loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                        match next {
+                            Some(run) => one(run, Some(dev)),
+                            None => break,
+                        }
+                    });
+                }
+            });
+        }
+    }
+    bar.finish_and_clear();
+    let rows = write_csv()?;
+    let (ended, failed) = *done.lock().unwrap_or_else(|e| e.into_inner());
+    println!("{} ({rows} row(s)); this call ran {ended} run(s), {failed} failed, skipped {skipped} done", csv_path.display());
+    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    if !failures.is_empty() {
+        bail!("sweep {}: {}", sweep.name, failures.join("; "));
+    }
+    if failed > 0 {
+        bail!("sweep {}: {failed} of {ended} run(s) failed (their errors are in {}); run the same command again to retry them", sweep.name, csv_path.display());
+    }
+    Ok(())
+}
+
+/// `triadapt collect DIR... [--out FILE]`: runs.csv from the row files of one or more copies of
+/// a results folder (default output: the first folder's runs.csv).
+pub fn collect(dirs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let Some(first) = dirs.first() else { bail!("collect: give at least one results folder") };
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| first.join(CSV_FILE));
+    let n = sweep::collect(dirs, &out)?;
+    println!("{} ({n} row(s))", out.display());
+    Ok(())
+}
+
+/// A finished run's row, rewritten if the sweep now names or orders it differently.
+fn refresh_row(sweep: &Sweep, run: &PlannedRun, dir: &Path) -> Result<()> {
+    let Some(mut row) = sweep::read_row(dir)? else { return Ok(()) };
+    let fresh = sweep.row_for(run);
+    if row.name != fresh.name || row.index != fresh.index || row.swept != fresh.swept {
+        row.name = fresh.name;
+        row.index = fresh.index;
+        row.swept = fresh.swept;
+        sweep::write_row(dir, &row)?;
+    }
+    Ok(())
+}
+
+/// One line about an ended run.
+fn describe(run: &PlannedRun, row: &Row) -> String {
+    let swept: Vec<String> = run.swept.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", sweep::value_text(v)))).collect();
+    let what = format!("{} {} {} seed {}{}{}", run.id, run.task, run.method.as_str(), run.seed, if swept.is_empty() { "" } else { " " }, swept.join(" "));
+    let secs = row.wall_seconds.map(|s| format!(" ({s:.1} s)")).unwrap_or_default();
+    if row.status == "finished" {
+        let score = match (&row.main_metric, row.best_score) {
+            (Some(m), Some(s)) => format!(" {m} {s:.4}"),
+            _ => String::new(),
+        };
+        format!("{what}: finished{score}{secs}")
+    } else {
+        format!("{what}: FAILED{secs}: {}", row.error.as_deref().unwrap_or("unknown error"))
+    }
+}
+
+/// Makes a child die with the sweep process (Linux), so a killed sweep leaves no run behind
+/// that would go on writing a folder the next call retrains.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated after fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                // The parent died between fork and prctl.
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+fn status_text(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return format!("the training process was killed by signal {sig}");
+        }
+    }
+    format!("the training process exited with {status}")
+}
+
+/// The last `error: ...` line of a child's log.
+fn last_error_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| l.strip_prefix("error: ").map(str::to_string))
+}
+
+/// Trains one run in a child `triadapt train` process and writes its row file.
+fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>) -> Result<Row> {
+    let dir = sweep.run_dir(run);
+    if dir.exists() {
+        // A failed or interrupted attempt: start clean.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let resolved = dir.join(RESOLVED_FILE);
+    sweep::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
+    let log_path = dir.join("train.log");
+    let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("train").arg("--config").arg(&resolved).arg("--out").arg(&dir);
+    if let Some(d) = device {
+        cmd.arg("--device").arg(d);
+    }
+    if let Some(n) = threads {
+        cmd.env("OMP_NUM_THREADS", n.to_string());
+    }
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    die_with_parent(&mut cmd);
+    let started = Instant::now();
+    let status = cmd.status().with_context(|| format!("cannot start {}", exe.display()))?;
+    let mut row = sweep.row_for(run);
+    let metrics = sweep::read_metrics(&dir);
+    if let Some(m) = &metrics {
+        row.fill_from_metrics(m);
+    }
+    let finished = status.success() && metrics.as_ref().and_then(|m| m.get("status")).and_then(|s| s.as_str()) == Some("finished");
+    if finished {
+        row.status = "finished".into();
+        row.error = None;
+    } else {
+        row.status = "failed".into();
+        if row.error.is_none() {
+            row.error = Some(last_error_line(&log_path).unwrap_or_else(|| status_text(status)));
+        }
+    }
+    if row.wall_seconds.is_none() {
+        row.wall_seconds = Some(started.elapsed().as_secs_f64());
+    }
+    sweep::write_row(&dir, &row)?;
+    Ok(row)
+}
+
+/// The dry-run table: one line per run with its state.
+fn table(sweep: &Sweep, runs: &[&PlannedRun], states: &[RunState]) -> String {
+    let mut header: Vec<String> = ["#", "id", "task", "method", "seed"].iter().map(|s| s.to_string()).collect();
+    header.extend(sweep.swept_keys.iter().cloned());
+    header.push("state".into());
+    let mut lines = vec![header];
+    for (r, s) in runs.iter().zip(states) {
+        let mut l = vec![r.index.to_string(), r.id.clone(), r.task.clone(), r.method.as_str().to_string(), r.seed.to_string()];
+        l.extend(r.swept.iter().map(|(_, v)| v.as_ref().map(sweep::value_text).unwrap_or_else(|| "-".into())));
+        l.push(s.label().into());
+        lines.push(l);
+    }
+    let widths: Vec<usize> = (0..lines[0].len()).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for l in &lines {
+        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
+}
+
+/// A bash script that submits the sweep to Slurm: an array job with one task per shard, then a
+/// `triadapt collect` job that waits for the whole array.
+fn slurm_script(sweep: &Sweep, file: &Path, shard: Option<Shard>) -> Result<String> {
+    if sweep.runs.is_empty() {
+        bail!("{}: the sweep has no runs", file.display());
+    }
+    let n = shard.map(|s| s.count).unwrap_or(sweep.runs.len());
+    let exe = shell_quote(&std::env::current_exe()?.display().to_string());
+    let cwd = shell_quote(&std::env::current_dir()?.display().to_string());
+    let file_q = shell_quote(&absolute(file)?.display().to_string());
+    let out = absolute(&sweep.out)?;
+    let out_q = shell_quote(&out.display().to_string());
+    let logs = shell_quote(&out.join("slurm").display().to_string());
+    let name = &sweep.name;
+    Ok(format!(
+        r#"#!/usr/bin/env bash
+# Submits sweep `{name}` ({runs} runs) to Slurm: an array of {n} task(s), task I running
+# `triadapt sweep --shard I/{n}` (finished runs are skipped, failed ones retried), then one
+# `triadapt collect` job that starts when every array task has ended.
+#   triadapt sweep {file} --slurm > submit.sh && bash submit.sh
+# Edit SBATCH_OPTS for your cluster (partition, account, time limit). Each task sees its one
+# GPU as cuda:0. Run from this folder: relative paths in the experiment files resolve here.
+set -euo pipefail
+cd {cwd}
+SBATCH_OPTS="--gres=gpu:1 --cpus-per-task=8 --time=48:00:00"
+mkdir -p {logs}
+array=$(sbatch --parsable $SBATCH_OPTS --job-name={job} --array=0-{last} --output={logs}/%A_%a.log \
+  --wrap="{exe} sweep {file_q} --shard \${{SLURM_ARRAY_TASK_ID}}/{n} --devices 0")
+array=${{array%%;*}}
+collect=$(sbatch --parsable --dependency=afterany:$array --job-name={job_c} --output={logs}/collect-%j.log \
+  --wrap="{exe} collect {out_q}")
+echo "submitted array job $array ({n} tasks) and collect job ${{collect%%;*}}; results: {out_csv}"
+"#,
+        runs = sweep.runs.len(),
+        out_csv = out.join(CSV_FILE).display(),
+        file = file.display(),
+        last = n - 1,
+        job = shell_quote(&format!("triadapt-{name}")),
+        job_c = shell_quote(&format!("triadapt-{name}-collect")),
+    ))
+}
