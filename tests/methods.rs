@@ -5,41 +5,10 @@ mod common;
 
 use common::*;
 use tch::{Device, Kind, Tensor};
-use triadapt::model::{HeadKind, ModelDir};
-use triadapt::optim::LrPolicy;
-use triadapt::peft::method::{MethodConfig, MethodName, MethodSetup};
+use triadapt::peft::method::{MethodConfig, MethodName};
 use triadapt::peft::triadapt::{GrowthMode, TriAdapter};
 use triadapt::peft::Adapter;
-use triadapt::train::{Batch, OptimConfig, Trainer};
 
-fn method(name: MethodName) -> MethodConfig {
-    let mut cfg = MethodConfig { name, ..Default::default() };
-    cfg.triadapt.ref_rank = 3;
-    cfg.triadapt.warmup_steps = 4;
-    cfg.triadapt.interval = 4;
-    cfg
-}
-
-fn trainer(cfg: &MethodConfig, total_steps: i64) -> Trainer {
-    tch::manual_seed(7);
-    let dir = ModelDir::open(&model_dir("v3")).unwrap();
-    let setup = MethodSetup::new(cfg);
-    let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
-    let adapters = setup.adapters();
-    let controller = setup.into_controller(cfg, total_steps);
-    let optim = OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() };
-    Trainer::new(vs, model, controller, adapters, cfg.name, optim, LrPolicy::Restart, total_steps, 1).unwrap()
-}
-
-fn batch() -> Batch {
-    let o = oracle("v3_batch");
-    Batch {
-        input_ids: o["input_ids"].shallow_clone(),
-        attention_mask: o["attention_mask"].shallow_clone(),
-        token_type_ids: o["token_type_ids"].shallow_clone(),
-        labels: Tensor::from_slice(&[0i64, 1, 2, 1]),
-    }
-}
 
 #[test]
 fn adapted_models_start_equal_to_the_frozen_model() {

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
 use triadapt::model::{DebertaModel, HeadKind, ModelDir, PlainLinearFactory};
+use triadapt::optim::LrPolicy;
+use triadapt::peft::method::{MethodConfig, MethodName, MethodSetup};
+use triadapt::train::{Batch, OptimConfig, Trainer};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -40,4 +43,36 @@ pub fn assert_close(what: &str, ours: &Tensor, hf: &Tensor, tol: f64) {
 /// Runs the model in eval mode on the oracle's inputs.
 pub fn run_eval(model: &DebertaModel, o: &HashMap<String, Tensor>) -> triadapt::model::ModelOutput {
     tch::no_grad(|| model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false))
+}
+
+/// A method config with a quick TriAdaptLoRA schedule (warm-up 4, interval 4, budget 3 n).
+pub fn method(name: MethodName) -> MethodConfig {
+    let mut cfg = MethodConfig { name, ..Default::default() };
+    cfg.triadapt.ref_rank = 3;
+    cfg.triadapt.warmup_steps = 4;
+    cfg.triadapt.interval = 4;
+    cfg
+}
+
+/// A trainer on the v3 fixture model (seeded) for `cfg`.
+pub fn trainer(cfg: &MethodConfig, total_steps: i64) -> Trainer {
+    tch::manual_seed(7);
+    let dir = ModelDir::open(&model_dir("v3")).unwrap();
+    let setup = MethodSetup::new(cfg);
+    let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
+    let adapters = setup.adapters();
+    let controller = setup.into_controller(cfg, total_steps);
+    let optim = OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() };
+    Trainer::new(vs, model, controller, adapters, cfg.name, optim, LrPolicy::Restart, total_steps, 1).unwrap()
+}
+
+/// The v3_batch oracle inputs with fixed labels.
+pub fn batch() -> Batch {
+    let o = oracle("v3_batch");
+    Batch {
+        input_ids: o["input_ids"].shallow_clone(),
+        attention_mask: o["attention_mask"].shallow_clone(),
+        token_type_ids: o["token_type_ids"].shallow_clone(),
+        labels: Tensor::from_slice(&[0i64, 1, 2, 1]),
+    }
 }
