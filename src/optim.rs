@@ -12,6 +12,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+mod cpu_kernel;
+
 /// How grown entries follow the learning-rate schedule (spec 1.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -168,11 +170,25 @@ impl AdamW {
         Ok(())
     }
 
+    /// Drops every parameter's gradient (torch's `zero_grad(set_to_none=True)`): the next
+    /// backward pass writes fresh gradients instead of adding to zeroed ones (no memset, no
+    /// accumulation pass), and their memory is free until then. A parameter that gets no
+    /// gradient in a step is then skipped by [`AdamW::step`], as torch skips it.
     pub fn zero_grad(&mut self) {
-        for (_, s) in &mut self.params {
-            let mut g = s.value.grad();
-            if g.defined() {
-                let _ = g.zero_();
+        // tch cannot unset `.grad`; libtorch's C++ `Optimizer::zero_grad()` (set_to_none = true
+        // since torch 2.0) can: a throwaway optimizer over the same tensors does it.
+        let dropped = tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false).and_then(|mut none| {
+            for (_, s) in &self.params {
+                none.add_parameters(&s.value, 0)?;
+            }
+            none.zero_grad()
+        });
+        if dropped.is_err() {
+            for (_, s) in &mut self.params {
+                let mut g = s.value.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
             }
         }
     }
@@ -181,10 +197,9 @@ impl AdamW {
     /// multiplier for entries born at `birth`; entries born later than `step` do not exist.
     ///
     /// A tensor whose entries share one birth (every tensor that never grew) is updated with
-    /// scalar bias corrections, operation for operation as torch.optim.AdamW's single-tensor
-    /// implementation: decay, `lerp_` of the first moment, the second moment, then
-    /// `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. A grown tensor (several births)
-    /// computes each entry's update count and learning rate from its birth.
+    /// scalar bias corrections as torch.optim.AdamW does: in one pass over memory for a float32
+    /// CPU tensor (`cpu_kernel`), else with tensor ops. A grown tensor (several births) computes
+    /// each entry's update count and learning rate from its birth.
     pub fn step(&mut self, step: i64, lr_mult: &dyn Fn(i64) -> f64) {
         let c = self.config;
         tch::no_grad(|| {
@@ -196,20 +211,12 @@ impl AdamW {
                 if let [birth] = s.births[..] {
                     let count = (step + 1 - birth).max(1) as i32;
                     let lr = c.lr * lr_mult(birth);
-                    if s.weight_decay != 0.0 {
-                        let _ = s.value.g_mul_scalar_(1.0 - lr * s.weight_decay);
+                    let update = UniformUpdate::new(&c, lr, s.weight_decay, count);
+                    if cpu_kernel::applies(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq) {
+                        cpu_kernel::update(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq, update.kernel_step());
+                    } else {
+                        update.apply_with_tensor_ops(s, &grad);
                     }
-                    let _ = s.exp_avg.lerp_(&grad, 1.0 - c.beta1);
-                    let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
-                    let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - c.beta2)));
-                    let bc1 = 1.0 - c.beta1.powi(count);
-                    let bc2_sqrt = (1.0 - c.beta2.powi(count)).sqrt();
-                    let mut denom = s.exp_avg_sq.sqrt();
-                    let _ = denom.g_div_scalar_(bc2_sqrt);
-                    let _ = denom.g_add_scalar_(c.eps);
-                    let mut update = &s.exp_avg / &denom;
-                    let _ = update.g_mul_scalar_(lr / bc1);
-                    let _ = s.value.g_sub_(&update);
                     continue;
                 }
                 // Number of updates each entry has had, including this one.
@@ -237,29 +244,91 @@ impl AdamW {
     }
 }
 
+/// One AdamW update of a tensor whose entries share one birth: scalar learning rate and bias
+/// corrections.
+struct UniformUpdate {
+    lr: f64,
+    decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    bc1: f64,
+    bc2_sqrt: f64,
+}
+
+impl UniformUpdate {
+    fn new(c: &AdamWConfig, lr: f64, weight_decay: f64, count: i32) -> Self {
+        UniformUpdate {
+            lr,
+            decay: 1.0 - lr * weight_decay,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            bc1: 1.0 - c.beta1.powi(count),
+            bc2_sqrt: (1.0 - c.beta2.powi(count)).sqrt(),
+        }
+    }
+
+    /// The scalars as float32, as torch casts a Python float for a float32 tensor.
+    fn kernel_step(&self) -> cpu_kernel::Step {
+        cpu_kernel::Step {
+            decay: self.decay as f32,
+            lerp: (1.0 - self.beta1) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            bc2_sqrt: self.bc2_sqrt as f32,
+            eps: self.eps as f32,
+            step_size: (self.lr / self.bc1) as f32,
+        }
+    }
+
+    /// Operation for operation as torch.optim.AdamW's single-tensor implementation (any device
+    /// and dtype): decay, `lerp_` of the first moment, the second moment, then
+    /// `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`.
+    fn apply_with_tensor_ops(&self, s: &mut ParamState, grad: &Tensor) {
+        if self.decay != 1.0 {
+            let _ = s.value.g_mul_scalar_(self.decay);
+        }
+        let _ = s.exp_avg.lerp_(grad, 1.0 - self.beta1);
+        let _ = s.exp_avg_sq.g_mul_scalar_(self.beta2);
+        let _ = s.exp_avg_sq.addcmul_(grad, &(grad * (1.0 - self.beta2)));
+        let mut denom = s.exp_avg_sq.sqrt();
+        let _ = denom.g_div_scalar_(self.bc2_sqrt);
+        let _ = denom.g_add_scalar_(self.eps);
+        // m / denom into denom's own storage: one parameter-sized temporary, not two.
+        let mut update = s.exp_avg.div_out(&denom, &denom);
+        let _ = update.g_mul_scalar_(self.lr / self.bc1);
+        let _ = s.value.g_sub_(&update);
+    }
+}
+
 /// The birth tensor of entries all born at `step`: one float broadcast to the parameter's shape
 /// (a stride-0 view, no memory per entry). Growing materialises it (see [`AdamW::grow`]).
 fn uniform_birth(value: &Tensor, step: i64) -> Tensor {
     Tensor::from(step as f32).to_device(value.device()).expand(value.size(), true)
 }
 
-/// Clips the global L2 norm of the gradients to `max_norm` (torch.nn.utils.clip_grad_norm_);
-/// returns the norm before clipping.
+/// Clips the global L2 norm of the gradients to `max_norm` (torch.nn.utils.clip_grad_norm_):
+/// every gradient is multiplied by min(1, max_norm / (norm + 1e-6)), a float32 computed on the
+/// device as torch does. On a GPU the multiplication is queued without waiting for the norm; on
+/// the CPU (where reading it costs nothing) gradients that need no clipping are left untouched.
+/// Returns the norm before clipping.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
     if grads.is_empty() {
         return 0.0;
     }
-    let total = Tensor::stack(&grads.iter().map(|g| g.norm()).collect::<Vec<_>>(), 0).norm().double_value(&[]);
-    let coef = max_norm / (total + 1e-6);
-    if coef < 1.0 {
-        tch::no_grad(|| {
-            for g in &grads {
-                let _ = g.shallow_clone().g_mul_scalar_(coef);
-            }
-        });
-    }
-    total
+    let total = Tensor::stack(&grads.iter().map(|g| g.norm()).collect::<Vec<_>>(), 0).norm();
+    tch::no_grad(|| {
+        let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
+        if total.device() == tch::Device::Cpu && coef.double_value(&[]) >= 1.0 {
+            return;
+        }
+        for g in &grads {
+            let _ = g.shallow_clone().g_mul_(&coef);
+        }
+    });
+    total.double_value(&[])
 }
 
 #[cfg(test)]
@@ -295,6 +364,55 @@ mod tests {
         for (a, b) in v.iter().zip(expect) {
             assert!((*a as f64 - b).abs() < 1e-6, "{v:?} vs {expect:?}");
         }
+    }
+
+    /// The one-pass CPU kernel and the tensor-op path (torch's single-tensor AdamW, op for op)
+    /// agree to float32 rounding over several steps, on a tensor large enough to be split
+    /// across threads and on a small one.
+    #[test]
+    fn cpu_kernel_matches_the_tensor_op_update() {
+        tch::manual_seed(3);
+        for n in [7i64, 3 * (1 << 15) + 5] {
+            let c = AdamWConfig { lr: 0.01, weight_decay: 0.1, ..Default::default() };
+            let fresh = |t: &Tensor| t.copy();
+            let (p0, m0, v0) = (Tensor::randn([n], (Kind::Float, tch::Device::Cpu)), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)));
+            let mut ops = ParamState { value: fresh(&p0), exp_avg: fresh(&m0), exp_avg_sq: fresh(&v0), birth: uniform_birth(&p0, 0), births: vec![0], weight_decay: 0.1 };
+            let (kp, km, kv) = (fresh(&p0), fresh(&m0), fresh(&v0));
+            for count in 1..=4 {
+                let g = Tensor::randn([n], (Kind::Float, tch::Device::Cpu));
+                let u = UniformUpdate::new(&c, c.lr * 0.5, 0.1, count);
+                tch::no_grad(|| u.apply_with_tensor_ops(&mut ops, &g));
+                assert!(cpu_kernel::applies(&kp, &g, &km, &kv));
+                cpu_kernel::update(&kp, &g, &km, &kv, u.kernel_step());
+            }
+            for (a, b, what) in [(&ops.value, &kp, "p"), (&ops.exp_avg, &km, "m"), (&ops.exp_avg_sq, &kv, "v")] {
+                let diff = (a - b).abs().max().double_value(&[]);
+                let scale = a.abs().max().double_value(&[]);
+                assert!(diff <= 4e-7 * scale, "{what} (n = {n}): kernel differs by {diff} (scale {scale})");
+            }
+            assert!((&kp - &p0).abs().min().double_value(&[]) > 0.0 || n < 100, "the kernel did not update every entry");
+        }
+    }
+
+    /// zero_grad drops the gradients (set_to_none) and the next backward writes fresh ones; a
+    /// parameter whose birth tensor is a broadcast scalar saves and restores like any other.
+    #[test]
+    fn zero_grad_sets_gradients_to_none_and_uniform_births_round_trip() {
+        let p = Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.0, ..Default::default() });
+        opt.add("p", &p, 4, 0.0).unwrap();
+        (&p * &p).sum(Kind::Float).backward();
+        assert!(p.grad().defined());
+        opt.zero_grad();
+        assert!(!p.grad().defined(), "zero_grad left a gradient");
+        (&p * 2.0).sum(Kind::Float).backward();
+        assert_eq!(Vec::<f32>::try_from(p.grad()).unwrap(), vec![2.0, 2.0, 2.0]);
+        let [m, v, birth] = opt.state("p").unwrap();
+        assert_eq!(Vec::<f32>::try_from(birth).unwrap(), vec![4.0, 4.0, 4.0]);
+        let (m, v, birth) = (m.copy(), v.copy(), birth.contiguous());
+        opt.set_state("p", &m, &v, &birth).unwrap();
+        let [_, _, back] = opt.state("p").unwrap();
+        assert_eq!(Vec::<f32>::try_from(back).unwrap(), vec![4.0, 4.0, 4.0]);
     }
 
     /// A grown parameter's new entries start their bias correction at their birth: their first

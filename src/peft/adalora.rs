@@ -111,6 +111,11 @@ impl Adapter for AdaLoraAdapter {
         x.matmul(&(&self.a * &self.e).tr()).matmul(&self.b.tr()) * self.scaling / &self.ranknum
     }
 
+    fn add_delta(&self, base: &Tensor, x: &Tensor) -> Tensor {
+        let h = x.matmul(&(&self.a * &self.e).tr()) * self.scaling / &self.ranknum;
+        super::add_low_rank(base, &h, &self.b)
+    }
+
     fn delta_weight(&self) -> Tensor {
         self.b.matmul(&(&self.a * &self.e)) * self.scaling / &self.ranknum
     }

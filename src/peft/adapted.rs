@@ -21,7 +21,7 @@ impl LinearLayer for AdaptedLinear {
         let base = self.base.forward(xs);
         let x = xs.dropout(self.dropout, train);
         let adapter = self.adapter.lock().expect("adapter lock poisoned");
-        base + adapter.delta(&x)
+        adapter.add_delta(&base, &x)
     }
 }
 

@@ -29,6 +29,10 @@ impl Adapter for LoraAdapter {
         x.matmul(&self.a.tr()).matmul(&self.b.tr()) * self.scaling
     }
 
+    fn add_delta(&self, base: &Tensor, x: &Tensor) -> Tensor {
+        super::add_low_rank(base, &(x.matmul(&self.a.tr()) * self.scaling), &self.b)
+    }
+
     fn delta_weight(&self) -> Tensor {
         self.b.matmul(&self.a) * self.scaling
     }

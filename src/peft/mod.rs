@@ -23,11 +23,26 @@ use crate::optim::AdamW;
 pub use adapted::{AdaptedLinear, AdapterFactory};
 pub use targets::TargetSpec;
 
+/// `base + h B^T` in one `addmm` over the flattened leading dimensions: `h` is the scaled
+/// low-rank activation [.., r], `b` the up projection [d_out, r], `base` the frozen layer's
+/// output [.., d_out].
+pub fn add_low_rank(base: &Tensor, h: &Tensor, b: &Tensor) -> Tensor {
+    let (d_out, r) = (b.size()[0], b.size()[1]);
+    base.reshape([-1, d_out]).addmm(&h.reshape([-1, r]), &b.tr()).view(base.size().as_slice())
+}
+
 /// A trainable low-rank update of one frozen matrix. Implementations keep their parameters in a
 /// few contiguous tensors (grown by reallocation), never one tensor per rank.
 pub trait Adapter: Send + std::fmt::Debug {
     /// The update's output `s * dW x` for an input that has already been through adapter dropout.
     fn delta(&self, x: &Tensor) -> Tensor;
+    /// `base + delta(x)`, the adapted layer's output. Low-rank adapters override it with
+    /// [`add_low_rank`]: the scaling goes on the small [tokens, r] activation and the up
+    /// projection accumulates into `base` in the same matrix product, instead of two more passes
+    /// over the [tokens, d_out] output.
+    fn add_delta(&self, base: &Tensor, x: &Tensor) -> Tensor {
+        base + self.delta(x)
+    }
     /// The dense update `s * dW` (d_out x d_in), as merged into W0 and exported to PEFT.
     fn delta_weight(&self) -> Tensor;
     /// The current (effective) rank.

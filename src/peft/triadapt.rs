@@ -90,6 +90,9 @@ pub struct TriAdapter {
     pub l_mask: Tensor,
     pub u_mask: Tensor,
     pub alpha: f64,
+    /// Entries of `l_mask` plus `u_mask`, kept on the host so that counting the trainable
+    /// parameters (every step of a run) does not wait for the device.
+    mask_entries: i64,
 }
 
 fn randn(shape: &[i64], std: f64, device: Device) -> Tensor {
@@ -121,7 +124,13 @@ impl TriAdapter {
             l_mask,
             u_mask,
             alpha,
+            // Both triangles include the diagonal.
+            mask_entries: r0 * (r0 + 1),
         }
+    }
+
+    fn count_mask_entries(&self) -> i64 {
+        (self.l_mask.sum(Kind::Float) + self.u_mask.sum(Kind::Float)).double_value(&[]) as i64
     }
 
     /// C = L + U, restricted to the triangles.
@@ -160,12 +169,20 @@ impl TriAdapter {
         self.b = embed(&self.b, &[d_out, n], &randn(&[d_out, n], std, dev)).set_requires_grad(true);
         self.l = embed(&self.l, &[n, n], &(randn(&[n, n], std, dev) * &add_l)).set_requires_grad(true);
         self.u = embed(&self.u, &[n, n], &(randn(&[n, n], std, dev) * &add_u)).set_requires_grad(true);
+        self.mask_entries = self.count_mask_entries();
     }
 }
 
 impl Adapter for TriAdapter {
     fn delta(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.a.tr()).matmul(&self.transformation().tr()).matmul(&self.b.tr()) * self.scaling()
+    }
+
+    fn add_delta(&self, base: &Tensor, x: &Tensor) -> Tensor {
+        // C A is r x d_in: folding C into the down projection first leaves one matrix product
+        // over the tokens, as in LoRA (and none in the backward pass).
+        let h = x.matmul(&self.transformation().matmul(&self.a).tr()) * self.scaling();
+        super::add_low_rank(base, &h, &self.b)
     }
 
     fn delta_weight(&self) -> Tensor {
@@ -186,8 +203,7 @@ impl Adapter for TriAdapter {
     }
 
     fn trainable_count(&self) -> i64 {
-        let masked = (self.l_mask.sum(Kind::Float) + self.u_mask.sum(Kind::Float)).double_value(&[]) as i64;
-        self.a.numel() as i64 + self.b.numel() as i64 + masked
+        self.a.numel() as i64 + self.b.numel() as i64 + self.mask_entries
     }
 
     /// Loading keeps the scaling alpha / r right: r is read from A's rows.
@@ -198,8 +214,14 @@ impl Adapter for TriAdapter {
             "lora_B" => self.b = super::leaf(&value, dev),
             "tri_L" => self.l = super::leaf(&value, dev),
             "tri_U" => self.u = super::leaf(&value, dev),
-            "tri_L_mask" => self.l_mask = value.to_device(dev).to_kind(Kind::Float),
-            "tri_U_mask" => self.u_mask = value.to_device(dev).to_kind(Kind::Float),
+            "tri_L_mask" => {
+                self.l_mask = value.to_device(dev).to_kind(Kind::Float);
+                self.mask_entries = self.count_mask_entries();
+            }
+            "tri_U_mask" => {
+                self.u_mask = value.to_device(dev).to_kind(Kind::Float);
+                self.mask_entries = self.count_mask_entries();
+            }
             _ => return Err(super::unknown_role("TriAdaptLoRA", role)),
         }
         Ok(())
