@@ -62,3 +62,10 @@ env: build
 
 clean:
 	rm -rf target
+
+## Benchmarks (README "Benchmarks"): triadapt against HF transformers + PEFT on random weights of
+## the deberta-v3-small and -base shapes, CPU fp32, one process per measurement, alternating;
+## writes results/bench/{runs,summary}.csv and results/bench/table.md. About 10-12 minutes on 2
+## cores. BENCH_ARGS passes options to scripts/bench_suite.py (e.g. BENCH_ARGS="--threads 1").
+bench: build
+	$(PY) scripts/bench_suite.py --bin $(BIN) --python $(PY) --out results/bench $(BENCH_ARGS)

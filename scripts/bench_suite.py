@@ -9,6 +9,7 @@ during the suite falls on both tools alike. The libtorch matmul rate (2048^3 fp3
 the start and at the end of the suite, in the same way, with the same thread count.
 
 Writes, under --out (default results/bench):
+    runs.jsonl    the measurements, appended one by one as they finish
     runs.csv      one row per measurement (every field both tools print, plus the load average)
     summary.csv   one row per comparison (triadapt, PEFT, ratio)
     table.md      the markdown table with date, machine, load and the matmul rate
@@ -37,9 +38,9 @@ HERE = Path(__file__).resolve().parent
 
 # (shape, batch, seq, warm-up steps, timed steps)
 PLANS = {
-    "cpu": [("small", 8, 128, 2, 5), ("base", 4, 128, 2, 5)],
+    "cpu": [("small", 8, 128, 2, 5), ("base", 4, 128, 2, 4)],
     "quick": [("tiny", 8, 128, 2, 3)],
-    "gpu": [("small", 32, 128, 5, 30), ("base", 32, 128, 5, 30), ("base", 16, 512, 3, 20)],
+    "gpu": [("base", 32, 128, 5, 30), ("base", 16, 512, 3, 15)],
 }
 # (triadapt method, PEFT method or None): compared in pairs; triadapt-only rows compare with
 # triadapt's LoRA at the same average rank.
@@ -153,6 +154,112 @@ def main() -> int:
     print(f"bench suite: plan {args.plan}, {args.threads} threads, device {args.device}, load {load_start}", file=sys.stderr)
     peak_start = matmul()
     rows = []
+    # Every measurement is appended as it finishes: a suite cut short keeps what it measured.
+    partial = open(out_dir / "runs.jsonl", "w")
+    gpu_name = gpu_model() if cuda else ""
+
+    def write_outputs(rows, peak_end):
+        """runs.csv, summary.csv and table.md from the measurements so far."""
+        rows = [dict(r) for r in rows]
+        peak = (peak_start + peak_end) / 2 if peak_end else peak_start
+        finished = datetime.datetime.now(datetime.timezone.utc)
+        load_end = load_average()
+
+        # FLOPs: the same model count for both tools (triadapt's formula for that configuration).
+        flops = {(r["model_config"], r["method"], r["batch"], r["seq"], r["precision"]): r["model_gflop_per_step"] for r in rows if r["tool"] == "triadapt"}
+        for r in rows:
+            g = flops.get((r["model_config"], r["method"], r["batch"], r["seq"], r["precision"]))
+            if g is not None:
+                r["model_gflop_per_step"] = g
+                r["achieved_gflops"] = g / (r["step_ms_median"] / 1e3)
+                r["matmul_fraction"] = r["achieved_gflops"] / peak
+            r["train_mem_mb"] = r["peak_rss_mb"] - r["rss_before_model_mb"]
+
+        keys = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+        with open(out_dir / "runs.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+        def find(tool, method, shape, batch, seq, precision):
+            for r in rows:
+                if (r["tool"], r["method"], r["model_config"], r["batch"], r["seq"], r["precision"]) == (tool, method, shape, batch, seq, precision):
+                    return r
+            return None
+
+        summary = []
+        for precision in args.precision.split(","):
+            for shape, batch, seq, _, _ in PLANS[args.plan]:
+                for ours_m, theirs_m in PAIRS:
+                    ours = find("triadapt", ours_m, shape, batch, seq, precision)
+                    if ours is None:
+                        continue
+                    peer_tool, peer_m = ("peft", theirs_m) if theirs_m else ("triadapt", "lora")
+                    peer = find(peer_tool, peer_m, shape, batch, seq, precision)
+                    if peer is None:
+                        continue
+                    summary.append({
+                        "shape": shape, "batch": batch, "seq": seq, "precision": precision,
+                        "method": ours_m, "peer": f"{peer_tool} {peer_m}",
+                        "ours_ex_s": ours["examples_per_s"], "peer_ex_s": peer["examples_per_s"],
+                        "throughput_ratio": ours["examples_per_s"] / peer["examples_per_s"],
+                        "step_time_ratio": ours["step_ms_median"] / peer["step_ms_median"],
+                        "cpu_time_ratio": (ours["cpu_ms_per_step"] / peer["cpu_ms_per_step"]) if ours.get("cpu_ms_per_step") and peer.get("cpu_ms_per_step") else None,
+                        "ours_median_ms": ours["step_ms_median"], "ours_iqr_ms": ours["step_ms_p75"] - ours["step_ms_p25"],
+                        "peer_median_ms": peer["step_ms_median"], "peer_iqr_ms": peer["step_ms_p75"] - peer["step_ms_p25"],
+                        "ours_controller_ms": ours["controller_ms_per_step"], "peer_controller_ms": peer["controller_ms_per_step"],
+                        "ours_peak_rss_mb": ours["peak_rss_mb"], "peer_peak_rss_mb": peer["peak_rss_mb"],
+                        "ours_train_mem_mb": ours["train_mem_mb"], "peer_train_mem_mb": peer["train_mem_mb"],
+                        "ours_gpu_mem_mb": ours.get("gpu_mem_nvsmi_mb"), "peer_gpu_mem_mb": peer.get("gpu_mem_nvsmi_mb"),
+                        "ours_gflops": ours.get("achieved_gflops"), "peer_gflops": peer.get("achieved_gflops"),
+                        "ours_matmul_fraction": ours.get("matmul_fraction"), "peer_matmul_fraction": peer.get("matmul_fraction"),
+                        "ours_avg_rank": f"{ours['avg_rank_start']:.2f}->{ours['avg_rank_end']:.2f}" if ours["adapted_matrices"] else "",
+                    })
+        with open(out_dir / "summary.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(summary[0].keys()) if summary else ["shape"])
+            w.writeheader()
+            w.writerows(summary)
+
+        device_desc = f"GPU {gpu_name}" if cuda else f"{cpu_model()}, {os.cpu_count()} cores"
+        peft_versions = next((r["versions"] for r in rows if r["tool"] == "peft"), "")
+        lines = [
+            f"Measured {started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC on {platform.node()} ({device_desc}, {platform.system()} {platform.release()}); "
+            f"{args.threads} LibTorch threads for both tools; load average (1/5/15 min) {load_start} at the start, {load_end} at the end.",
+            f"LibTorch fp32 matmul 2048^3 in the same run: {peak_start:.0f} GFLOP/s at the start, {fmt(peak_end, 0)} at the end (mean {peak:.0f}). "
+            f"Peer: {peft_versions}, torch AdamW ({args.peft_optim}).",
+            "",
+            "| shape | batch x seq | prec. | method | vs | triadapt ex/s | peer ex/s | ratio | step ms, median (IQR) triadapt / peer | CPU-time ratio | controller ms/step | peak RSS MiB (training part) triadapt / peer | GFLOP/s (of matmul peak) triadapt / peer |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in summary:
+            mem = f"{s['ours_peak_rss_mb']:.0f} ({s['ours_train_mem_mb']:.0f}) / {s['peer_peak_rss_mb']:.0f} ({s['peer_train_mem_mb']:.0f})"
+            if s["ours_gpu_mem_mb"] is not None:
+                mem = f"GPU {fmt(s['ours_gpu_mem_mb'], 0)} / {fmt(s['peer_gpu_mem_mb'], 0)}"
+            method = s["method"] + (f" (avg rank {s['ours_avg_rank']})" if s["method"].startswith("triadapt") else "")
+            ratio = s["throughput_ratio"]
+            gf = f"{fmt(s['ours_gflops'])} ({fmt(100 * s['ours_matmul_fraction'] if s['ours_matmul_fraction'] else None, 0)}%) / {fmt(s['peer_gflops'])} ({fmt(100 * s['peer_matmul_fraction'] if s['peer_matmul_fraction'] else None, 0)}%)"
+            lines.append(
+                f"| {s['shape']} | {s['batch']} x {s['seq']} | {s['precision']} | {method} | {s['peer']} | {s['ours_ex_s']:.2f} | {s['peer_ex_s']:.2f} | **{ratio:.2f}x** | "
+                f"{s['ours_median_ms']:.0f} ({s['ours_iqr_ms']:.0f}) / {s['peer_median_ms']:.0f} ({s['peer_iqr_ms']:.0f}) | {fmt(s['cpu_time_ratio'], 2)} | "
+                f"{s['ours_controller_ms']:.2f} / {s['peer_controller_ms']:.2f} | {mem} | {gf} |"
+            )
+        lines += [
+            "",
+            "ratio = triadapt examples/s / peer examples/s (median step times; above 1 means triadapt is faster). "
+            "For `triadapt` (started at the average rank) and `triadapt-grow` (growing from rank r/2 during the timed steps) the peer is triadapt's own LoRA at rank "
+            f"{args.rank}, so the ratio is LoRA's step time / TriAdaptLoRA's. CPU-time ratio: process CPU time per step, triadapt / peer (below 1 means less CPU work). "
+            "Peak RSS: the whole process (Python's imports included); in brackets the part above the resident set just before the model was built. "
+            "GFLOP/s: the same matmul FLOP count for both tools (src/bench.rs `model_flops`) over the median step time.",
+        ]
+        if peak_end is None:
+            lines.append("")
+            lines.append(f"(Partial: {len(rows)} measurements so far; the matmul rate is the one at the start.)")
+        table = "\n".join(lines) + "\n"
+        (out_dir / "table.md").write_text(table)
+        return table, finished
+
     flip = False
     for precision in args.precision.split(","):
         for shape, batch, seq, warmup, steps in PLANS[args.plan]:
@@ -169,101 +276,10 @@ def main() -> int:
                     flip = not flip
                 for _, cmd in cmds:
                     rows.append(run_json(cmd, cuda))
-    peak_end = matmul()
-    peak = (peak_start + peak_end) / 2
-    finished = datetime.datetime.now(datetime.timezone.utc)
-    load_end = load_average()
-
-    # FLOPs: the same model count for both tools (triadapt's formula for that configuration).
-    flops = {(r["model_config"], r["method"], r["batch"], r["seq"], r["precision"]): r["model_gflop_per_step"] for r in rows if r["tool"] == "triadapt"}
-    for r in rows:
-        g = flops.get((r["model_config"], r["method"], r["batch"], r["seq"], r["precision"]))
-        if g is not None:
-            r["model_gflop_per_step"] = g
-            r["achieved_gflops"] = g / (r["step_ms_median"] / 1e3)
-            r["matmul_fraction"] = r["achieved_gflops"] / peak
-        r["train_mem_mb"] = r["peak_rss_mb"] - r["rss_before_model_mb"]
-
-    keys = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(out_dir / "runs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-    def find(tool, method, shape, batch, seq, precision):
-        for r in rows:
-            if (r["tool"], r["method"], r["model_config"], r["batch"], r["seq"], r["precision"]) == (tool, method, shape, batch, seq, precision):
-                return r
-        return None
-
-    summary = []
-    for precision in args.precision.split(","):
-        for shape, batch, seq, _, _ in PLANS[args.plan]:
-            for ours_m, theirs_m in PAIRS:
-                ours = find("triadapt", ours_m, shape, batch, seq, precision)
-                if ours is None:
-                    continue
-                peer_tool, peer_m = ("peft", theirs_m) if theirs_m else ("triadapt", "lora")
-                peer = find(peer_tool, peer_m, shape, batch, seq, precision)
-                if peer is None:
-                    continue
-                summary.append({
-                    "shape": shape, "batch": batch, "seq": seq, "precision": precision,
-                    "method": ours_m, "peer": f"{peer_tool} {peer_m}",
-                    "ours_ex_s": ours["examples_per_s"], "peer_ex_s": peer["examples_per_s"],
-                    "throughput_ratio": ours["examples_per_s"] / peer["examples_per_s"],
-                    "step_time_ratio": ours["step_ms_median"] / peer["step_ms_median"],
-                    "cpu_time_ratio": (ours["cpu_ms_per_step"] / peer["cpu_ms_per_step"]) if ours.get("cpu_ms_per_step") and peer.get("cpu_ms_per_step") else None,
-                    "ours_median_ms": ours["step_ms_median"], "ours_iqr_ms": ours["step_ms_p75"] - ours["step_ms_p25"],
-                    "peer_median_ms": peer["step_ms_median"], "peer_iqr_ms": peer["step_ms_p75"] - peer["step_ms_p25"],
-                    "ours_controller_ms": ours["controller_ms_per_step"], "peer_controller_ms": peer["controller_ms_per_step"],
-                    "ours_peak_rss_mb": ours["peak_rss_mb"], "peer_peak_rss_mb": peer["peak_rss_mb"],
-                    "ours_train_mem_mb": ours["train_mem_mb"], "peer_train_mem_mb": peer["train_mem_mb"],
-                    "ours_gpu_mem_mb": ours.get("gpu_mem_nvsmi_mb"), "peer_gpu_mem_mb": peer.get("gpu_mem_nvsmi_mb"),
-                    "ours_gflops": ours.get("achieved_gflops"), "peer_gflops": peer.get("achieved_gflops"),
-                    "ours_matmul_fraction": ours.get("matmul_fraction"), "peer_matmul_fraction": peer.get("matmul_fraction"),
-                    "ours_avg_rank": f"{ours['avg_rank_start']:.2f}->{ours['avg_rank_end']:.2f}" if ours["adapted_matrices"] else "",
-                })
-    with open(out_dir / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0].keys()) if summary else ["shape"])
-        w.writeheader()
-        w.writerows(summary)
-
-    device_desc = f"GPU {gpu_model()}" if cuda else f"{cpu_model()}, {os.cpu_count()} cores"
-    peft_versions = next((r["versions"] for r in rows if r["tool"] == "peft"), "")
-    lines = [
-        f"Measured {started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC on {platform.node()} ({device_desc}, {platform.system()} {platform.release()}); "
-        f"{args.threads} LibTorch threads for both tools; load average (1/5/15 min) {load_start} at the start, {load_end} at the end.",
-        f"LibTorch fp32 matmul 2048^3 in the same run: {peak_start:.0f} GFLOP/s at the start, {peak_end:.0f} at the end (mean {peak:.0f}). "
-        f"Peer: {peft_versions}, torch AdamW ({args.peft_optim}).",
-        "",
-        "| shape | batch x seq | prec. | method | vs | triadapt ex/s | peer ex/s | ratio | step ms, median (IQR) triadapt / peer | CPU-time ratio | controller ms/step | peak RSS MiB (training part) triadapt / peer | GFLOP/s (of matmul peak) triadapt / peer |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in summary:
-        mem = f"{s['ours_peak_rss_mb']:.0f} ({s['ours_train_mem_mb']:.0f}) / {s['peer_peak_rss_mb']:.0f} ({s['peer_train_mem_mb']:.0f})"
-        if s["ours_gpu_mem_mb"] is not None:
-            mem = f"GPU {fmt(s['ours_gpu_mem_mb'], 0)} / {fmt(s['peer_gpu_mem_mb'], 0)}"
-        method = s["method"] + (f" (avg rank {s['ours_avg_rank']})" if s["method"].startswith("triadapt") else "")
-        ratio = s["throughput_ratio"]
-        gf = f"{fmt(s['ours_gflops'])} ({fmt(100 * s['ours_matmul_fraction'] if s['ours_matmul_fraction'] else None, 0)}%) / {fmt(s['peer_gflops'])} ({fmt(100 * s['peer_matmul_fraction'] if s['peer_matmul_fraction'] else None, 0)}%)"
-        lines.append(
-            f"| {s['shape']} | {s['batch']} x {s['seq']} | {s['precision']} | {method} | {s['peer']} | {s['ours_ex_s']:.2f} | {s['peer_ex_s']:.2f} | **{ratio:.2f}x** | "
-            f"{s['ours_median_ms']:.0f} ({s['ours_iqr_ms']:.0f}) / {s['peer_median_ms']:.0f} ({s['peer_iqr_ms']:.0f}) | {fmt(s['cpu_time_ratio'], 2)} | "
-            f"{s['ours_controller_ms']:.2f} / {s['peer_controller_ms']:.2f} | {mem} | {gf} |"
-        )
-    lines += [
-        "",
-        "ratio = triadapt examples/s / peer examples/s (median step times; above 1 means triadapt is faster). "
-        "For `triadapt` (started at the average rank) and `triadapt-grow` (growing from rank r/2 during the timed steps) the peer is triadapt's own LoRA at rank "
-        f"{args.rank}, so the ratio is LoRA's step time / TriAdaptLoRA's. CPU-time ratio: process CPU time per step, triadapt / peer (below 1 means less CPU work). "
-        "Peak RSS: the whole process (Python's imports included); in brackets the part above the resident set just before the model was built. "
-        "GFLOP/s: the same matmul FLOP count for both tools (src/bench.rs `model_flops`) over the median step time.",
-    ]
-    table = "\n".join(lines) + "\n"
-    (out_dir / "table.md").write_text(table)
+                    partial.write(json.dumps(rows[-1]) + "\n")
+                    partial.flush()
+                    write_outputs(rows, None)
+    table, finished = write_outputs(rows, matmul())
     print(table)
     print(f"wrote {out_dir}/runs.csv, summary.csv, table.md ({(finished - started).total_seconds() / 60:.1f} min)", file=sys.stderr)
     return 0

@@ -397,8 +397,8 @@ pub fn relative_rows_used(c: &DebertaConfig, len: i64) -> i64 {
 
 /// Matmul FLOPs of one training step (2 per multiply-add), the "useful work" convention of MFU:
 /// the six linears, attention (QK, PV, c2p, p2c over the 2L-1 relative buckets a length-L batch
-/// reaches), the position projections of those buckets, the adapters (at `avg_rank`; the triangle
-/// product r x r for TriAdaptLoRA), the pooler. Forward counts once; backward twice for
+/// reaches), the position projections of those buckets, the adapters (at `avg_rank`; for
+/// TriAdaptLoRA also the product C A), the pooler. Forward counts once; backward twice for
 /// everything that trains or carries a gradient to something that trains, once (input gradient
 /// only) for frozen weights; so full fine-tuning is 3x the forward and adapter methods about 2x.
 pub fn model_flops(c: &DebertaConfig, variant: Variant, batch: i64, seq: i64, avg_rank: f64) -> f64 {
@@ -413,10 +413,11 @@ pub fn model_flops(c: &DebertaConfig, variant: Variant, batch: i64, seq: i64, av
         0.0
     } else {
         let r = avg_rank;
-        let tri = if matches!(variant, Variant::Triadapt | Variant::TriadaptGrow) { 2.0 * r * r } else { 0.0 };
+        // TriAdaptLoRA folds its triangles into the down projection once per step: C A.
+        let triangles = matches!(variant, Variant::Triadapt | Variant::TriadaptGrow);
         // (d_in, d_out) of the six matrices; query and key also project the relative rows.
         let shapes = [(h, h, tokens + p), (h, h, tokens + p), (h, h, tokens), (h, h, tokens), (h, i, tokens), (i, h, tokens)];
-        shapes.iter().map(|&(din, dout, rows)| rows * (2.0 * r * (din + dout) + tri)).sum::<f64>()
+        shapes.iter().map(|&(din, dout, rows)| rows * 2.0 * r * (din + dout) + if triangles { 2.0 * r * r * din } else { 0.0 }).sum::<f64>()
     };
     let per_layer = weight_passes * (linears + pos_proj) + 3.0 * (attention + adapters);
     let pooler = 3.0 * 2.0 * b * h * h;
@@ -639,6 +640,23 @@ mod tests {
         assert_eq!(relative_rows_used(&c, 128), 255);
         // Past position_buckets / 2 the log buckets compress: never more than 2 * 256 rows.
         assert!(relative_rows_used(&c, 512) <= 512);
+    }
+
+    /// Training FLOPs against the 6 N T rule (N = the 12 layers' linear weights, 7.08 M each):
+    /// full fine-tuning of the base shape at batch 8 x 128 is that plus attention and the
+    /// relative-position projections (about 12 % more by hand); TriAdaptLoRA costs LoRA's plus
+    /// the r x r x d_in product C A of each of the 72 adapters, three times (forward, backward).
+    #[test]
+    fn model_flops_agree_with_the_6nt_rule_and_the_triangle_product() {
+        let c = Shape::Base.config();
+        let n_weights = 12.0 * (4.0 * 768.0 * 768.0 + 2.0 * 768.0 * 3072.0);
+        let tokens = 8.0 * 128.0;
+        let full = model_flops(&c, Variant::Full, 8, 128, 0.0) / (6.0 * n_weights * tokens);
+        assert!((1.05..1.2).contains(&full), "full fine-tuning / 6NT = {full}");
+        let r = 8.0;
+        let extra = model_flops(&c, Variant::Triadapt, 8, 128, r) - model_flops(&c, Variant::Lora, 8, 128, r);
+        let by_hand = 12.0 * 3.0 * 2.0 * r * r * (5.0 * 768.0 + 3072.0);
+        assert!((extra - by_hand).abs() < 1.0, "{extra} vs {by_hand}");
     }
 
     #[test]
