@@ -14,6 +14,10 @@ Writes, under --out (default results/bench):
     summary.csv   one row per comparison (triadapt, PEFT, ratio)
     table.md      the markdown table with date, machine, load and the matmul rate
 
+Rounds: with the cpu plan, LoRA and AdaLoRA (the methods with throughput targets) are measured
+in a second round with each pair in the opposite order, and the table shows the means: a shared
+machine's load moves single measurements by up to about 10 %.
+
 Plans: `cpu` (default; about 10 minutes on 2 cores), `quick` (the tiny shape, seconds; for
 checking the machinery), `gpu` (scripts/gpu_bench.sh: bf16 and fp32, larger batches).
 
@@ -138,6 +142,8 @@ def main() -> int:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--methods", default=",".join(p[0] for p in PAIRS), help="triadapt methods to run (PEFT's peers follow)")
     ap.add_argument("--peft-optim", default="fused", choices=["fused", "foreach", "forloop"])
+    ap.add_argument("--rounds", type=int, default=None, help="rounds of the --repeat methods (default: 2 for the cpu plan, else 1); later rounds run each pair in the opposite order")
+    ap.add_argument("--repeat", default="lora,adalora", help="the methods measured again in later rounds (the ones with throughput targets)")
     args = ap.parse_args()
 
     out_dir = Path(args.out)
@@ -184,10 +190,18 @@ def main() -> int:
             w.writerows(rows)
 
         def find(tool, method, shape, batch, seq, precision):
-            for r in rows:
-                if (r["tool"], r["method"], r["model_config"], r["batch"], r["seq"], r["precision"]) == (tool, method, shape, batch, seq, precision):
-                    return r
-            return None
+            """The measurement of one configuration; with several rounds, their mean (peak
+            memory: the largest)."""
+            found = [r for r in rows if (r["tool"], r["method"], r["model_config"], r["batch"], r["seq"], r["precision"]) == (tool, method, shape, batch, seq, precision)]
+            if not found:
+                return None
+            merged = dict(found[0])
+            for k, v in found[0].items():
+                values = [r.get(k) for r in found]
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and all(isinstance(x, (int, float)) for x in values):
+                    merged[k] = max(values) if "mem" in k or "rss" in k else sum(values) / len(values)
+            merged["rounds"] = len(found)
+            return merged
 
         summary = []
         for precision in args.precision.split(","):
@@ -202,7 +216,7 @@ def main() -> int:
                         continue
                     summary.append({
                         "shape": shape, "batch": batch, "seq": seq, "precision": precision,
-                        "method": ours_m, "peer": f"{peer_tool} {peer_m}",
+                        "method": ours_m, "peer": f"{peer_tool} {peer_m}", "rounds": min(ours["rounds"], peer["rounds"]),
                         "ours_ex_s": ours["examples_per_s"], "peer_ex_s": peer["examples_per_s"],
                         "throughput_ratio": ours["examples_per_s"] / peer["examples_per_s"],
                         "step_time_ratio": ours["step_ms_median"] / peer["step_ms_median"],
@@ -237,7 +251,7 @@ def main() -> int:
             mem = f"{s['ours_peak_rss_mb']:.0f} ({s['ours_train_mem_mb']:.0f}) / {s['peer_peak_rss_mb']:.0f} ({s['peer_train_mem_mb']:.0f})"
             if s["ours_gpu_mem_mb"] is not None:
                 mem = f"GPU {fmt(s['ours_gpu_mem_mb'], 0)} / {fmt(s['peer_gpu_mem_mb'], 0)}"
-            method = s["method"] + (f" (avg rank {s['ours_avg_rank']})" if s["method"].startswith("triadapt") else "")
+            method = s["method"] + (f" (avg rank {s['ours_avg_rank']})" if s["method"].startswith("triadapt") else "") + (f" ×{s['rounds']}" if s["rounds"] > 1 else "")
             ratio = s["throughput_ratio"]
             gf = f"{fmt(s['ours_gflops'])} ({fmt(100 * s['ours_matmul_fraction'] if s['ours_matmul_fraction'] else None, 0)}%) / {fmt(s['peer_gflops'])} ({fmt(100 * s['peer_matmul_fraction'] if s['peer_matmul_fraction'] else None, 0)}%)"
             lines.append(
@@ -251,7 +265,8 @@ def main() -> int:
             "For `triadapt` (started at the average rank) and `triadapt-grow` (growing from rank r/2 during the timed steps) the peer is triadapt's own LoRA at rank "
             f"{args.rank}, so the ratio is LoRA's step time / TriAdaptLoRA's. CPU-time ratio: process CPU time per step, triadapt / peer (below 1 means less CPU work). "
             "Peak RSS: the whole process (Python's imports included); in brackets the part above the resident set just before the model was built. "
-            "GFLOP/s: the same matmul FLOP count for both tools (src/bench.rs `model_flops`) over the median step time.",
+            "GFLOP/s: the same matmul FLOP count for both tools (src/bench.rs `model_flops`) over the median step time. "
+            "×N: the pair was measured in N rounds, in opposite orders, and the row shows the mean of the rounds' figures (peak memory: the largest).",
         ]
         if peak_end is None:
             lines.append("")
@@ -260,25 +275,36 @@ def main() -> int:
         (out_dir / "table.md").write_text(table)
         return table, finished
 
+    rounds = args.rounds if args.rounds is not None else (2 if args.plan == "cpu" else 1)
+    repeat = args.repeat.split(",")
     flip = False
-    for precision in args.precision.split(","):
-        for shape, batch, seq, warmup, steps in PLANS[args.plan]:
-            shape_args = ["--model-config", shape, "--batch", str(batch), "--seq", str(seq), "--warmup", str(warmup), "--steps", str(steps), "--precision", precision, "--rank", str(args.rank)]
-            for ours, theirs in PAIRS:
-                if ours not in wanted:
-                    continue
-                cmds = [("triadapt", [args.bin, "bench", "--method", ours, *shape_args, *common])]
-                if theirs:
-                    cmds.append(("peft", [args.python, str(HERE / "bench_peft.py"), "--method", theirs, "--optim", args.peft_optim, *shape_args, *common]))
-                if flip and len(cmds) == 2:
-                    cmds.reverse()
-                if len(cmds) == 2:
-                    flip = not flip
-                for _, cmd in cmds:
-                    rows.append(run_json(cmd, cuda))
-                    partial.write(json.dumps(rows[-1]) + "\n")
-                    partial.flush()
-                    write_outputs(rows, None)
+    peer_first = {}
+    for round_no in range(1, rounds + 1):
+        for precision in args.precision.split(","):
+            for shape, batch, seq, warmup, steps in PLANS[args.plan]:
+                shape_args = ["--model-config", shape, "--batch", str(batch), "--seq", str(seq), "--warmup", str(warmup), "--steps", str(steps), "--precision", precision, "--rank", str(args.rank)]
+                for ours, theirs in PAIRS:
+                    if ours not in wanted or (round_no > 1 and ours not in repeat):
+                        continue
+                    cmds = [("triadapt", [args.bin, "bench", "--method", ours, *shape_args, *common])]
+                    if theirs:
+                        cmds.append(("peft", [args.python, str(HERE / "bench_peft.py"), "--method", theirs, "--optim", args.peft_optim, *shape_args, *common]))
+                    if len(cmds) == 2:
+                        # Round 1 alternates from pair to pair; each later round flips a pair's
+                        # round-1 order.
+                        key = (precision, shape, ours)
+                        if round_no == 1:
+                            peer_first[key] = flip
+                            flip = not flip
+                        if peer_first[key] != (round_no % 2 == 0):
+                            cmds.reverse()
+                    for _, cmd in cmds:
+                        row = run_json(cmd, cuda)
+                        row["round"] = round_no
+                        rows.append(row)
+                        partial.write(json.dumps(row) + "\n")
+                        partial.flush()
+                        write_outputs(rows, None)
     table, finished = write_outputs(rows, matmul())
     print(table)
     print(f"wrote {out_dir}/runs.csv, summary.csv, table.md ({(finished - started).total_seconds() / 60:.1f} min)", file=sys.stderr)
