@@ -364,15 +364,16 @@ pub fn process_memory_kb() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// CPU time of this process so far (all threads), from /proc/self/task/*/schedstat; None where
-/// that is not available.
+/// CPU time of this process so far (user + system, all threads, including threads that have
+/// already exited, such as the optimizer kernel's workers), from getrusage(RUSAGE_SELF).
 pub fn process_cpu_seconds() -> Option<f64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
     }
-    Some(total as f64 / 1e9)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
 /// Linear-interpolation percentile of sorted values (numpy's default), q in [0, 1].
@@ -424,8 +425,9 @@ pub fn model_flops(c: &DebertaConfig, variant: Variant, batch: i64, seq: i64, av
     n * per_layer + pooler
 }
 
-/// The fp32 matrix-product rate of this libtorch: median GFLOP/s of `reps` products of two
-/// n x n matrices, after two untimed ones.
+/// The fp32 matrix-product rate of this libtorch: GFLOP/s of the fastest of `reps` products of
+/// two n x n matrices, after two untimed ones (the peak: on a shared machine the median moves with
+/// the neighbours' load).
 pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> f64 {
     let a = Tensor::randn([n, n], (Kind::Float, device));
     let b = Tensor::randn([n, n], (Kind::Float, device));
@@ -439,8 +441,8 @@ pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> f64 {
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    times.sort_by(f64::total_cmp);
-    2.0 * (n as f64).powi(3) / percentile(&times, 0.5) / 1e9
+    let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+    2.0 * (n as f64).powi(3) / fastest / 1e9
 }
 
 /// Sets the CUDA autocast dtype to bfloat16 (tch 0.24 only switches autocast on, at torch's

@@ -19,7 +19,7 @@ fn bench_on_the_tiny_shape_prints_its_fields() {
     let out = triadapt(&["bench", "--model-config", "tiny", "--steps", "2", "--threads", "1", "--method", "triadapt-grow", "--breakdown", "--json"]);
     assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
     let row: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-    for key in ["examples_per_s", "step_ms_median", "step_ms_p25", "step_ms_p75", "controller_ms_per_step", "peak_rss_mb", "model_gflop_per_step", "forward_ms"] {
+    for key in ["examples_per_s", "step_ms_median", "step_ms_p25", "step_ms_p75", "cpu_ms_per_step", "controller_ms_per_step", "peak_rss_mb", "model_gflop_per_step", "forward_ms"] {
         assert!(row[key].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0), "{key}: {}", row[key]);
     }
     assert!(row["avg_rank_end"].as_f64().unwrap() > row["avg_rank_start"].as_f64().unwrap(), "triadapt-grow grew nothing: {row}");
