@@ -63,12 +63,15 @@ enum Command {
         out: PathBuf,
     },
     /// Evaluate a run folder (its adapter on its base model) or a fine-tuned HF model directory
-    /// on a GLUE split; prints the metrics (fractions) as JSON.
+    /// on a GLUE or SQuAD 2.0 split; prints the metrics as JSON (GLUE: fractions; SQuAD: percent,
+    /// under the official names).
     Eval {
-        /// A run folder, an adapter folder, or an HF model directory with a classification head.
+        /// A run folder, an adapter folder, or an HF model directory with a trained head
+        /// (classification for GLUE, question answering for squad2).
         #[arg(long)]
         model: PathBuf,
-        /// GLUE task: mnli, sst2, cola, qqp, qnli, rte, mrpc, stsb.
+        /// GLUE task (mnli, sst2, cola, qqp, qnli, rte, mrpc, stsb) or squad2 (SQuAD 2.0: the
+        /// official exact/F1 scores; windows and decoding take the run's squad.* settings).
         #[arg(long)]
         task: String,
         /// train, validation, or validation_mismatched (MNLI).
@@ -77,7 +80,7 @@ enum Command {
         /// The task's data folder (default: the run's data_dir, else the fetch cache).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Truncation length (default: the run's max_seq_length, else 512).
+        /// Truncation length (default: the run's max_seq_length, else 512; squad2: 384).
         #[arg(long)]
         max_len: Option<usize>,
         #[arg(long, default_value_t = 64)]
@@ -85,7 +88,7 @@ enum Command {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Also print every prediction (class ids or scores).
+        /// Also print every prediction (class ids or scores; squad2: answer text by question id).
         #[arg(long)]
         predictions: bool,
     },

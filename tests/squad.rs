@@ -360,6 +360,20 @@ fn triadapt_trains_and_evaluates_squad2_end_to_end() {
     }
     let adapter: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(adapter["head"], "qa");
+    // `triadapt eval` on the run folder: the saved adapter and QA head, the run's windows and
+    // decoding settings, give the final evaluation's answers and scores again.
+    let e = triadapt(&["eval", "--model", out.to_str().unwrap(), "--task", "squad2", "--predictions"]);
+    assert!(e.status.success(), "eval failed:\n{}", String::from_utf8_lossy(&e.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(e["examples"], dev.len());
+    assert_eq!(serde_json::from_value::<BTreeMap<String, String>>(e["predictions"].clone()).unwrap(), preds);
+    for name in ["exact", "f1", "HasAns_f1", "NoAns_exact", "total"] {
+        assert_eq!(e["metrics"][name], m["final_metrics"][name], "{name}");
+    }
+    // A GLUE task on a QA run is refused with the reason.
+    let e = triadapt(&["eval", "--model", out.to_str().unwrap(), "--task", "rte"]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && err.contains("Qa head") && err.contains("rte"), "{err}");
     let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
     assert_eq!(curve.lines().count(), 11);
     assert!(curve.lines().all(|l| !l.contains("NaN")), "{curve}");

@@ -1,5 +1,5 @@
 //! `triadapt eval`: the task metrics of a run folder (its adapter on its base model) or of an
-//! HF model directory with a trained head, on a split of a GLUE task, as JSON.
+//! HF model directory with a trained head, on a split of a GLUE task or of SQuAD 2.0, as JSON.
 
 use std::path::{Path, PathBuf};
 
@@ -7,12 +7,14 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tch::Device;
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, SquadConfig};
 use crate::data::batch::encode_all;
 use crate::data::glue::{self, Split};
+use crate::data::squad::{self, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
 use crate::model::{HeadKind, ModelDir, PlainLinearFactory};
-use crate::train::eval::{gold, predict, score, Predictions};
+use crate::model::DebertaModel;
+use crate::train::eval::{gold, predict, score, squad_scores};
 
 pub struct EvalArgs<'a> {
     pub model: &'a Path,
@@ -31,8 +33,50 @@ pub struct EvalReport {
     pub split: String,
     pub examples: usize,
     pub metrics: std::collections::BTreeMap<String, f64>,
+    /// GLUE: class ids or scores; SQuAD: the answer text by question id ("" for no answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub predictions: Option<Predictions>,
+    pub predictions: Option<serde_json::Value>,
+}
+
+/// The model to evaluate with the head `head`, and what it needs alive: the run folder's
+/// config (if `model` is one), the tokenizer model path and the variable store.
+struct Loaded {
+    run_cfg: Option<RunConfig>,
+    model: DebertaModel,
+    spm: PathBuf,
+    _vs: tch::nn::VarStore,
+}
+
+fn load(path: &Path, head: HeadKind, task: &str, num_labels: i64, device: Device) -> Result<Loaded> {
+    let is_adapter = path.join("adapter").is_dir() || path.join(crate::peft::save::ADAPTER_CONFIG).is_file();
+    // A run folder also tells where its data were and how long its sequences were.
+    let run_cfg = match path.join("config.yaml") {
+        p if p.is_file() => Some(RunConfig::load(&p, &[])?),
+        _ => None,
+    };
+    if is_adapter {
+        let a = super::adapter::load_adapted(path, device)?;
+        if a.saved.config.head != head {
+            bail!("{}: the adapter was trained with a {:?} head, task {task} needs {head:?}", path.display(), a.saved.config.head);
+        }
+        if head == HeadKind::Cls && a.saved.config.num_labels != num_labels {
+            bail!("{}: the adapter's head has {} labels, task {task} has {num_labels}", path.display(), a.saved.config.num_labels);
+        }
+        return Ok(Loaded { run_cfg, model: a.model, spm: a.model_dir.spm_path(), _vs: a.vs });
+    }
+    let mut dir = ModelDir::open(path)?;
+    if head == HeadKind::Cls && dir.config.num_labels() != num_labels {
+        bail!("{}: config.json has {} labels, task {task} has {num_labels}", path.display(), dir.config.num_labels());
+    }
+    if head == HeadKind::Qa {
+        dir.config.num_labels = Some(2);
+    }
+    let (vs, model, report) = dir.load(head, &PlainLinearFactory, device)?;
+    if !report.initialised.is_empty() {
+        let what = if head == HeadKind::Qa { "question-answering" } else { "classification" };
+        bail!("{}: the checkpoint has no {what} head ({} missing): evaluate a fine-tuned model or a run folder", path.display(), report.initialised.join(", "));
+    }
+    Ok(Loaded { run_cfg, model, spm: dir.spm_path(), _vs: vs })
 }
 
 fn split_of(name: &str) -> Result<Split> {
@@ -45,41 +89,50 @@ fn split_of(name: &str) -> Result<Split> {
 }
 
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
+    if args.task == squad::TASK {
+        return run_squad(args);
+    }
     let task = glue::task(args.task)?;
     let split = split_of(args.split)?;
-    let is_adapter = args.model.join("adapter").is_dir() || args.model.join(crate::peft::save::ADAPTER_CONFIG).is_file();
-    // A run folder also tells where its data were and how long its sequences were.
-    let run_cfg = match args.model.join("config.yaml") {
-        p if p.is_file() => Some(RunConfig::load(&p, &[])?),
-        _ => None,
-    };
-    let data: PathBuf = match (args.data_dir, &run_cfg) {
+    let l = load(args.model, HeadKind::Cls, task.name, task.num_labels(), args.device)?;
+    let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) => crate::train::run::resolve_data(cfg, Path::new("."))?,
         (None, None) => crate::data::fetch::resolve_glue_dir(task.name).context("--data-dir not given")?,
     };
-    let max_len = args.max_len.or(run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(512);
-    let (model, spm, _keep) = if is_adapter {
-        let a = super::adapter::load_adapted(args.model, args.device)?;
-        if a.saved.config.num_labels != task.num_labels() {
-            bail!("{}: the adapter's head has {} labels, task {} has {}", args.model.display(), a.saved.config.num_labels, task.name, task.num_labels());
-        }
-        (a.model, a.model_dir.spm_path(), Some(a.vs))
-    } else {
-        let dir = ModelDir::open(args.model)?;
-        if dir.config.num_labels() != task.num_labels() {
-            bail!("{}: config.json has {} labels, task {} has {}", args.model.display(), dir.config.num_labels(), task.name, task.num_labels());
-        }
-        let (vs, model, report) = dir.load(HeadKind::Cls, &PlainLinearFactory, args.device)?;
-        if !report.initialised.is_empty() {
-            bail!("{}: the checkpoint has no classification head ({} missing): evaluate a fine-tuned model or a run folder", args.model.display(), report.initialised.join(", "));
-        }
-        (model, dir.spm_path(), Some(vs))
-    };
-    let tok = SpmTokenizer::from_file(&spm)?;
+    let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(512);
+    let tok = SpmTokenizer::from_file(&l.spm)?;
     let examples = encode_all(&tok, &glue::load_split(&data, task, split)?, max_len);
-    let preds = predict(&model, &examples, args.batch_size, tok.pad_id(), args.device);
+    let preds = predict(&l.model, &examples, args.batch_size, tok.pad_id(), args.device);
     let name = if split == Split::ValidationMismatched { "mm" } else { "validation" };
     let metrics = score(task, name, &preds, &gold(&examples))?;
-    Ok(EvalReport { task: task.name.into(), split: args.split.into(), examples: examples.len(), metrics, predictions: args.with_predictions.then_some(preds) })
+    let predictions = if args.with_predictions { Some(serde_json::to_value(&preds)?) } else { None };
+    Ok(EvalReport { task: task.name.into(), split: args.split.into(), examples: examples.len(), metrics, predictions })
+}
+
+/// SQuAD 2.0: windows, decoding and the official scores as in training, with the run folder's
+/// `max_seq_length` and `squad.*` settings (else 384 and the defaults).
+fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
+    let split = match args.split {
+        "train" => SquadSplit::Train,
+        "validation" | "dev" => SquadSplit::Dev,
+        other => bail!("--split {other:?}: SQuAD 2.0 has train and validation (dev)"),
+    };
+    let l = load(args.model, HeadKind::Qa, squad::TASK, 2, args.device)?;
+    let data: PathBuf = match (args.data_dir, &l.run_cfg) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(cfg)) if cfg.task == squad::TASK => crate::train::run::resolve_data(cfg, Path::new("."))?,
+        _ => crate::data::fetch::resolve_squad_dir().context("--data-dir not given")?,
+    };
+    let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(384);
+    let sq: SquadConfig = l.run_cfg.as_ref().map(|c| c.squad.clone()).unwrap_or_default();
+    let tok = SpmTokenizer::from_file(&l.spm)?;
+    let examples = squad::load_split(&data, split)?;
+    if examples.is_empty() {
+        bail!("{}: no questions", squad::split_path(&data, split).display());
+    }
+    let features = squad::build_features(&tok, &examples, max_len, sq.doc_stride)?;
+    let (metrics, preds) = squad_scores(&l.model, &examples, &features, &sq, args.batch_size, tok.pad_id(), args.device)?;
+    let predictions = if args.with_predictions { Some(serde_json::to_value(&preds.text)?) } else { None };
+    Ok(EvalReport { task: squad::TASK.into(), split: args.split.into(), examples: examples.len(), metrics, predictions })
 }
