@@ -83,8 +83,10 @@ enum Command {
         /// Truncation length (default: the run's max_seq_length, else 512; squad2: 384).
         #[arg(long)]
         max_len: Option<usize>,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
+        /// Evaluation batch size (default: the run's eval_batch_size, so that a run folder's
+        /// scores come out as in training; else 64).
+        #[arg(long)]
+        batch_size: Option<usize>,
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,

@@ -22,7 +22,8 @@ pub struct EvalArgs<'a> {
     pub split: &'a str,
     pub data_dir: Option<&'a Path>,
     pub max_len: Option<usize>,
-    pub batch_size: usize,
+    /// None: the run folder's eval_batch_size, else 64.
+    pub batch_size: Option<usize>,
     pub device: Device,
     pub with_predictions: bool,
 }
@@ -88,6 +89,11 @@ fn split_of(name: &str) -> Result<Split> {
     })
 }
 
+/// Batches as in training: padding and product shapes then match the run's own evaluation.
+fn batch_size(args: &EvalArgs, l: &Loaded) -> usize {
+    args.batch_size.or(l.run_cfg.as_ref().map(|c| c.eval_batch_size)).unwrap_or(64)
+}
+
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     if args.task == squad::TASK {
         return run_squad(args);
@@ -103,7 +109,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(512);
     let tok = SpmTokenizer::from_file(&l.spm)?;
     let examples = encode_all(&tok, &glue::load_split(&data, task, split)?, max_len);
-    let preds = predict(&l.model, &examples, args.batch_size, tok.pad_id(), args.device);
+    let preds = predict(&l.model, &examples, batch_size(args, &l), tok.pad_id(), args.device);
     let name = if split == Split::ValidationMismatched { "mm" } else { "validation" };
     let metrics = score(task, name, &preds, &gold(&examples))?;
     let predictions = if args.with_predictions { Some(serde_json::to_value(&preds)?) } else { None };
@@ -132,7 +138,7 @@ fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
         bail!("{}: no questions", squad::split_path(&data, split).display());
     }
     let features = squad::build_features(&tok, &examples, max_len, sq.doc_stride)?;
-    let (metrics, preds) = squad_scores(&l.model, &examples, &features, &sq, args.batch_size, tok.pad_id(), args.device)?;
+    let (metrics, preds) = squad_scores(&l.model, &examples, &features, &sq, batch_size(args, &l), tok.pad_id(), args.device)?;
     let predictions = if args.with_predictions { Some(serde_json::to_value(&preds.text)?) } else { None };
     Ok(EvalReport { task: squad::TASK.into(), split: args.split.into(), examples: examples.len(), metrics, predictions })
 }
