@@ -51,11 +51,14 @@ reproduce: build
 	$(BIN) fetch squad2
 	for s in $(PAPER_SWEEPS); do $(BIN) sweep $$s --devices $${DEVICES:-0} || exit 1; done
 	for r in results/*/; do $(BIN) table $$r || true; $(BIN) plot $$r || true; done
-	$(BIN) heatmap results/mnli_ranks --task mnli
+	$(BIN) heatmap results/mnli --task mnli
 
 ## Regenerate the committed fixtures (byte-for-byte) with the pinned Python oracle.
 fixtures: $(STAMP)
 	$(PY) scripts/make_fixtures.py --out tests/fixtures
+	$(PY) scripts/allocator_oracle.py --out tests/fixtures/allocators
+	$(PY) scripts/increlora_hook_oracle.py --out tests/fixtures/increlora
+	$(PY) scripts/make_bf16_fixture.py
 
 env: build
 	$(BIN) env

@@ -311,6 +311,8 @@ struct TimedController {
     inner: Box<dyn RankController>,
     times: CallTimes,
     device: Device,
+    /// Time of this step's `before_step`, added to its `after_step`: one entry per step.
+    before: Duration,
 }
 
 impl RankController for TimedController {
@@ -319,8 +321,20 @@ impl RankController for TimedController {
         let t0 = Instant::now();
         let r = self.inner.after_step(step, opt);
         sync(self.device);
-        self.times.0.lock().expect("timer lock").push(t0.elapsed());
+        let took = t0.elapsed() + std::mem::take(&mut self.before);
+        self.times.0.lock().expect("timer lock").push(took);
         r
+    }
+    fn before_step(&mut self, step: i64) -> Result<()> {
+        sync(self.device);
+        let t0 = Instant::now();
+        let r = self.inner.before_step(step);
+        sync(self.device);
+        self.before += t0.elapsed();
+        r
+    }
+    fn grown_weight_decay(&self) -> Option<f64> {
+        self.inner.grown_weight_decay()
     }
     fn regularization(&self) -> Option<Tensor> {
         self.inner.regularization()
@@ -336,6 +350,9 @@ impl RankController for TimedController {
     }
     fn trainable_count(&self) -> i64 {
         self.inner.trainable_count()
+    }
+    fn reported_param_count(&self) -> i64 {
+        self.inner.reported_param_count()
     }
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         self.inner.state_tensors()
@@ -445,20 +462,6 @@ pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> f64 {
     2.0 * (n as f64).powi(3) / fastest / 1e9
 }
 
-/// Sets the CUDA autocast dtype to bfloat16 (tch 0.24 only switches autocast on, at torch's
-/// default float16). `at::autocast::set_autocast_dtype(c10::DeviceType, c10::ScalarType)` is
-/// exported by the libtorch_cpu this crate links; both enums are `int8_t`.
-pub fn set_cuda_autocast_bf16() {
-    extern "C" {
-        #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
-        fn at_set_autocast_dtype(device_type: i8, dtype: i8);
-    }
-    const DEVICE_CUDA: i8 = 1; // c10::DeviceType::CUDA
-    const SCALAR_BFLOAT16: i8 = 15; // c10::ScalarType::BFloat16
-    // SAFETY: a plain setter of libtorch's autocast state taking two int8 enums by value.
-    unsafe { at_set_autocast_dtype(DEVICE_CUDA, SCALAR_BFLOAT16) }
-}
-
 /// A random batch on `device`: ids in [4, vocab), full attention, two labels.
 fn random_batch(c: &DebertaConfig, batch: i64, seq: i64, device: Device) -> Batch {
     Batch {
@@ -476,37 +479,24 @@ fn average_rank(ranks: &[(String, i64)]) -> f64 {
     ranks.iter().map(|(_, r)| *r as f64).sum::<f64>() / ranks.len() as f64
 }
 
-/// `Trainer::step`, operation for operation, with the time of each phase: (forward, backward,
-/// optimizer) in seconds; the controller is timed by its wrapper.
+/// `Trainer::step` phase by phase, with the time of each: (forward, backward, optimizer) in
+/// seconds; the controller is timed by its wrapper.
 fn phased_step(t: &mut Trainer, batch: &Batch, step: i64, device: Device) -> Result<(f64, [f64; 3])> {
-    use crate::optim::{clip_grad_norm, linear_schedule};
     let mut marks = [Instant::now(); 4];
-    tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step));
-    let out = t.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
-    let task = crate::train::task_loss(t.model.kind, t.model.config.num_labels(), &out.logits, &batch.labels);
-    let loss = match t.controller.regularization() {
-        Some(reg) => &task + reg,
-        None => task.shallow_clone(),
-    };
+    let (task, loss) = t.forward_loss(batch, step);
     let loss_value = task.double_value(&[]);
     if !loss_value.is_finite() {
         bail!("the loss became {loss_value} at step {step}");
     }
     sync(device);
     marks[1] = Instant::now();
-    t.opt.zero_grad();
-    loss.backward();
+    t.backward(&loss);
     sync(device);
     marks[2] = Instant::now();
-    if t.optim.max_grad_norm > 0.0 {
-        clip_grad_norm(&t.trainable(), t.optim.max_grad_norm);
-    }
-    let (policy, warmup, total) = (t.lr_policy, t.optim.warmup_steps, t.total_steps);
-    let mult = move |birth: i64| linear_schedule(step, if policy == LrPolicy::Restart { birth } else { 0 }, warmup, total);
-    t.opt.step(step, &mult);
+    t.optimizer_step(step)?;
     sync(device);
     marks[3] = Instant::now();
-    t.controller.after_step(step, &mut t.opt)?;
+    t.after_step(step)?;
     let d = |i: usize| (marks[i + 1] - marks[i]).as_secs_f64();
     Ok((loss_value, [d(0), d(1), d(2)]))
 }
@@ -519,13 +509,10 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     if spec.seq > 512 {
         bail!("--seq {}: the shapes have 512 positions", spec.seq);
     }
-    if spec.precision == Precision::Bf16 {
-        if !spec.device.is_cuda() {
-            bail!("--precision bf16 needs --device cuda (bf16 autocast is a CUDA feature)");
-        }
-        set_cuda_autocast_bf16();
-    }
     let device = spec.device;
+    if spec.precision == Precision::Bf16 {
+        crate::precision::enable_bf16(device)?;
+    }
     let total = spec.total_steps();
     let config = spec.shape.config();
     let mcfg = spec.method_config();
@@ -537,9 +524,10 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     let model = DebertaModel::new(&vs.root(), &config, HeadKind::Cls, setup.factory());
     let adapters = setup.adapters();
     let times = CallTimes::default();
-    let controller = TimedController { inner: setup.into_controller(&mcfg, total), times: times.clone(), device };
+    let controller = TimedController { inner: setup.into_controller(&mcfg, total), times: times.clone(), device, before: Duration::ZERO };
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, ..Default::default() };
     let mut trainer = Trainer::new(vs, model, Box::new(controller), adapters, mcfg.name, optim, mcfg.lr_policy, total, spec.seed)?;
+    trainer.bf16 = spec.precision == Precision::Bf16;
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let n_adapted = trainer.adapters().len();
 
@@ -554,13 +542,12 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         }
         sync(device);
         let t0 = Instant::now();
-        let autocast = spec.precision == Precision::Bf16;
         if spec.breakdown && step >= spec.warmup {
-            let (l, p) = tch::autocast(autocast, || phased_step(&mut trainer, &batch, step, device))?;
+            let (l, p) = phased_step(&mut trainer, &batch, step, device)?;
             loss = l;
             phases.push(p);
         } else {
-            loss = tch::autocast(autocast, || trainer.step(&batch, step))?.loss;
+            loss = trainer.step(&batch, step)?.loss;
         }
         sync(device);
         let dt = t0.elapsed().as_secs_f64();

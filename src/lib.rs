@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod metrics;
 pub mod optim;
+pub mod precision;
 pub mod peft;
 pub mod progress;
 pub mod report;

@@ -22,11 +22,14 @@ enum Command {
     /// Config keys (dotted paths; `--set` and sweep grids take the same):
     /// task, data_dir, model, max_seq_length, batch_size, eval_batch_size, epochs, max_steps,
     /// eval_steps, seed, cls_dropout, max_train_examples, max_eval_examples, device, bf16,
-    /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps},
-    /// method.{name, lora_alpha, lora_dropout, orth_reg_weight, lr_policy, target_modules,
+    /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps,
+    /// adamw (torch | legacy_hf)}, method.{name, lora_alpha, lora_dropout, orth_reg_weight,
+    /// lr_policy (restart | follow | constant), budget (strict | reference), target_modules,
     /// target_layers}, method.lora.rank, method.triadapt.{init_rank, ref_rank, warmup_steps,
-    /// interval, growth_step, threshold, top_k, importance, growth, init_std},
-    /// method.adalora.*, method.increlora.*, squad.*. See README.md for each.
+    /// interval, growth_step, threshold, top_k, importance, growth, init_std,
+    /// grown_weight_decay}, method.adalora.*, method.increlora.*, squad.*. See README.md for
+    /// each, and docs/method.md for what each computes and the reference it follows.
+    #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict")]
     Train {
         /// Experiment YAML (e.g. experiments/rte.yaml).
         #[arg(long)]
@@ -46,6 +49,7 @@ enum Command {
     },
     /// Fold a trained adapter into its base model: writes a plain HF checkpoint (config.json,
     /// model.safetensors, spm.model) that HF transformers loads without triadapt or PEFT.
+    #[command(after_help = "Examples:\n  triadapt merge results/runs/demo --out merged/demo\n  triadapt merge results/glue_r2/runs/RUN_ID/adapter --out merged/rte\n  (HF: AutoModelForSequenceClassification.from_pretrained(\"merged/demo\"))")]
     Merge {
         /// A run folder (uses its adapter/) or an adapter folder.
         adapter: PathBuf,
@@ -55,6 +59,7 @@ enum Command {
     },
     /// Write a trained adapter (any method) as a standard PEFT LoRA adapter (adapter_config.json
     /// with a per-module rank_pattern, adapter_model.safetensors) computing the same dW.
+    #[command(after_help = "Examples:\n  triadapt export-peft results/runs/demo --out peft/demo\n  triadapt export-peft results/glue_r2/runs/RUN_ID/adapter --out peft/rte\n  (PEFT: AutoPeftModelForSequenceClassification.from_pretrained(\"peft/demo\"))")]
     ExportPeft {
         /// A run folder (uses its adapter/) or an adapter folder.
         adapter: PathBuf,
@@ -65,6 +70,7 @@ enum Command {
     /// Evaluate a run folder (its adapter on its base model) or a fine-tuned HF model directory
     /// on a GLUE or SQuAD 2.0 split; prints the metrics as JSON (GLUE: fractions; SQuAD: percent,
     /// under the official names).
+    #[command(after_help = "Examples:\n  triadapt eval --model results/runs/demo --task rte\n  triadapt eval --model results/runs/mnli --task mnli --predictions\n  triadapt eval --model results/runs/squad --task squad2 --device cuda")]
     Eval {
         /// A run folder, an adapter folder, or an HF model directory with a trained head
         /// (classification for GLUE, question answering for squad2).
@@ -99,6 +105,7 @@ enum Command {
     ///
     /// Finished runs are skipped and failed or interrupted ones retried, so the same command
     /// resumes a sweep. The file format and runs.csv columns are in README.md ("Sweeps").
+    #[command(after_help = "Examples:\n  triadapt sweep sweeps/demo.yaml --dry-run\n  triadapt sweep sweeps/glue_r2.yaml --devices 0,1,2,3\n  triadapt sweep sweeps/glue_r2.yaml --slurm --shard 0/8 > glue.sbatch")]
     Sweep {
         /// Sweep YAML (e.g. sweeps/demo.yaml).
         #[arg(value_name = "FILE")]
@@ -121,6 +128,7 @@ enum Command {
     },
     /// Rebuild runs.csv from the row files (runs/<id>/row.json) of one or more results folders,
     /// e.g. copies of results/<name> written by different shards.
+    #[command(after_help = "Examples:\n  triadapt collect results/glue_r2 /mnt/node2/results/glue_r2\n  triadapt collect results/glue_r2 --out results/glue_r2/all.csv")]
     Collect {
         /// Results folders (each holding runs/<id>/row.json).
         #[arg(value_name = "RESULTS_DIR", required = true)]
@@ -135,6 +143,7 @@ enum Command {
     ///
     /// Uses the finished runs of runs.csv; where a method has several runs (seeds, swept values)
     /// its panel shows the one with the highest best_score (ties: the lowest seed).
+    #[command(after_help = "Examples:\n  triadapt heatmap results/mnli --task mnli\n  triadapt heatmap results/demo --out plots")]
     Heatmap {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -150,6 +159,7 @@ enum Command {
     /// method, mean over seeds with a min-max band), plus total rank and training loss / dev
     /// metric against step from the run folders' curve.csv. Writes PNG and SVG into
     /// <out>/<results name>/: ablation_<task>_<key>, rank_growth_<task>, training_<task>.
+    #[command(after_help = "Examples:\n  triadapt plot results/rte_warmup\n  triadapt plot results/rte_refrank --x method.triadapt.ref_rank")]
     Plot {
         /// A results directory holding runs.csv (e.g. results/rte_warmup).
         #[arg(value_name = "RESULTS_DIR")]
@@ -173,6 +183,7 @@ enum Command {
     /// Print the GLUE dev table in the paper's layout (methods x MNLI m/mm, SST-2, CoLA, QQP
     /// acc/F1, QNLI, RTE, MRPC, STS-B Corr, All Avg; x100, mean over seeds) and write it as
     /// table.md and table.csv.
+    #[command(after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/glue_r2 --by method.triadapt.ref_rank --out table.md")]
     Table {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -184,17 +195,26 @@ enum Command {
         #[arg(long, value_name = "KEY")]
         by: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "Examples:\n  triadapt completions bash > /etc/bash_completion.d/triadapt\n  triadapt completions zsh > ~/.zfunc/_triadapt\n  triadapt completions fish > ~/.config/fish/completions/triadapt.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the LibTorch version, CUDA availability, device count and thread count (JSON).
+    #[command(after_help = "Examples:\n  triadapt env\n  triadapt env | jq .cuda_available")]
     Env,
     /// Time training steps (forward, backward, AdamW, rank controller) on random weights of a
     /// real DeBERTa-v3 shape after warm-up: examples/s, median step time and spread, rank
     /// controller time per step, peak memory, achieved GFLOP/s. See README "Benchmarks".
+    #[command(after_help = "Examples:\n  triadapt bench --method lora,adalora --model-config small\n  triadapt bench --method triadapt --device cuda --precision bf16 --json\n  triadapt bench --method full --breakdown --steps 4")]
     Bench(commands::bench::BenchArgs),
     /// Run a model on JSON-lines inputs and print one JSON line of logits per input.
     ///
     /// Each input line is {"input_ids": [...], "attention_mask": [...], "token_type_ids": [...]}
     /// (mask and types optional) or {"text_a": "...", "text_b": "..."} (text_b optional), which
     /// is tokenized with the model directory's spm.model. Runs in eval mode (no dropout).
+    #[command(after_help = "Examples:\n  triadapt predict --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt predict --model merged/demo --input inputs.jsonl --bf16\n  triadapt predict --head qa --model models/qa --input in.jsonl --hidden")]
     Predict {
         /// An HF model directory: config.json + model.safetensors | pytorch_model.bin | rust_model.ot.
         #[arg(long)]
@@ -214,9 +234,13 @@ enum Command {
         /// Longest-first truncation length for text inputs (special tokens included).
         #[arg(long, default_value_t = 512)]
         max_len: usize,
+        /// Run under bf16 autocast (weights stay float32), as HF under torch.autocast.
+        #[arg(long)]
+        bf16: bool,
     },
     /// Tokenize JSON-lines {"text_a", "text_b"?} with a model's spm.model exactly as HF's
     /// DebertaV2Tokenizer: one JSON line of input_ids, token_type_ids, attention_mask each.
+    #[command(after_help = "Examples:\n  triadapt tokenize --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt tokenize --model spm.model --input pairs.jsonl --max-len 128 --pad")]
     Tokenize {
         /// A model directory holding spm.model, or the spm.model file itself.
         #[arg(long)]
@@ -246,6 +270,7 @@ enum Command {
     /// overrides the hub, TRIADAPT_SQUAD_URL the SQuAD base URL; HF_HUB_OFFLINE=1 downloads
     /// nothing. Without network, place the files in those directories by hand.
     #[command(verbatim_doc_comment)]
+    #[command(after_help = "Examples:\n  triadapt fetch model microsoft/deberta-v3-base\n  triadapt fetch glue all\n  HF_HUB_OFFLINE=1 triadapt fetch squad2")]
     Fetch {
         /// model, glue or squad2.
         #[arg(value_name = "WHAT")]
@@ -262,6 +287,10 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Env => commands::env::run(),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "triadapt", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Heatmap { results, out, task } => commands::report::heatmap(&results, &out, task.as_deref()),
         Command::Plot { results, x, metric, out, task } => {
             commands::report::plot(&results, &out, &triadapt::report::curves::PlotOptions { x, metric, task })
@@ -285,9 +314,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let method = method.map(|m| m.parse()).transpose()?;
             commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref() })
         }
-        Command::Predict { model, input, head, hidden, device, max_len } => {
+        Command::Predict { model, input, head, hidden, device, max_len, bf16 } => {
             let device = triadapt::device::parse_device(&device)?;
-            commands::predict::run(&commands::predict::PredictArgs { model: &model, input: &input, head, hidden, device, max_len })
+            commands::predict::run(&commands::predict::PredictArgs { model: &model, input: &input, head, hidden, device, max_len, bf16 })
         }
         Command::Tokenize { model, input, max_len, pad } => commands::tokenize::run(&model, &input, max_len, pad),
         Command::Fetch { kind, name, quiet } => commands::fetch::run(kind, name.as_deref(), quiet),

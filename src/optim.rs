@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 
 mod cpu_kernel;
 
-/// How grown entries follow the learning-rate schedule (spec 1.5).
+/// How grown entries follow the learning-rate schedule (docs/method.md, "Learning-rate policies").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LrPolicy {
@@ -23,6 +23,36 @@ pub enum LrPolicy {
     Restart,
     /// The global schedule's multiplier at the current step.
     Follow,
+    /// Entries born after step 0 keep the constant base learning rate: torch's LambdaLR leaves
+    /// parameter groups added after its construction at their own lr (the reference harnesses
+    /// with `multi_lr` off). Entries born at step 0 follow the global schedule.
+    Constant,
+}
+
+impl LrPolicy {
+    /// The learning-rate multiplier at `step` of entries born at `birth` under a linear schedule
+    /// with `warmup` steps that reaches zero at `total` (docs/method.md, "Learning-rate policies").
+    pub fn multiplier(self, step: i64, birth: i64, warmup: i64, total: i64) -> f64 {
+        match self {
+            LrPolicy::Restart => linear_schedule(step, birth, warmup, total),
+            LrPolicy::Follow => linear_schedule(step, 0, warmup, total),
+            LrPolicy::Constant if birth > 0 => 1.0,
+            LrPolicy::Constant => linear_schedule(step, 0, warmup, total),
+        }
+    }
+}
+
+/// Which AdamW arithmetic the optimizer uses (docs/method.md, "Optimizer").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AdamWVariant {
+    /// torch.optim.AdamW: decay p *= 1 - lr wd first, then p -= lr m_hat / (sqrt(v_hat) + eps).
+    #[default]
+    Torch,
+    /// The `AdamW` of old HF transformers (`optimization.py`) that the IncreLoRA and AdaLoRA
+    /// harnesses import: denom = sqrt(v) + eps before bias correction, step size
+    /// lr sqrt(1 - b2^t) / (1 - b1^t), and weight decay after the update, p -= lr wd p.
+    LegacyHf,
 }
 
 /// Linear warm-up over `warmup` steps from `birth`, then linear decay to zero at `total`
@@ -44,12 +74,14 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    #[serde(default)]
+    pub variant: AdamWVariant,
 }
 
 impl Default for AdamWConfig {
     /// torch.optim.AdamW's defaults except the learning rate, which runs set.
     fn default() -> Self {
-        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, variant: AdamWVariant::Torch }
     }
 }
 
@@ -62,7 +94,17 @@ struct ParamState {
     birth: Tensor,
     /// Entries born together share one birth; this is the set of distinct births.
     births: Vec<i64>,
+    /// Weight decay of the entries of the first birth (the tensor as registered).
     weight_decay: f64,
+    /// Weight decay of entries born by later growth (TriAdaptLoRA's grown ranks have their own).
+    grown_weight_decay: f64,
+}
+
+impl ParamState {
+    /// The birth of the entries the tensor was registered with.
+    fn first_birth(&self) -> i64 {
+        self.births.iter().copied().min().unwrap_or(0)
+    }
 }
 
 /// Decoupled-weight-decay Adam (torch.optim.AdamW numerics) over named, growable parameters.
@@ -92,9 +134,18 @@ impl AdamW {
             birth: uniform_birth(value, step),
             births: vec![step],
             weight_decay,
+            grown_weight_decay: weight_decay,
         };
         self.index.insert(name.to_string(), self.params.len());
         self.params.push((name.to_string(), state));
+        Ok(())
+    }
+
+    /// Sets the weight decay of the entries that later growth adds to `name` (by default the
+    /// tensor's own).
+    pub fn set_grown_weight_decay(&mut self, name: &str, weight_decay: f64) -> Result<()> {
+        let Some(&i) = self.index.get(name) else { bail!("unknown parameter {name}") };
+        self.params[i].1.grown_weight_decay = weight_decay;
         Ok(())
     }
 
@@ -208,9 +259,9 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
-                if let [birth] = s.births[..] {
+                if let ([birth], AdamWVariant::Torch) = (&s.births[..], c.variant) {
                     let count = (step + 1 - birth).max(1) as i32;
-                    let lr = c.lr * lr_mult(birth);
+                    let lr = c.lr * lr_mult(*birth);
                     let update = UniformUpdate::new(&c, lr, s.weight_decay, count);
                     if cpu_kernel::applies(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq) {
                         cpu_kernel::update(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq, update.kernel_step());
@@ -219,28 +270,76 @@ impl AdamW {
                     }
                     continue;
                 }
-                // Number of updates each entry has had, including this one.
-                let count = (-&s.birth + (step + 1) as f64).clamp_min(1.0);
-                let mut lr = s.birth.zeros_like();
-                for &b in &s.births {
-                    let here = s.birth.eq(b as f64);
-                    lr = lr.where_self(&here.logical_not(), &Tensor::from(c.lr * lr_mult(b)).to_device(s.value.device()));
+                let per_entry = PerEntry::new(s, &c, step, lr_mult);
+                match c.variant {
+                    AdamWVariant::Torch => per_entry.apply_torch(s, &grad, &c),
+                    AdamWVariant::LegacyHf => per_entry.apply_legacy_hf(s, &grad, &c),
                 }
-                if s.weight_decay != 0.0 {
-                    let decay = 1.0 - &lr * s.weight_decay;
-                    let _ = s.value.g_mul_(&decay);
-                }
-                let _ = s.exp_avg.g_mul_scalar_(c.beta1);
-                let _ = s.exp_avg.g_add_(&(&grad * (1.0 - c.beta1)));
-                let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
-                let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - c.beta2)));
-                let bc1: Tensor = 1.0 - Tensor::from(c.beta1).pow(&count);
-                let bc2: Tensor = 1.0 - Tensor::from(c.beta2).pow(&count);
-                let denom = (&s.exp_avg_sq.sqrt() / bc2.sqrt()) + c.eps;
-                let update = &s.exp_avg / denom * (lr / bc1);
-                let _ = s.value.g_sub_(&update);
             }
         });
+    }
+}
+
+/// Learning rate, weight decay and update count of every entry of a tensor (broadcast scalars
+/// where the entries share one birth).
+struct PerEntry {
+    lr: Tensor,
+    weight_decay: Tensor,
+    /// Updates each entry has had, including this one.
+    count: Tensor,
+}
+
+impl PerEntry {
+    fn new(s: &ParamState, c: &AdamWConfig, step: i64, lr_mult: &dyn Fn(i64) -> f64) -> Self {
+        let dev = s.value.device();
+        let scalar = |v: f64| Tensor::from(v as f32).to_device(dev);
+        if let [birth] = s.births[..] {
+            return PerEntry {
+                lr: scalar(c.lr * lr_mult(birth)),
+                weight_decay: scalar(s.weight_decay),
+                count: scalar((step + 1 - birth).max(1) as f64),
+            };
+        }
+        let count = (-&s.birth + (step + 1) as f64).clamp_min(1.0);
+        let mut lr = s.birth.zeros_like();
+        for &b in &s.births {
+            let here = s.birth.eq(b as f64);
+            lr = lr.where_self(&here.logical_not(), &scalar(c.lr * lr_mult(b)));
+        }
+        let first = s.birth.eq(s.first_birth() as f64);
+        let weight_decay = scalar(s.grown_weight_decay).where_self(&first.logical_not(), &scalar(s.weight_decay));
+        PerEntry { lr, weight_decay, count }
+    }
+
+    /// torch.optim.AdamW per entry: decay, moments, bias-corrected update.
+    fn apply_torch(&self, s: &mut ParamState, grad: &Tensor, c: &AdamWConfig) {
+        let decay = 1.0 - &self.lr * &self.weight_decay;
+        let _ = s.value.g_mul_(&decay);
+        let _ = s.exp_avg.g_mul_scalar_(c.beta1);
+        let _ = s.exp_avg.g_add_(&(grad * (1.0 - c.beta1)));
+        let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
+        let _ = s.exp_avg_sq.addcmul_(grad, &(grad * (1.0 - c.beta2)));
+        let bc1: Tensor = 1.0 - Tensor::from(c.beta1).pow(&self.count);
+        let bc2: Tensor = 1.0 - Tensor::from(c.beta2).pow(&self.count);
+        let denom = (&s.exp_avg_sq.sqrt() / bc2.sqrt()) + c.eps;
+        let update = &s.exp_avg / denom * (&self.lr / bc1);
+        let _ = s.value.g_sub_(&update);
+    }
+
+    /// Old HF transformers' `AdamW.step` per entry: moments, denom = sqrt(v) + eps, step size
+    /// lr sqrt(1 - b2^t) / (1 - b1^t), then decay of the updated value, p -= lr wd p.
+    fn apply_legacy_hf(&self, s: &mut ParamState, grad: &Tensor, c: &AdamWConfig) {
+        let _ = s.exp_avg.g_mul_scalar_(c.beta1);
+        let _ = s.exp_avg.g_add_(&(grad * (1.0 - c.beta1)));
+        let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
+        let _ = s.exp_avg_sq.addcmul_(grad, &(grad * (1.0 - c.beta2)));
+        let denom = s.exp_avg_sq.sqrt() + c.eps;
+        let bc1: Tensor = 1.0 - Tensor::from(c.beta1).pow(&self.count);
+        let bc2: Tensor = 1.0 - Tensor::from(c.beta2).pow(&self.count);
+        let step_size = &self.lr * bc2.sqrt() / bc1;
+        let _ = s.value.g_sub_(&(&s.exp_avg / denom * step_size));
+        let decay = &s.value * (&self.lr * &self.weight_decay);
+        let _ = s.value.g_sub_(&decay);
     }
 }
 
@@ -376,7 +475,7 @@ mod tests {
             let c = AdamWConfig { lr: 0.01, weight_decay: 0.1, ..Default::default() };
             let fresh = |t: &Tensor| t.copy();
             let (p0, m0, v0) = (Tensor::randn([n], (Kind::Float, tch::Device::Cpu)), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)));
-            let mut ops = ParamState { value: fresh(&p0), exp_avg: fresh(&m0), exp_avg_sq: fresh(&v0), birth: uniform_birth(&p0, 0), births: vec![0], weight_decay: 0.1 };
+            let mut ops = ParamState { value: fresh(&p0), exp_avg: fresh(&m0), exp_avg_sq: fresh(&v0), birth: uniform_birth(&p0, 0), births: vec![0], weight_decay: 0.1, grown_weight_decay: 0.1 };
             let (kp, km, kv) = (fresh(&p0), fresh(&m0), fresh(&v0));
             for count in 1..=4 {
                 let g = Tensor::randn([n], (Kind::Float, tch::Device::Cpu));
@@ -441,5 +540,90 @@ mod tests {
         let v = Vec::<f32>::try_from(&grown).unwrap();
         assert!((v[1] as f64 - 4.9).abs() < 1e-6, "new entry moved by lr: {v:?}");
         assert!((v[0] as f64 - old).abs() < 0.1, "old entry keeps its moments: {v:?}");
+    }
+
+    fn one_step(variant: AdamWVariant, p0: f32, g: f32, lr: f64, wd: f64, eps: f64) -> f64 {
+        let p = Tensor::from_slice(&[p0]).set_requires_grad(true);
+        let mut opt = AdamW::new(AdamWConfig { lr, weight_decay: wd, eps, variant, ..Default::default() });
+        opt.add("p", &p, 0, wd).unwrap();
+        opt.zero_grad();
+        (&p * g as f64).sum(Kind::Float).backward();
+        opt.step(0, &|_| 1.0);
+        f64::try_from(&p).unwrap()
+    }
+
+    /// Worked numbers: g = 1e-9, eps = 1e-8, betas (0.9, 0.999). legacy_hf: m = 1e-10,
+    /// sqrt(v) = sqrt(1e-21) = 3.16e-11, step = lr sqrt(0.001) / 0.1 * m / (sqrt(v) + eps)
+    /// = 0.00315 lr; torch: m_hat / (sqrt(v_hat) + eps) = 1e-9 / 1.1e-8 = 0.0909 lr.
+    #[test]
+    fn legacy_hf_and_torch_first_updates_of_a_tiny_gradient_by_hand() {
+        let legacy = 1.0 - one_step(AdamWVariant::LegacyHf, 1.0, 1e-9, 1.0, 0.0, 1e-8);
+        let expect = 0.001f64.sqrt() / 0.1 * 1e-10 / (1e-21f64.sqrt() + 1e-8);
+        assert!((legacy - expect).abs() < 1e-6, "legacy_hf moved {legacy}, expected {expect}");
+        assert!((legacy - 0.003152).abs() < 1e-6, "{legacy}");
+        let torch = 1.0 - one_step(AdamWVariant::Torch, 1.0, 1e-9, 1.0, 0.0, 1e-8);
+        assert!((torch - 1.0 / 11.0).abs() < 1e-5, "torch moved {torch}, expected 1/11");
+    }
+
+    /// Weight decay: torch decays first (p (1 - lr wd) - lr = 2 * 0.99 - 0.1 = 1.88); legacy_hf
+    /// decays the updated value (p - lr = 1.9, then 1.9 (1 - lr wd) = 1.881). Both first steps
+    /// move by lr (m / sqrt(v) = sign g once corrected), up to eps.
+    #[test]
+    fn legacy_hf_decays_after_the_update_and_torch_before() {
+        let legacy = one_step(AdamWVariant::LegacyHf, 2.0, 0.5, 0.1, 0.1, 1e-8);
+        assert!((legacy - 1.881).abs() < 1e-6, "legacy_hf: {legacy}");
+        let torch = one_step(AdamWVariant::Torch, 2.0, 0.5, 0.1, 0.1, 1e-8);
+        assert!((torch - 1.88).abs() < 1e-6, "torch: {torch}");
+    }
+
+    /// Entries born at step 3 under legacy_hf: their count starts at 1 (first update exactly lr
+    /// after correction: g = 10, m = 1, sqrt(v) = sqrt(0.1), step lr sqrt(0.001) / 0.1), and they
+    /// decay with the grown weight decay (0.5) while the first entries (decay 0) do not:
+    /// 5 - 0.1 = 4.9, then 4.9 (1 - 0.1 * 0.5) = 4.655.
+    #[test]
+    fn legacy_hf_births_count_from_their_step_with_their_own_decay() {
+        let p = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.0, variant: AdamWVariant::LegacyHf, ..Default::default() });
+        opt.add("p", &p, 0, 0.0).unwrap();
+        opt.set_grown_weight_decay("p", 0.5).unwrap();
+        let mut old = Vec::new();
+        for step in 0..3 {
+            opt.zero_grad();
+            (&p * &p).sum(Kind::Float).backward();
+            opt.step(step, &|_| 1.0);
+            old.push(f64::try_from(&p).unwrap());
+        }
+        // Old entry, hand-computed: each step p -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+        let (mut q, mut m, mut v) = (1.0f64, 0.0f64, 0.0f64);
+        for (t, got) in (1..=3).zip(&old) {
+            let g = 2.0 * q;
+            m = 0.9 * m + 0.1 * g;
+            v = 0.999 * v + 0.001 * g * g;
+            q -= 0.1 * (1.0 - 0.999f64.powi(t)).sqrt() / (1.0 - 0.9f64.powi(t)) * m / (v.sqrt() + 1e-8);
+            assert!((q - got).abs() < 1e-5, "old entry at t = {t}: {got} vs {q}");
+        }
+        let grown = Tensor::cat(&[p.detach(), Tensor::from_slice(&[5.0f32])], 0).set_requires_grad(true);
+        opt.grow("p", &grown, 3).unwrap();
+        opt.zero_grad();
+        (&grown * &grown).sum(Kind::Float).backward();
+        opt.step(3, &|_| 1.0);
+        let after = Vec::<f32>::try_from(&grown).unwrap();
+        assert!((after[1] as f64 - 4.655).abs() < 1e-5, "new entry: {after:?}");
+        let g = 2.0 * q;
+        m = 0.9 * m + 0.1 * g;
+        v = 0.999 * v + 0.001 * g * g;
+        q -= 0.1 * (1.0 - 0.999f64.powi(4)).sqrt() / (1.0 - 0.9f64.powi(4)) * m / (v.sqrt() + 1e-8);
+        assert!((after[0] as f64 - q).abs() < 1e-5, "old entry at t = 4, no decay: {after:?} vs {q}");
+    }
+
+    /// `constant`: entries born after 0 keep the base rate; step-0 entries follow the schedule.
+    #[test]
+    fn lr_policies_at_a_later_birth() {
+        // warm-up 10, total 110, at step 60: global 0.5; born at 50: restart 1.0 (warm-up done).
+        assert_eq!(LrPolicy::Follow.multiplier(60, 50, 10, 110), 0.5);
+        assert_eq!(LrPolicy::Restart.multiplier(55, 50, 10, 110), 0.5);
+        assert_eq!(LrPolicy::Constant.multiplier(60, 50, 10, 110), 1.0);
+        assert_eq!(LrPolicy::Constant.multiplier(109, 50, 10, 110), 1.0);
+        assert_eq!(LrPolicy::Constant.multiplier(60, 0, 10, 110), 0.5);
     }
 }

@@ -534,6 +534,8 @@ impl Sweep {
             best_step: None,
             best_metrics: BTreeMap::new(),
             trainable_params: None,
+            adapter_params: None,
+            head_params: None,
             total_rank: None,
             rank_budget: None,
             wall_seconds: None,
@@ -593,6 +595,11 @@ pub struct Row {
     pub best_step: Option<i64>,
     pub best_metrics: BTreeMap<String, f64>,
     pub trainable_params: Option<i64>,
+    /// Adapter parameters (the table's #Params) and head parameters, counted apart.
+    #[serde(default)]
+    pub adapter_params: Option<i64>,
+    #[serde(default)]
+    pub head_params: Option<i64>,
     pub total_rank: Option<i64>,
     pub rank_budget: Option<i64>,
     pub wall_seconds: Option<f64>,
@@ -612,6 +619,8 @@ impl Row {
             .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))).collect())
             .unwrap_or_default();
         self.trainable_params = i("trainable_params");
+        self.adapter_params = i("adapter_params");
+        self.head_params = i("head_params");
         self.total_rank = i("total_rank");
         self.rank_budget = i("rank_budget");
         self.wall_seconds = f("wall_seconds");
@@ -718,7 +727,7 @@ pub fn read_rows(dir: &Path) -> Result<Vec<(Row, PathBuf)>> {
 /// The fixed columns before the swept keys, between them and the metrics, and after the metrics.
 pub const LEAD_COLUMNS: [&str; 5] = ["run_id", "name", "task", "method", "seed"];
 pub const MID_COLUMNS: [&str; 5] = ["status", "error", "main_metric", "best_score", "best_step"];
-pub const TAIL_COLUMNS: [&str; 5] = ["trainable_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
+pub const TAIL_COLUMNS: [&str; 7] = ["trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_default()
@@ -778,7 +787,7 @@ pub fn csv_text(rows: Vec<(Row, PathBuf)>) -> Result<(String, usize)> {
         rec.extend(swept.iter().map(|k| sw.get(k.as_str()).map(|v| json_text(v)).unwrap_or_default()));
         rec.extend([r.status.clone(), opt(&r.error), opt(&r.main_metric), opt(&r.best_score), opt(&r.best_step)]);
         rec.extend(metrics.iter().map(|m| opt(&r.best_metrics.get(m))));
-        rec.extend([opt(&r.trainable_params), opt(&r.total_rank), opt(&r.rank_budget), opt(&r.wall_seconds), dir.display().to_string()]);
+        rec.extend([opt(&r.trainable_params), opt(&r.adapter_params), opt(&r.head_params), opt(&r.total_rank), opt(&r.rank_budget), opt(&r.wall_seconds), dir.display().to_string()]);
         w.write_record(&rec)?;
     }
     let n = best.len();

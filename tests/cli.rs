@@ -90,3 +90,67 @@ fn asking_for_cuda_without_a_gpu_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CUDA is not available"));
 }
+
+/// `predict --bf16` on CPU against HF's own bf16 output (scripts/make_bf16_fixture.py: the same
+/// batch under `torch.autocast("cpu", dtype=torch.bfloat16)`). bf16 keeps 8 bits of mantissa:
+/// logits of size ~2 carry rounding steps of ~0.008, and HF's bf16 logits differ from its fp32
+/// ones by up to 0.0126; ours must be within 0.02 of HF's bf16 logits, closer to them than the
+/// fp32 logits are, and the run must actually be in bf16 (not equal to fp32).
+#[test]
+fn predict_bf16_gives_hf_bf16_logits() {
+    let o = oracle("v3_batch");
+    let bf16 = oracle("v3_bf16");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let mut lines = Vec::new();
+    for row in 0..4 {
+        let len = o["attention_mask"].get(row).sum(tch::Kind::Int64).int64_value(&[]);
+        let ids: Vec<i64> = Vec::try_from(o["input_ids"].get(row).narrow(0, 0, len)).unwrap();
+        lines.push(serde_json::json!({ "input_ids": ids }).to_string());
+    }
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let model = model_dir("v3");
+    let out = stdout_lines(&triadapt(&["predict", "--bf16", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()]));
+    let ours: Vec<f32> = out.iter().flat_map(|l| serde_json::from_value::<Vec<f32>>(l["logits"].clone()).unwrap()).collect();
+    let ours = tch::Tensor::from_slice(&ours).view([4, 3]);
+    let d_hf = max_abs_diff(&ours, &bf16["logits_bf16"]);
+    let d_fp32 = max_abs_diff(&ours, &o["logits"]);
+    eprintln!("predict --bf16: max |ours - HF bf16| = {d_hf:e}, max |ours - fp32| = {d_fp32:e}");
+    assert!(d_hf <= 0.02, "bf16 logits differ from HF's bf16 by {d_hf}");
+    assert!(d_fp32 > 0.0, "predict --bf16 gave the fp32 logits exactly: autocast did not run");
+}
+
+/// Every subcommand's `--help` ends with examples, and each example's flags are ones that
+/// subcommand accepts (clap rejects unknown flags before doing any work: `--help` appended to an
+/// example's flags must still print help, not an error).
+#[test]
+fn every_subcommand_help_ends_with_working_examples() {
+    let top = triadapt(&["--help"]);
+    let text = String::from_utf8_lossy(&top.stdout).to_string();
+    let subs: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("  "))
+        .filter(|l| l.len() > 2 && !l[2..].starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|s| s != "help")
+        .collect();
+    assert!(subs.len() >= 14, "{subs:?}");
+    for sub in &subs {
+        let help = triadapt(&[sub, "--help"]);
+        assert!(help.status.success(), "{sub} --help");
+        let help = String::from_utf8_lossy(&help.stdout).to_string();
+        let examples: Vec<&str> = help.lines().skip_while(|l| !l.starts_with("Examples:")).skip(1).filter(|l| l.trim_start().starts_with("triadapt ")).collect();
+        assert!(examples.len() >= 2, "{sub} --help has {} examples:\n{help}", examples.len());
+        for ex in examples {
+            let words: Vec<&str> = ex.split_whitespace().take_while(|w| *w != "|" && *w != ">").collect();
+            let mut args: Vec<&str> = words[1..].to_vec();
+            args.push("--help");
+            let o = triadapt(&args);
+            assert!(o.status.success(), "example `{ex}` of {sub}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    let bash = triadapt(&["completions", "bash"]);
+    assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("_triadapt"), "bash completions");
+}

@@ -141,7 +141,7 @@ fn build(tmp: &Path, label: &'static str, base: &str, head: HeadKind, factory: &
     let mut var_names: Vec<String> = vs.variables().into_keys().collect();
     var_names.sort();
     assert_eq!(names, var_names, "{label}: merged_weights must hold every model tensor");
-    write_hf_checkpoint(&merged, &dir, head, &weights).unwrap();
+    write_hf_checkpoint(&merged, &dir, head, &weights, None).unwrap();
     let exported = export_peft(&peft, &adapters, &head_tensors(&vs, head), dir.dir.to_str().unwrap(), head).unwrap();
     let ranks: Vec<(String, i64)> = adapters.iter().map(|(n, a)| (n.clone(), a.lock().unwrap().rank())).collect();
     assert_eq!(exported, ranks.iter().filter(|(_, r)| *r > 0).cloned().collect::<Vec<_>>(), "{label}: exported ranks");
@@ -310,4 +310,68 @@ fn export_peft_refuses_an_all_zero_update_and_a_missing_head() {
     assert!(err.to_string().contains("rank 0"), "{err}");
     let err = export_peft(tmp.path(), &adapters, &head[..1], "base", HeadKind::Cls).unwrap_err();
     assert!(err.to_string().contains("pooler."), "{err}");
+}
+
+/// A merged checkpoint carries the head's label fields whatever the base config had: trained on
+/// a backbone-only config without labels (as `microsoft/deberta-v3-base` on the hub) or on one
+/// with another label count, HF's `AutoModelForSequenceClassification` loads it (no size
+/// mismatch) and gives our logits; `id2label` names the task's classes and `problem_type` is
+/// `regression` for STS-B, `single_label_classification` otherwise.
+#[test]
+fn merged_checkpoints_carry_the_task_labels_for_any_base_config() {
+    tch::manual_seed(5);
+    let tmp = tempfile::tempdir().unwrap();
+    // The backbone-only fixture with its label fields removed.
+    let bare = tmp.path().join("bare_base");
+    std::fs::create_dir_all(&bare).unwrap();
+    for f in ["model.safetensors", "spm.model"] {
+        std::fs::copy(model_dir("v3_backbone").join(f), bare.join(f)).unwrap();
+    }
+    let mut config = read_json(&model_dir("v3_backbone").join("config.json"));
+    for k in ["id2label", "label2id", "num_labels"] {
+        config.as_object_mut().unwrap().remove(k);
+    }
+    std::fs::write(bare.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let three = model_dir("v3_backbone"); // backbone weights, three labels in its config
+    let cases: [(&str, &Path, &str, i64, Option<&str>, &[&str]); 5] = [
+        ("stsb_bare", bare.as_path(), "stsb", 1, Some("regression"), &["LABEL_0"]),
+        ("mnli_bare", bare.as_path(), "mnli", 3, Some("single_label_classification"), &["entailment", "neutral", "contradiction"]),
+        ("rte_bare", bare.as_path(), "rte", 2, Some("single_label_classification"), &["entailment", "not_entailment"]),
+        ("stsb_three", three.as_path(), "stsb", 1, Some("regression"), &["LABEL_0"]),
+        ("sst2_three", three.as_path(), "sst2", 2, Some("single_label_classification"), &["negative", "positive"]),
+    ];
+    let mut ours = Vec::new();
+    let mut merged_dirs = Vec::new();
+    for (label, base, task, labels, problem, names) in cases {
+        let mut dir = ModelDir::open(base).unwrap();
+        dir.config.num_labels = Some(labels);
+        dir.config.id2label = None;
+        let setup = MethodSetup::new(&lora_config());
+        let MethodSetup::Lora(f) = &setup else { unreachable!() };
+        let (vs, model, _) = dir.load(HeadKind::Cls, f, Device::Cpu).unwrap();
+        for (_, a) in f.adapters() {
+            let a = a.lock().unwrap();
+            randomise(&a.a, 0.2);
+            randomise(&a.b, 0.1);
+        }
+        perturb_head(&vs, HeadKind::Cls);
+        let logits = run_eval(&model, &oracle("v3_batch")).logits;
+        assert_eq!(logits.size()[1], labels, "{label}");
+        let merged = tmp.path().join(label);
+        write_hf_checkpoint(&merged, &dir, HeadKind::Cls, &merged_weights(&vs, &dyn_adapters(&f.adapters())).unwrap(), Some(task)).unwrap();
+        let c = read_json(&merged.join("config.json"));
+        let id2label: BTreeMap<String, String> = serde_json::from_value(c["id2label"].clone()).unwrap();
+        let want: BTreeMap<String, String> = names.iter().enumerate().map(|(i, n)| (i.to_string(), n.to_string())).collect();
+        assert_eq!(id2label, want, "{label}: id2label");
+        assert_eq!(c["label2id"][names[0]], 0, "{label}: label2id");
+        assert_eq!(c["problem_type"].as_str(), problem, "{label}: problem_type");
+        assert!(c.get("num_labels").is_none(), "{label}: num_labels must not contradict id2label");
+        ours.push(logits);
+        merged_dirs.push(merged);
+    }
+    let jobs: Vec<(&Path, Option<&Path>, HeadKind)> = merged_dirs.iter().map(|m| (m.as_path(), None, HeadKind::Cls)).collect();
+    let hf = oracle_logits(tmp.path(), &jobs);
+    for ((case, ours), hf) in cases.iter().zip(&ours).zip(&hf) {
+        assert_close(&format!("{}: HF AutoModelForSequenceClassification on the merged checkpoint", case.0), hf, ours, TOL);
+    }
 }

@@ -24,7 +24,7 @@ fn resume_is_exact(cfg: &MethodConfig, total: i64, split: i64) {
     for step in 0..split {
         first.step(&b, step).unwrap();
     }
-    save_adapter(tmp.path(), &first, cfg, split, &model_dir("v3")).unwrap();
+    save_adapter(tmp.path(), &first, cfg, split, &model_dir("v3"), "rte").unwrap();
     drop(first);
     // A fresh build: initial shapes, then the saved tensors (grown shapes) and optimizer state.
     tch::manual_seed(7);

@@ -351,7 +351,7 @@ fn a_killed_sweep_resumes_without_retraining_or_duplicate_rows() {
     for (p, t) in &stamps {
         assert_eq!(mtime(p), *t, "{} was trained again", p.display());
     }
-    let lead = ["run_id", "name", "task", "method", "seed", "status", "error", "main_metric", "best_score", "best_step", "accuracy", "trainable_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
+    let lead = ["run_id", "name", "task", "method", "seed", "status", "error", "main_metric", "best_score", "best_step", "accuracy", "trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
     assert_eq!(header, lead, "no swept keys in this sweep");
 
     // A third call has nothing to do; the dry run says so.
@@ -432,7 +432,7 @@ fn collect_merges_shard_copies() {
     let (header, rows) = read_csv(&out);
     assert_eq!(
         header,
-        ["run_id", "name", "task", "method", "seed", "method.triadapt.ref_rank", "status", "error", "main_metric", "best_score", "best_step", "accuracy", "f1", "trainable_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"]
+        ["run_id", "name", "task", "method", "seed", "method.triadapt.ref_rank", "status", "error", "main_metric", "best_score", "best_step", "accuracy", "f1", "trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"]
     );
     assert_eq!(rows.len(), 6);
     let ids: Vec<&str> = rows.iter().map(|r| r["run_id"].as_str()).collect();
@@ -464,4 +464,26 @@ fn slurm_prints_an_array_job_and_a_dependent_collect() {
     assert!(script.contains(" collect "), "{script}");
     let o = run_cli(&["sweep", "sweeps/rte_warmup.yaml", "--slurm"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("--array=0-23"), "one task per run by default");
+}
+
+/// The shipped paper sweeps train as the authors' code did (docs/method.md): the old HF AdamW
+/// and reference budgets for every method, LoRA without adapter dropout in the GLUE sweeps, and
+/// the MNLI rank sweep writes `results/mnli` (the design's `triadapt heatmap results/mnli`).
+#[test]
+fn shipped_paper_sweeps_use_the_reference_settings() {
+    use triadapt::optim::AdamWVariant;
+    use triadapt::peft::schedule::BudgetMode;
+    for name in ["glue_r2", "glue_r8", "mnli_ranks", "rte_warmup", "rte_interval", "rte_refrank", "squad_v2"] {
+        let s = Sweep::load(&root().join("sweeps").join(format!("{name}.yaml"))).unwrap();
+        assert!(!s.runs.is_empty(), "{name}");
+        for r in &s.runs {
+            assert_eq!(r.config.optim.adamw, AdamWVariant::LegacyHf, "{name} run {} ({})", r.id, r.method.as_str());
+            assert_eq!(r.config.method.budget, BudgetMode::Reference, "{name} run {}", r.id);
+            if r.method == MethodName::Lora && name.starts_with("glue") {
+                assert_eq!(r.config.method.lora_dropout, 0.0, "{name}: LoRA run {} has adapter dropout", r.id);
+            }
+        }
+    }
+    let mnli = Sweep::load(&root().join("sweeps/mnli_ranks.yaml")).unwrap();
+    assert_eq!(mnli.out, PathBuf::from("results/mnli"));
 }

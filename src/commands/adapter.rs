@@ -37,7 +37,7 @@ pub fn load_adapted(path: &Path, device: Device) -> Result<Adapted> {
 pub fn merge(path: &Path, out: &Path) -> Result<()> {
     let a = load_adapted(path, Device::Cpu)?;
     let tensors = merged_weights(&a.vs, &a.adapters)?;
-    write_hf_checkpoint(out, &a.model_dir, a.saved.config.head, &tensors)?;
+    write_hf_checkpoint(out, &a.model_dir, a.saved.config.head, &tensors, a.saved.config.task.as_deref())?;
     eprintln!("merged {} adapted matrices into {}", a.adapters.len(), out.display());
     Ok(())
 }

@@ -34,7 +34,7 @@ pub struct BenchArgs {
     /// Intra-op threads of LibTorch (default: LibTorch's choice, usually the core count).
     #[arg(long)]
     pub threads: Option<i32>,
-    /// fp32, or bf16 (CUDA autocast).
+    /// fp32, or bf16 (autocast, on CUDA or CPU).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
     /// The average rank of every adapter method (AdaLoRA starts at 1.5x, the growing methods at

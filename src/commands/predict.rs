@@ -1,5 +1,5 @@
 //! `triadapt predict`: logits (and optionally last hidden states) of a model on JSON-lines
-//! inputs, in eval mode, in full float precision.
+//! inputs, in eval mode, in full float precision or under bf16 autocast (`--bf16`).
 
 use std::io::Write;
 use std::path::Path;
@@ -47,6 +47,8 @@ pub struct PredictArgs<'a> {
     pub hidden: bool,
     pub device: Device,
     pub max_len: usize,
+    /// Under bf16 autocast, as HF under `torch.autocast(device_type, dtype=torch.bfloat16)`.
+    pub bf16: bool,
 }
 
 /// Turns one input into (ids, mask, types), checking lengths and id ranges against the model.
@@ -79,6 +81,9 @@ fn to_ids(input: PredictInput, lineno: usize, args: &PredictArgs, tok: &mut Opti
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    if args.bf16 {
+        crate::precision::enable_bf16(args.device)?;
+    }
     let dir = ModelDir::open(args.model)?;
     let (_vs, model, report) = dir.load(args.head, &PlainLinearFactory, args.device)?;
     if !report.initialised.is_empty() {
@@ -92,7 +97,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         let [ids, mask, types] = to_ids(input, i + 1, args, &mut tok, dir.config.vocab_size)
             .with_context(|| format!("{}", args.input.display()))?;
         let t = |v: &[i64]| Tensor::from_slice(v).unsqueeze(0).to_device(args.device);
-        let output = tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false));
+        let output = crate::precision::autocast(args.device, args.bf16, || tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false)));
         let vec1 = |x: &Tensor| -> Result<Vec<f32>> { Ok(Vec::<f32>::try_from(x.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?) };
         let mut pred = Prediction { logits: None, start_logits: None, end_logits: None, last_hidden_state: None };
         match args.head {

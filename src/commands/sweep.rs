@@ -101,10 +101,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     );
 
     let exe = std::env::current_exe().context("cannot find the triadapt executable")?;
-    // Several runs on the CPU at once share its cores (unless the user chose a thread count).
-    let cpu_slots = devices.iter().flatten().filter(|d| d.as_str() == "cpu").count();
-    let cpu_threads = (cpu_slots > 1 && std::env::var_os("OMP_NUM_THREADS").is_none())
-        .then(|| (std::thread::available_parallelism().map_or(1, |n| n.get()) / cpu_slots).max(1));
+    // Runs at once share the cores equally, GPU children included (unless the user chose a
+    // thread count).
+    let slots = devices.as_ref().map_or(1, Vec::len);
+    let cpu_threads = (slots > 1 && std::env::var_os("OMP_NUM_THREADS").is_none())
+        .then(|| (std::thread::available_parallelism().map_or(1, |n| n.get()) / slots).max(1));
     let bar = crate::progress::step_bar(todo.len() as u64, std::io::stderr().is_terminal(), &format!("sweep {}", sweep.name));
     let total = todo.len();
     let done = Mutex::new((0usize, 0usize)); // (ended, failed)
@@ -125,8 +126,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let one = |run: &PlannedRun, device: Option<&str>| {
         bar.set_message(format!("{} {} {}", run.id, run.task, run.method.as_str()));
-        let threads = cpu_threads.filter(|_| device == Some("cpu"));
-        match run_one(&exe, &sweep, run, device, threads) {
+        match run_one(&exe, &sweep, run, device, cpu_threads) {
             Ok(row) => report(run, &row),
             Err(e) => {
                 // The row could not be written (e.g. a full disk): say so, keep going.
@@ -269,14 +269,8 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     sweep::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
     let log_path = dir.join("train.log");
     let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("train").arg("--config").arg(&resolved).arg("--out").arg(&dir);
-    if let Some(d) = device {
-        cmd.arg("--device").arg(d);
-    }
-    if let Some(n) = threads {
-        cmd.env("OMP_NUM_THREADS", n.to_string());
-    }
+    let parent_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let mut cmd = child_command(exe, &resolved, &dir, device, threads, parent_visible.as_deref());
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     die_with_parent(&mut cmd);
     let started = Instant::now();
@@ -301,6 +295,31 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     }
     sweep::write_row(&dir, &row)?;
     Ok(row)
+}
+
+/// The `triadapt train` command of one sweep child. A GPU child sees only its own GPU
+/// (`CUDA_VISIBLE_DEVICES=<n>`) and trains on `cuda:0` inside, so it creates no CUDA context on
+/// the others; `threads` (the child's share of the cores) becomes `OMP_NUM_THREADS`. GPU n is
+/// counted in the parent's `CUDA_VISIBLE_DEVICES` when that is set (`parent_visible`, e.g. a
+/// Slurm allocation's "2,3": `--devices 0,1` then means GPUs 2 and 3).
+pub fn child_command(exe: &Path, config: &Path, out: &Path, device: Option<&str>, threads: Option<usize>, parent_visible: Option<&str>) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("train").arg("--config").arg(config).arg("--out").arg(out);
+    match device.map(crate::device::parse_device_name) {
+        Some(Ok(tch::Device::Cuda(n))) => {
+            let visible: Vec<&str> = parent_visible.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+            let gpu = visible.get(n).map_or_else(|| n.to_string(), |s| s.to_string());
+            cmd.env("CUDA_VISIBLE_DEVICES", gpu).arg("--device").arg("cuda:0");
+        }
+        Some(_) => {
+            cmd.arg("--device").arg(device.unwrap_or("cpu"));
+        }
+        None => {}
+    }
+    if let Some(n) = threads {
+        cmd.env("OMP_NUM_THREADS", n.to_string());
+    }
+    cmd
 }
 
 /// The dry-run table: one line per run with its state.
@@ -377,4 +396,41 @@ echo "submitted array job $array ({n} tasks) and collect job ${{collect%%;*}}; r
         job = shell_quote(&format!("triadapt-{name}")),
         job_c = shell_quote(&format!("triadapt-{name}-collect")),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envs(cmd: &Command) -> Vec<(String, String)> {
+        cmd.get_envs().map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned()).unwrap_or_default())).collect()
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn a_gpu_child_sees_only_its_gpu_and_trains_on_cuda_0() {
+        let (exe, cfg, out) = (Path::new("/bin/triadapt"), Path::new("r/config.yaml"), Path::new("r"));
+        let c = child_command(exe, cfg, out, Some("cuda:1"), Some(8), None);
+        assert_eq!(args(&c), ["train", "--config", "r/config.yaml", "--out", "r", "--device", "cuda:0"]);
+        assert_eq!(envs(&c), [("CUDA_VISIBLE_DEVICES".to_string(), "1".to_string()), ("OMP_NUM_THREADS".to_string(), "8".to_string())]);
+        // Inside an allocation that shows GPUs 2 and 3, device 1 is GPU 3.
+        let c = child_command(exe, cfg, out, Some("cuda:1"), None, Some("2,3"));
+        assert_eq!(envs(&c), [("CUDA_VISIBLE_DEVICES".to_string(), "3".to_string())]);
+        let c = child_command(exe, cfg, out, Some("cpu"), Some(1), Some("2,3"));
+        assert_eq!(args(&c)[5..], ["--device", "cpu"]);
+        assert_eq!(envs(&c), [("OMP_NUM_THREADS".to_string(), "1".to_string())]);
+        let c = child_command(exe, cfg, out, None, None, None);
+        assert_eq!(args(&c).len(), 5);
+        assert!(envs(&c).is_empty());
+    }
+
+    #[test]
+    fn devices_parse_to_names() {
+        assert_eq!(parse_devices("0,1").unwrap(), ["cuda:0", "cuda:1"]);
+        assert_eq!(parse_devices("cpu,cpu").unwrap(), ["cpu", "cpu"]);
+        assert!(parse_devices("gpu7").is_err());
+    }
 }

@@ -153,8 +153,11 @@ impl SelfAttention {
             let rel_emb = rel.embeddings.dropout(self.pos_dropout, train).narrow(0, rel.first_row, rel.rows);
             scores = scores + self.disentangled_bias(&q, &k, rel, &rel_emb, scale, train);
         }
-        let scores = scores.masked_fill(&mask.logical_not(), f32::MIN as f64);
-        let probs = scores.softmax(-1, scores.kind()).dropout(self.attn_dropout, train);
+        // HF fills with torch.finfo(dtype).min of the scores' own dtype: f32::MIN does not fit a
+        // bf16 tensor (LibTorch refuses the conversion), and softmax takes no dtype, so autocast
+        // computes it in float32 as HF's does.
+        let scores = scores.masked_fill(&mask.logical_not(), dtype_min(scores.kind()));
+        let probs = scores.softmax(-1, None::<Kind>).dropout(self.attn_dropout, train);
         let ctx = probs.matmul(&v).permute([0, 2, 1, 3]).contiguous();
         let s = ctx.size();
         ctx.view([s[0], s[1], -1])
@@ -322,5 +325,34 @@ impl Backbone {
             hs = layer.forward_t(&hs, &mask, rel.as_ref(), train);
         }
         hs
+    }
+}
+
+/// torch.finfo(kind).min for the floating kinds attention scores can have.
+pub fn dtype_min(kind: Kind) -> f64 {
+    match kind {
+        Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+        Kind::Half => -65504.0,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    }
+}
+
+#[cfg(test)]
+mod dtype_tests {
+    use super::*;
+
+    /// torch.finfo(torch.bfloat16).min = -3.3895e38 fits a bf16 score tensor (f32::MIN does not:
+    /// LibTorch refuses it with "value cannot be converted ... without overflow").
+    #[test]
+    fn masked_fill_uses_the_scores_own_minimum() {
+        let scores = Tensor::zeros([2, 2], (Kind::BFloat16, tch::Device::Cpu));
+        let mask = Tensor::from_slice(&[true, false, true, true]).view([2, 2]);
+        let filled = scores.masked_fill(&mask.logical_not(), dtype_min(Kind::BFloat16));
+        let v = f32::try_from(filled.to_kind(Kind::Float).get(0).get(1)).unwrap();
+        assert_eq!(v as f64, -3.389_531_389_251_535_5e38);
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scores.f_masked_fill(&mask.logical_not(), f32::MIN as f64)));
+        assert!(!matches!(refused, Ok(Ok(_))), "f32::MIN into bf16 should be refused");
+        assert_eq!(dtype_min(Kind::Float), f32::MIN as f64);
     }
 }

@@ -1,4 +1,4 @@
-//! AdaLoRA (spec section 2), numerically as huggingface/peft's `AdaLoraModel` (peft 0.17):
+//! AdaLoRA (docs/method.md, "AdaLoRA"), numerically as huggingface/peft's `AdaLoraModel` (peft 0.17):
 //! dW = B diag(E) A * alpha / (r_init + 1e-5), with A (r x d_in), E (r x 1), B (d_out x r); the
 //! triplets (row of A, entry of E, column of B) are ranked by an EMA sensitivity x uncertainty
 //! score, and every dT steps the E entries outside the global top-b(t) are zeroed in place under a

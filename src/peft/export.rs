@@ -104,12 +104,33 @@ fn check_head(tensors: &[(String, Tensor)], head: HeadKind, what: &str) -> Resul
 /// Tokenizer files of an HF model directory, copied along with the weights when present.
 const TOKENIZER_FILES: [&str; 5] = ["spm.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.json"];
 
+/// The label fields of a merged `config.json`: `id2label`/`label2id` with the task's class names
+/// (GLUE), else `LABEL_<i>`, sized by the head's weights, and `problem_type` as HF's heads read
+/// it (`regression` for one output, `single_label_classification` otherwise; none for QA).
+pub fn label_fields(head: HeadKind, labels: i64, task: Option<&str>) -> (BTreeMap<String, String>, BTreeMap<String, i64>, Option<&'static str>) {
+    let classes: Option<Vec<String>> = task
+        .and_then(|t| crate::data::glue::task(t).ok())
+        .filter(|spec| spec.classes.len() as i64 == labels)
+        .map(|spec| spec.classes.iter().map(|c| c.to_string()).collect());
+    let names = classes.unwrap_or_else(|| (0..labels).map(|i| format!("LABEL_{i}")).collect());
+    let id2label = names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect();
+    let label2id = names.iter().enumerate().map(|(i, n)| (n.clone(), i as i64)).collect();
+    let problem = match head {
+        HeadKind::Cls if labels == 1 => Some("regression"),
+        HeadKind::Cls => Some("single_label_classification"),
+        HeadKind::Qa => None,
+    };
+    (id2label, label2id, problem)
+}
+
 /// Writes an HF model directory: `config.json` (the source model's, with `architectures` set to
-/// the head's class, `dtype` float32 and the label count of the head's weights), the tensors as
-/// `model.safetensors`, and the source's tokenizer files (`spm.model`, ...) that exist. Loads in
-/// transformers with `AutoModelForSequenceClassification` / `AutoModelForQuestionAnswering` and
-/// no missing or unexpected keys, given the tensors of [`merged_weights`].
-pub fn write_hf_checkpoint(out: &Path, source: &ModelDir, head: HeadKind, tensors: &[(String, Tensor)]) -> Result<()> {
+/// the head's class, `dtype` float32 and the label fields of [`label_fields`] for the head's
+/// weights and `task`), the tensors as `model.safetensors`, and the source's tokenizer files
+/// (`spm.model`, ...) that exist. Loads in transformers with `AutoModelForSequenceClassification`
+/// / `AutoModelForQuestionAnswering` and no missing or unexpected keys, given the tensors of
+/// [`merged_weights`], whatever label fields the source config had (none, as a backbone-only
+/// hub checkpoint, or another count).
+pub fn write_hf_checkpoint(out: &Path, source: &ModelDir, head: HeadKind, tensors: &[(String, Tensor)], task: Option<&str>) -> Result<()> {
     let labels = check_head(tensors, head, "merged checkpoint")?;
     let config_path = source.dir.join("config.json");
     let text = std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
@@ -119,14 +140,16 @@ pub fn write_hf_checkpoint(out: &Path, source: &ModelDir, head: HeadKind, tensor
     obj.insert("model_type".into(), json!("deberta-v2"));
     obj.remove("torch_dtype");
     obj.insert("dtype".into(), json!("float32"));
-    // HF sizes `classifier` (and `qa_outputs`) by num_labels, i.e. by id2label (default 2).
-    if source.config.num_labels() != labels || obj.contains_key("num_labels") {
-        obj.remove("num_labels");
-        let id2label: BTreeMap<String, String> = (0..labels).map(|i| (i.to_string(), format!("LABEL_{i}"))).collect();
-        let label2id: BTreeMap<String, i64> = (0..labels).map(|i| (format!("LABEL_{i}"), i)).collect();
-        obj.insert("id2label".into(), json!(id2label));
-        obj.insert("label2id".into(), json!(label2id));
-    }
+    // HF sizes `classifier` (and `qa_outputs`) by num_labels, i.e. by id2label (default 2):
+    // always written, since the source's fields (or their absence) say nothing of this head.
+    let (id2label, label2id, problem) = label_fields(head, labels, task);
+    obj.remove("num_labels");
+    obj.insert("id2label".into(), json!(id2label));
+    obj.insert("label2id".into(), json!(label2id));
+    match problem {
+        Some(p) => obj.insert("problem_type".into(), json!(p)),
+        None => obj.remove("problem_type"),
+    };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let text = serde_json::to_string_pretty(&config)? + "\n";
     std::fs::write(out.join("config.json"), text).with_context(|| format!("cannot write {}", out.join("config.json").display()))?;

@@ -1,4 +1,4 @@
-//! IncreLoRA (spec section 2), as its public code (github.com/FeiyuZhang98/IncreLoRA) computes it:
+//! IncreLoRA (docs/method.md, "IncreLoRA"), as its public code (github.com/FeiyuZhang98/IncreLoRA) computes it:
 //! dW = B diag(E) A * alpha / (ranknum + 1e-5) with A (R x d_in), E (R x 1), B (d_out x R),
 //! where ranknum counts the active ranks and R also holds the reserved ranks of "advance
 //! learning". Every matrix starts at `init_rank` with E = 0 (so dW = 0) and A, B ~ N(0, 0.02^2).
@@ -25,7 +25,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::schedule::{default_growth_step, select_growth};
+use super::schedule::{default_growth_step, select_growth, BudgetMode};
 use super::{Adapter, RankController, Shared};
 use crate::optim::AdamW;
 
@@ -126,8 +126,11 @@ pub struct IncreLoraAdapter {
     /// Whether training forwards record what the importance needs (IncreLoRA's backward hook,
     /// removed once the budget is reached).
     pub capture: bool,
-    /// From the last training forward: |s dW| (detached) and a zero leaf Z added to dW, whose
-    /// gradient after backward is the gradient of the loss with respect to s dW.
+    /// From the first training forward since the last score update: |s dW| (detached) and a
+    /// zero leaf Z added to dW, whose gradient after backward is the gradient of the loss with
+    /// respect to s dW. With `share_att_key` DeBERTa calls query_proj and key_proj a second time
+    /// on the relative-position embeddings; the reference's backward hook fires once per call in
+    /// reverse call order, so the score it keeps is the first (hidden-states) call's.
     captured: RefCell<Option<(Tensor, Tensor)>>,
     /// The last importance sum |s dW * grad(s dW)| / sqrt(numel) (IncreLoRA's `layer.score`).
     pub score: f64,
@@ -272,6 +275,10 @@ impl Adapter for IncreLoraAdapter {
         if !(self.capture && out.requires_grad()) {
             return out;
         }
+        if self.captured.borrow().is_some() {
+            // A later call in the same step (the relative-position path): not the score kept.
+            return out;
+        }
         let (d_out, d_in) = (self.b.size()[0], self.a.size()[1]);
         let z = Tensor::zeros([d_out, d_in], (x.kind(), x.device())).set_requires_grad(true);
         let w_abs = tch::no_grad(|| self.delta_weight().abs());
@@ -356,6 +363,30 @@ pub struct IncreLoraController {
     pub exp_avg_ipt: Vec<f64>,
     /// Uncertainty EMA per matrix (`exp_avg_unc`).
     pub exp_avg_unc: Vec<f64>,
+    /// `method.budget`: whether a round may pass the budget.
+    budget_mode: BudgetMode,
+}
+
+/// `update_ipt` on plain numbers: each matrix's latest score s feeds the sensitivity
+/// Ibar <- b1 Ibar + (1 - b1) s, then the uncertainty Ubar <- b2 Ubar + (1 - b2) |s - Ibar|
+/// (with the updated Ibar).
+pub fn update_emas(exp_avg_ipt: &mut [f64], exp_avg_unc: &mut [f64], scores: &[f64], beta1: f64, beta2: f64) {
+    for ((ipt, unc), &s) in exp_avg_ipt.iter_mut().zip(exp_avg_unc.iter_mut()).zip(scores) {
+        *ipt = beta1 * *ipt + (1.0 - beta1) * s;
+        *unc = beta2 * *unc + (1.0 - beta2) * (s - *ipt).abs();
+    }
+}
+
+/// One IncreLoRA increase at step t (`increase_to_target_rank`), given the ipt x unc products:
+/// None when none is due; else k = min(top_h, budget - total) and the grants of `add_r` ranks
+/// to every matrix at or above the k-th largest product (cut to the budget under `Strict`).
+#[allow(clippy::too_many_arguments)]
+pub fn increlora_allocation(t: i64, warmup: i64, interval: i64, top_h: usize, add_r: i64, total: i64, budget: i64, scores: &[f64], mode: BudgetMode) -> Option<(usize, Vec<(usize, i64)>)> {
+    if !(total < budget && t > warmup && interval > 0 && t % interval == 0) {
+        return None;
+    }
+    let k = (top_h as i64).min(budget - total) as usize;
+    Some((k, select_growth(scores, k, add_r, budget - total, mode)))
 }
 
 fn lock(a: &Shared<IncreLoraAdapter>) -> std::sync::MutexGuard<'_, IncreLoraAdapter> {
@@ -365,7 +396,13 @@ fn lock(a: &Shared<IncreLoraAdapter>) -> std::sync::MutexGuard<'_, IncreLoraAdap
 impl IncreLoraController {
     pub fn new(config: IncreLoraConfig, adapters: Vec<(String, Shared<IncreLoraAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
         let n = adapters.len();
-        IncreLoraController { config, adapters, total_steps, orth_reg_weight, exp_avg_ipt: vec![0.0; n], exp_avg_unc: vec![0.0; n] }
+        IncreLoraController { config, adapters, total_steps, orth_reg_weight, exp_avg_ipt: vec![0.0; n], exp_avg_unc: vec![0.0; n], budget_mode: BudgetMode::default() }
+    }
+
+    /// Sets `method.budget` (strict by default).
+    pub fn with_budget_mode(mut self, mode: BudgetMode) -> Self {
+        self.budget_mode = mode;
+        self
     }
 
     pub fn total_rank(&self) -> i64 {
@@ -379,12 +416,8 @@ impl IncreLoraController {
     /// `update_ipt`: each matrix's latest importance s feeds Ibar <- b1 Ibar + (1 - b1) s and
     /// Ubar <- b2 Ubar + (1 - b2) |s - Ibar| (with the updated Ibar).
     pub fn update_importance(&mut self) {
-        let (b1, b2) = (self.config.beta1, self.config.beta2);
-        for (i, (_, a)) in self.adapters.iter().enumerate() {
-            let s = lock(a).update_score();
-            self.exp_avg_ipt[i] = b1 * self.exp_avg_ipt[i] + (1.0 - b1) * s;
-            self.exp_avg_unc[i] = b2 * self.exp_avg_unc[i] + (1.0 - b2) * (s - self.exp_avg_ipt[i]).abs();
-        }
+        let scores: Vec<f64> = self.adapters.iter().map(|(_, a)| lock(a).update_score()).collect();
+        update_emas(&mut self.exp_avg_ipt, &mut self.exp_avg_unc, &scores, self.config.beta1, self.config.beta2);
     }
 
     /// `calculate_score` ("ipt"): sensitivity x uncertainty per matrix.
@@ -430,17 +463,15 @@ impl RankController for IncreLoraController {
         }
         self.update_importance();
         let c = &self.config;
-        if !(step > c.init_warmup && c.incre_interval > 0 && step % c.incre_interval == 0) {
+        let Some((_, grants)) = increlora_allocation(step, c.init_warmup, c.incre_interval, c.top_h, add_r, total, budget, &self.scores(), self.budget_mode) else {
             return Ok(());
-        }
-        // Threshold: the k-th largest score, k = min(top_h, budget - total); every matrix at or
-        // above it gains add_r ranks, highest first, cut so the total never passes the budget.
-        let k = (c.top_h as i64).min(budget - total) as usize;
-        let grants = select_growth(&self.scores(), k, add_r, budget - total);
+        };
         for (i, g) in grants {
             lock(&self.adapters[i].1).grow(g)?;
             self.register(i, opt, step + 1)?;
         }
+        // As the reference: the reserve is switched off only when the total lands exactly on
+        // the budget (always under `strict`; an overshooting `reference` run keeps it).
         if self.total_rank() == budget {
             for (_, a) in &self.adapters {
                 lock(a).finish();
@@ -469,6 +500,18 @@ impl RankController for IncreLoraController {
 
     fn trainable_count(&self) -> i64 {
         super::trainable_count_of(&self.adapters)
+    }
+
+    /// The active ranks' A rows, E entries and B columns: r (d_in + d_out + 1) per matrix, as
+    /// IncreLoRA counts its parameters (the reserve trained ahead is left out).
+    fn reported_param_count(&self) -> i64 {
+        self.adapters
+            .iter()
+            .map(|(_, a)| {
+                let a = lock(a);
+                a.rank() * (a.a.size()[1] + a.b.size()[0] + 1)
+            })
+            .sum()
     }
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {

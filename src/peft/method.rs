@@ -8,6 +8,7 @@ use tch::Tensor;
 use super::adalora::{AdaLoraAdapter, AdaLoraConfig, AdaLoraController};
 use super::increlora::{IncreLoraAdapter, IncreLoraConfig, IncreLoraController};
 use super::lora::{LoraAdapter, LoraConfig, LoraController};
+use super::schedule::BudgetMode;
 use super::triadapt::{TriAdaptConfig, TriAdaptController, TriAdapter};
 use super::{AdapterFactory, RankController, TargetSpec};
 use crate::model::linear::{LinearFactory, PlainLinearFactory};
@@ -56,10 +57,13 @@ pub struct MethodConfig {
     /// Scale numerator: LoRA and TriAdaptLoRA use alpha / r, AdaLoRA alpha / r_init.
     pub lora_alpha: f64,
     pub lora_dropout: f64,
-    /// gamma of the orthogonal regularisation (spec 1.4); LoRA and full fine-tuning ignore it.
+    /// gamma of the orthogonal regularisation (docs/method.md, "Orthogonal regularisation"); LoRA and full fine-tuning ignore it.
     pub orth_reg_weight: f64,
-    /// Learning-rate policy of parameters born during training (spec 1.5).
+    /// Learning-rate policy of parameters born during training (docs/method.md).
     pub lr_policy: LrPolicy,
+    /// Whether TriAdaptLoRA's and IncreLoRA's growth may pass the total-rank budget:
+    /// `reference` (the authors' code) or `strict` (never above it).
+    pub budget: BudgetMode,
     pub target_modules: Vec<String>,
     pub target_layers: Option<Vec<i64>>,
     pub lora: LoraConfig,
@@ -77,6 +81,7 @@ impl Default for MethodConfig {
             lora_dropout: 0.0,
             orth_reg_weight: 0.1,
             lr_policy: LrPolicy::Restart,
+            budget: BudgetMode::Strict,
             target_modules: t.target_modules,
             target_layers: t.target_layers,
             lora: LoraConfig::default(),
@@ -124,6 +129,9 @@ impl MethodConfig {
                 }
                 if c.growth_step.is_some_and(|d| d < 1) {
                     bail!("key `method.triadapt.growth_step`: must be at least 1");
+                }
+                if !(c.grown_weight_decay >= 0.0) {
+                    bail!("key `method.triadapt.grown_weight_decay` = {}: must not be negative", c.grown_weight_decay);
                 }
             }
             MethodName::Adalora => {
@@ -246,13 +254,13 @@ impl MethodSetup {
             MethodSetup::Full(_) => Box::new(FullController),
             MethodSetup::Lora(f) => Box::new(LoraController::new(f.adapters())),
             MethodSetup::Triadapt(f) => {
-                Box::new(TriAdaptController::new(cfg.triadapt.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
+                Box::new(TriAdaptController::new(cfg.triadapt.clone(), f.adapters(), total_steps, cfg.orth_reg_weight).with_budget_mode(cfg.budget))
             }
             MethodSetup::Adalora(f) => {
                 Box::new(AdaLoraController::new(cfg.adalora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
             }
             MethodSetup::Increlora(f) => {
-                Box::new(IncreLoraController::new(cfg.increlora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
+                Box::new(IncreLoraController::new(cfg.increlora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight).with_budget_mode(cfg.budget))
             }
         }
     }

@@ -89,7 +89,7 @@ pub fn shared<A>(a: A) -> Shared<A> {
     Arc::new(Mutex::new(a))
 }
 
-/// `||A A^T - I||_F + ||B^T B - I||_F` for A: r x d_in, B: d_out x r (spec 1.4; PEFT AdaLoRA).
+/// `||A A^T - I||_F + ||B^T B - I||_F` for A: r x d_in, B: d_out x r (docs/method.md, "Orthogonal regularisation"; PEFT AdaLoRA).
 pub fn orthogonality_penalty(a: &Tensor, b: &Tensor) -> Tensor {
     let r = a.size()[0];
     let eye = Tensor::eye(r, (a.kind(), a.device()));
@@ -100,6 +100,18 @@ pub fn orthogonality_penalty(a: &Tensor, b: &Tensor) -> Tensor {
 
 /// A method's rank controller, called by the training loop at fixed points of each step.
 pub trait RankController: Send + std::fmt::Debug {
+    /// After backward and gradient clipping, before the optimizer step of global step `step`:
+    /// where the reference harnesses call their allocators (TriAdaptLoRA reads its importance
+    /// here, before this step's update). Controllers that need nothing here keep the default.
+    fn before_step(&mut self, step: i64) -> Result<()> {
+        let _ = step;
+        Ok(())
+    }
+    /// Weight decay of the entries that growth adds, when the method sets its own (TriAdaptLoRA's
+    /// `grown_weight_decay`); None: the optimizer's.
+    fn grown_weight_decay(&self) -> Option<f64> {
+        None
+    }
     /// After the optimizer step of global step `step` (0-based), with that step's gradients still
     /// in place (PEFT's order: backward, optimizer step, `update_and_allocate`, zero_grad).
     /// Growing methods grow here and register the grown tensors with `opt` (born at step+1).
@@ -114,6 +126,11 @@ pub trait RankController: Send + std::fmt::Debug {
     fn named_params(&self) -> Vec<(String, Tensor)>;
     /// Trainable adapter scalars (heads not included).
     fn trainable_count(&self) -> i64;
+    /// Adapter scalars as the papers' #Params counts them (docs/method.md, "Counting
+    /// parameters"): by default every trainable one; IncreLoRA leaves out its reserve.
+    fn reported_param_count(&self) -> i64 {
+        self.trainable_count()
+    }
     /// State beyond the adapters' tensors that resuming needs (scores, moving averages).
     /// Controllers without such state keep the default.
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
@@ -157,7 +174,7 @@ pub(crate) fn trainable_count_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -
     adapters.iter().map(|(_, a)| read(a).trainable_count()).sum()
 }
 
-/// gamma / (2n) * sum over matrices of the orthogonality penalty of (A, B) (spec 1.4).
+/// gamma / (2n) * sum over matrices of the orthogonality penalty of (A, B) (docs/method.md, "Orthogonal regularisation").
 pub(crate) fn orthogonality_regularization<A>(adapters: &[(String, Shared<A>)], gamma: f64, ab: impl Fn(&A) -> (Tensor, Tensor)) -> Option<Tensor> {
     if gamma == 0.0 || adapters.is_empty() {
         return None;

@@ -34,6 +34,9 @@ pub struct AdapterConfig {
     pub base_model: std::path::PathBuf,
     pub head: crate::model::HeadKind,
     pub num_labels: i64,
+    /// The task trained (its class names label a merged checkpoint); absent in older folders.
+    #[serde(default)]
+    pub task: Option<String>,
 }
 
 fn cpu(t: &Tensor) -> Tensor {
@@ -41,7 +44,7 @@ fn cpu(t: &Tensor) -> Tensor {
 }
 
 /// Writes the adapter folder of a trainer at `step` (everything needed to resume exactly).
-pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, base_model: &Path) -> Result<()> {
+pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, base_model: &Path, task: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut weights: Vec<(String, Tensor)> = t.adapters().iter().flat_map(|(name, a)| {
         let a = a.lock().expect("adapter lock");
@@ -68,6 +71,7 @@ pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, b
         base_model: std::fs::canonicalize(base_model).unwrap_or_else(|_| base_model.to_path_buf()),
         head: t.model.kind,
         num_labels: t.model.config.num_labels(),
+        task: Some(task.to_string()),
     };
     std::fs::write(dir.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)?)?;
     Ok(())

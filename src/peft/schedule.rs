@@ -1,9 +1,9 @@
 //! Schedules as pure functions of the step: TriAdaptLoRA's allocation gate, growth count k_t,
-//! threshold selection and growth step (spec 1.3), and AdaLoRA's cubic budget (spec 2, PEFT).
+//! threshold selection and growth step (docs/method.md, "Allocation"), and AdaLoRA's cubic budget ("Budget schedule and masking", PEFT).
 
 use serde::{Deserialize, Serialize};
 
-/// How many matrices grow at an allocation step (spec 1.3).
+/// How many matrices grow at an allocation step (docs/method.md, "Allocation").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdKind {
@@ -14,6 +14,18 @@ pub enum ThresholdKind {
     Exponential,
     /// k = top_k (the ablation baseline)
     Fixed,
+}
+
+/// Whether growth may pass the total-rank budget (`method.budget`; docs/method.md, "Budget").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetMode {
+    /// As the authors' code: every selected matrix gets its full growth step, even past the
+    /// budget (TriAdaptLoRA's `increase_to_target_rank`, IncreLoRA's likewise).
+    Reference,
+    /// Never above the budget: grants go highest score first, the last one cut to what is left.
+    #[default]
+    Strict,
 }
 
 /// Allocation happens at step t when the budget is not reached, warm-up is over and t is a
@@ -28,21 +40,24 @@ pub fn growth_count(kind: ThresholdKind, t: i64, warmup: i64, total_steps: i64, 
     let remaining = (budget - total_rank).max(0) as f64;
     let k = match kind {
         ThresholdKind::Linear => (remaining * rho).floor(),
-        ThresholdKind::Exponential => remaining.powf(rho).floor(),
+        // exp(rho ln(remaining)) as the reference computes it: at exact powers it rounds below
+        // the integer where powf does not (remaining 8, rho 1/3: 1.9999999999999998 -> 1).
+        ThresholdKind::Exponential => (rho * remaining.ln()).exp().floor(),
         ThresholdKind::Fixed => top_k as f64,
     };
     (k.max(0.0) as usize).clamp(1, n.max(1))
 }
 
-/// dr = rbar / 2 rounded down, at least 1 (spec 1.3), unless the config sets it.
+/// dr = rbar / 2 rounded down, at least 1 (docs/method.md, "Allocation"), unless the config sets it.
 pub fn default_growth_step(ref_rank: i64) -> i64 {
     (ref_rank / 2).max(1)
 }
 
 /// Which matrices grow and by how much: threshold tau = the k-th largest score, every matrix
-/// with score >= tau grows by `dr` (ties may grow more than k), highest scores first, and the
-/// last grants are cut so that the total never passes `remaining`. Returns (index, ranks).
-pub fn select_growth(scores: &[f64], k: usize, dr: i64, remaining: i64) -> Vec<(usize, i64)> {
+/// with score >= tau grows by `dr` (ties may grow more than k), highest scores first. Under
+/// `BudgetMode::Strict` the last grants are cut so that the total never passes `remaining`;
+/// under `Reference` every selected matrix gets all of `dr`. Returns (index, ranks).
+pub fn select_growth(scores: &[f64], k: usize, dr: i64, remaining: i64, mode: BudgetMode) -> Vec<(usize, i64)> {
     if scores.is_empty() || k == 0 || remaining <= 0 {
         return Vec::new();
     }
@@ -53,6 +68,10 @@ pub fn select_growth(scores: &[f64], k: usize, dr: i64, remaining: i64) -> Vec<(
     let mut left = remaining;
     let mut out = Vec::new();
     for i in order.into_iter().take_while(|&i| scores[i] >= tau) {
+        if mode == BudgetMode::Reference {
+            out.push((i, dr));
+            continue;
+        }
         if left == 0 {
             break;
         }
@@ -61,6 +80,31 @@ pub fn select_growth(scores: &[f64], k: usize, dr: i64, remaining: i64) -> Vec<(
         left -= grant;
     }
     out
+}
+
+/// One TriAdaptLoRA allocation at step t: None when none is due; else the growth count k and
+/// the grants for `scores` (docs/method.md, "TriAdaptLoRA / Allocation"). `scores` is called
+/// only when an allocation is due (reading the importance updates the controller's memory).
+#[allow(clippy::too_many_arguments)]
+pub fn triadapt_allocation(
+    kind: ThresholdKind,
+    t: i64,
+    warmup: i64,
+    interval: i64,
+    total_steps: i64,
+    ranks: &[i64],
+    budget: i64,
+    top_k: usize,
+    dr: i64,
+    mode: BudgetMode,
+    scores: impl FnOnce() -> Vec<f64>,
+) -> Option<(usize, Vec<(usize, i64)>)> {
+    let b: i64 = ranks.iter().sum();
+    if !allocation_due(t, warmup, interval, b, budget) {
+        return None;
+    }
+    let k = growth_count(kind, t, warmup, total_steps, b, budget, top_k, ranks.len());
+    Some((k, select_growth(&scores(), k, dr, budget - b, mode)))
 }
 
 /// AdaLoRA's budget at step t and whether the mask is applied then, exactly as PEFT's
@@ -97,7 +141,7 @@ mod tests {
                 continue;
             }
             let k = growth_count(kind, t, tw, total, b, budget, 0, n);
-            for (i, g) in select_growth(&scores, k, dr, budget - b) {
+            for (i, g) in select_growth(&scores, k, dr, budget - b, BudgetMode::Strict) {
                 ranks[i] += g;
             }
             rounds += 1;
@@ -151,8 +195,25 @@ mod tests {
 
     #[test]
     fn ties_grow_together_and_the_remaining_budget_caps_the_grants() {
-        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 2, 2, 100), vec![(1, 2), (0, 2), (2, 2)]);
-        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 3, 2, 3), vec![(1, 2), (0, 1)]);
+        let strict = BudgetMode::Strict;
+        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 2, 2, 100, strict), vec![(1, 2), (0, 2), (2, 2)]);
+        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 3, 2, 3, strict), vec![(1, 2), (0, 1)]);
+        // The reference grants every selected matrix all of dr, past the budget.
+        assert_eq!(select_growth(&[0.5, 0.9, 0.5, 0.1], 3, 2, 3, BudgetMode::Reference), vec![(1, 2), (0, 2), (2, 2)]);
+    }
+
+    /// The reference's int(exp(rho ln(B - b))): with 8 ranks left and rho = 1/3 it is
+    /// int(1.9999999999999998) = 1, where 8^(1/3) by powf is exactly 2.
+    #[test]
+    fn exponential_count_rounds_as_exp_of_the_log() {
+        // rho = (t - warmup) / (T - warmup) = 100 / 300.
+        assert_eq!(growth_count(ThresholdKind::Exponential, 200, 100, 400, 64, 72, 0, 72), 1);
+        assert_eq!(8f64.powf(1.0 / 3.0).floor(), 2.0);
+        // rho = 1 with 8 left: exp(ln 8) = 7.999999999999998, so the reference grows 7, not 8;
+        // rho = 1/2 of 16 left: exp(ln(16) / 2), whatever side of 4 it falls.
+        assert_eq!(growth_count(ThresholdKind::Exponential, 400, 100, 400, 64, 72, 0, 72), 7);
+        let half = growth_count(ThresholdKind::Exponential, 250, 100, 400, 56, 72, 0, 72);
+        assert_eq!(half, (0.5 * 16f64.ln()).exp().floor() as usize);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub const TARGET_NAMES: [(&str, &str); 6] = [
     ("output.dense", "output.dense"),
 ];
 
-/// The matrices to adapt: module names (default: all six, spec section 3) and optionally a subset
+/// The matrices to adapt: module names (default: all six, docs/method.md, "Shared options") and optionally a subset
 /// of layers (default: every layer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! TriAdaptLoRA (spec section 1): h = W0 x + (alpha / r) B (L + U) A x with L lower- and U
+//! TriAdaptLoRA (docs/method.md, "TriAdaptLoRA"): h = W0 x + (alpha / r) B (L + U) A x with L lower- and U
 //! upper-triangular, grown by rows and columns respectively; normalised-Frobenius importance;
 //! rank growth driven by dynamic thresholds under a reference-rank budget.
 
@@ -6,11 +6,11 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::schedule::{allocation_due, default_growth_step, growth_count, select_growth, ThresholdKind};
+use super::schedule::{default_growth_step, triadapt_allocation, BudgetMode, ThresholdKind};
 use super::{Adapter, RankController, Shared};
 use crate::optim::AdamW;
 
-/// Importance score at an allocation step (spec 1.2).
+/// Importance score at an allocation step (docs/method.md, "Importance").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportanceMode {
@@ -21,7 +21,7 @@ pub enum ImportanceMode {
     Raw,
 }
 
-/// How a growth event of dr ranks extends L and U (spec 1.1).
+/// How a growth event of dr ranks extends L and U (docs/method.md, "Growth").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum GrowthMode {
@@ -52,6 +52,9 @@ pub struct TriAdaptConfig {
     pub growth: GrowthMode,
     /// Standard deviation of A, L, U and of every grown entry (B starts at zero).
     pub init_std: f64,
+    /// Weight decay of ranks grown during training: the reference adds them as a parameter
+    /// group with its tuner config's `weight_decay` (default 0.0), not the optimizer's.
+    pub grown_weight_decay: f64,
 }
 
 impl Default for TriAdaptConfig {
@@ -67,6 +70,7 @@ impl Default for TriAdaptConfig {
             importance: ImportanceMode::Delta,
             growth: GrowthMode::PerRank,
             init_std: 0.02,
+            grown_weight_decay: 0.0,
         }
     }
 }
@@ -138,7 +142,7 @@ impl TriAdapter {
         &self.l * &self.l_mask + &self.u * &self.u_mask
     }
 
-    /// Normalised Frobenius norm I = ||L + U||_F / r (spec 1.2).
+    /// Normalised Frobenius norm I = ||L + U||_F / r (docs/method.md, "Importance").
     pub fn importance(&self) -> f64 {
         tch::no_grad(|| self.transformation().norm().double_value(&[])) / self.rank() as f64
     }
@@ -246,19 +250,26 @@ pub struct TriAdaptController {
     orth_reg_weight: f64,
     /// Importance at the previous allocation step (initially at initialisation).
     previous: Vec<f64>,
+    /// `method.budget`: whether a round may pass the budget.
+    budget_mode: BudgetMode,
+    /// Grants decided in `before_step`, applied in `after_step` of the same step.
+    pending: Vec<(usize, i64)>,
 }
 
 impl TriAdaptController {
     pub fn new(config: TriAdaptConfig, adapters: Vec<(String, Shared<TriAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
         let previous = adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance()).collect();
-        TriAdaptController { config, adapters, total_steps, orth_reg_weight, previous }
+        TriAdaptController { config, adapters, total_steps, orth_reg_weight, previous, budget_mode: BudgetMode::default(), pending: Vec::new() }
     }
 
-    fn total_rank(&self) -> i64 {
-        self.adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").rank()).sum()
+    /// Sets `method.budget` (strict by default).
+    pub fn with_budget_mode(mut self, mode: BudgetMode) -> Self {
+        self.budget_mode = mode;
+        self
     }
 
-    /// Scores of spec 1.2 at this allocation step; updates the remembered importance.
+
+    /// Scores (docs/method.md, "Importance") at this allocation step; updates the remembered importance.
     pub fn scores(&mut self) -> Vec<f64> {
         let current: Vec<f64> = self.adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance()).collect();
         let scores = match self.config.importance {
@@ -271,16 +282,23 @@ impl TriAdaptController {
 }
 
 impl RankController for TriAdaptController {
+    /// Decides the growth of step `step` from the importance before this step's update, as the
+    /// reference calls its allocator after clipping and before `optimizer.step()`.
+    fn before_step(&mut self, step: i64) -> Result<()> {
+        let c = self.config.clone();
+        let ranks: Vec<i64> = self.ranks().into_iter().map(|(_, r)| r).collect();
+        let budget = self.budget().unwrap_or(0);
+        let plan = triadapt_allocation(c.threshold, step, c.warmup_steps, c.interval, self.total_steps, &ranks, budget, c.top_k, c.dr(), self.budget_mode, || self.scores());
+        self.pending = plan.map(|(_, grants)| grants).unwrap_or_default();
+        Ok(())
+    }
+
+    /// Applies the grants decided before this step's update. Appending entries leaves the old
+    /// ones (just updated) in place, and the new ones are born at step + 1: the same as the
+    /// reference's new parameters, which have no gradient at this step.
     fn after_step(&mut self, step: i64, opt: &mut AdamW) -> Result<()> {
-        let c = &self.config;
-        let (b, budget) = (self.total_rank(), self.budget().unwrap_or(0));
-        if !allocation_due(step, c.warmup_steps, c.interval, b, budget) {
-            return Ok(());
-        }
-        let k = growth_count(c.threshold, step, c.warmup_steps, self.total_steps, b, budget, c.top_k, self.adapters.len());
-        let (dr, mode, std) = (c.dr(), c.growth, c.init_std);
-        let scores = self.scores();
-        for (i, grant) in select_growth(&scores, k, dr, budget - b) {
+        let (mode, std) = (self.config.growth, self.config.init_std);
+        for (i, grant) in std::mem::take(&mut self.pending) {
             let (name, adapter) = &self.adapters[i];
             let mut a = adapter.lock().expect("adapter lock");
             a.grow(grant, mode, std);
@@ -289,6 +307,10 @@ impl RankController for TriAdaptController {
             }
         }
         Ok(())
+    }
+
+    fn grown_weight_decay(&self) -> Option<f64> {
+        Some(self.config.grown_weight_decay)
     }
 
     fn regularization(&self) -> Option<Tensor> {

@@ -164,23 +164,15 @@ pub fn build_ablation(runs: &Runs, task: &str, keys: &[String], metric: &str) ->
     }
     let mut df = runs.df.clone();
     df.with_column(Column::new("__x".into(), x))?;
-    df.with_column(Column::new("__y".into(), y))?;
-    df.with_column(Column::new("__in".into(), in_task))?;
-    let mut group: Vec<Expr> = vec![col("method"), col("__x")];
-    group.extend(split.iter().map(|k| col(k.as_str())));
-    let agg = df
-        .lazy()
-        .filter(col("__in"))
-        .group_by(group)
-        .agg([
-            col("__y").mean().alias("__mean"),
-            col("__y").min().alias("__min"),
-            col("__y").max().alias("__max"),
-            col("__y").std(1).alias("__std"),
-            len().alias("__n"),
-        ])
-        .collect()
-        .context("aggregating the ablation with polars")?;
+    let mut group: Vec<String> = vec!["method".into(), "__x".into()];
+    group.extend(split.iter().cloned());
+    let (mut agg, rows) = super::group_rows(&df, &in_task, &group).context("aggregating the ablation with polars")?;
+    let stats: Vec<super::GroupStats> = rows.iter().map(|r| super::group_stats(r.iter().map(|&i| y[i]))).collect();
+    agg.with_column(Column::new("__mean".into(), stats.iter().map(|s| s.mean).collect::<Vec<_>>()))?;
+    agg.with_column(Column::new("__min".into(), stats.iter().map(|s| s.min).collect::<Vec<_>>()))?;
+    agg.with_column(Column::new("__max".into(), stats.iter().map(|s| s.max).collect::<Vec<_>>()))?;
+    agg.with_column(Column::new("__std".into(), stats.iter().map(|s| s.std).collect::<Vec<_>>()))?;
+    agg.with_column(Column::new("__n".into(), rows.iter().map(|r| r.len() as u32).collect::<Vec<_>>()))?;
     let scale = if is_fraction_metric(metric) { 100.0 } else { 1.0 };
     let get_f = |name: &str| -> Result<Vec<f64>> {
         let c = agg.column(name)?.cast(&DataType::Float64)?;

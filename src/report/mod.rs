@@ -183,6 +183,51 @@ impl Runs {
     }
 }
 
+/// Eager polars group-by: the groups of the rows of `df` where `mask` holds, by `keys` in order
+/// of first appearance. Returns the key columns (one row per group) and each group's row indices
+/// into `df`. Eager on purpose: it keeps polars' lazy engine (most of a clean build) out.
+pub(crate) fn group_rows(df: &DataFrame, mask: &[bool], keys: &[String]) -> Result<(DataFrame, Vec<Vec<usize>>)> {
+    let kept: Vec<usize> = (0..df.height()).filter(|&i| mask[i]).collect();
+    let filtered = df.filter(&BooleanChunked::from_slice("__mask".into(), mask))?;
+    let gb = filtered.group_by_stable(keys.iter().map(String::as_str))?;
+    let key_frame = DataFrame::new(gb.keys())?;
+    let rows = gb
+        .get_groups()
+        .iter()
+        .map(|g| match g {
+            GroupsIndicator::Idx((_, idx)) => idx.iter().map(|&i| kept[i as usize]).collect(),
+            GroupsIndicator::Slice([first, len]) => (first..first + len).map(|i| kept[i as usize]).collect(),
+        })
+        .collect();
+    Ok((key_frame, rows))
+}
+
+/// Summary statistics of one group's values, as polars' aggregations define them: nulls are
+/// left out, `std` is the sample standard deviation (None below two values).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GroupStats {
+    pub mean: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub std: Option<f64>,
+}
+
+pub(crate) fn group_stats(values: impl IntoIterator<Item = Option<f64>>) -> GroupStats {
+    let v: Vec<f64> = values.into_iter().flatten().collect();
+    if v.is_empty() {
+        return GroupStats { mean: None, min: None, max: None, std: None };
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    GroupStats {
+        mean: Some(mean),
+        min: v.iter().copied().reduce(f64::min),
+        max: v.iter().copied().reduce(f64::max),
+        std,
+    }
+}
+
 fn str_values(df: &DataFrame, column: &str) -> Result<Vec<Option<String>>> {
     let c = df.column(column)?.cast(&DataType::String)?;
     let s = c.str()?;

@@ -6,8 +6,9 @@
 //! runs (seeds) of that method and task, grouped and averaged with polars, shown ×100 with one
 //! decimal; a task without runs shows "-". All Avg is `metrics::all_average` of the cell means
 //! (the scores merged with `metrics::all_average_inputs`), shown only when all eight tasks are
-//! there. #Params is the runs' `trainable_params` (adapters plus the classification head, as the
-//! trainer counts them), averaged over the method's runs of all tasks.
+//! there. #Params is the runs' `adapter_params` (the adapters without the task head, as the
+//! papers count them; `trainable_params` for a runs.csv without that column), averaged over the
+//! method's runs of all tasks; the head's count is in a note under the table.
 //!
 //! Runs.csv metric columns read: MNLI `m_accuracy`, `mm_accuracy` (`accuracy` stands in for the
 //! matched score when `m_accuracy` is empty); QQP `accuracy`, `f1`; STS-B `pearson`, `spearmanr`;
@@ -45,7 +46,7 @@ pub struct TableRow {
     /// The `--by` keys' values.
     pub by: Vec<Option<String>>,
     pub label: String,
-    /// Mean `trainable_params` over the row's runs.
+    /// Mean `adapter_params` (or `trainable_params`) over the row's runs.
     pub params: Option<f64>,
     /// The `metrics::ALL_AVG_KEYS` scores present (fractions, means over runs).
     pub scores: BTreeMap<String, f64>,
@@ -114,34 +115,28 @@ pub fn build(runs: &Runs, by: &[String]) -> Result<GlueTable> {
     if !glue.iter().any(|g| *g) {
         bail!("{}: no finished run of a GLUE task (tasks: {})", runs.dir.display(), runs.tasks()?.join(", "));
     }
-    let mut df = runs.df.clone();
-    df.with_column(Column::new("__glue".into(), glue))?;
     let metrics: Vec<&str> = METRIC_COLUMNS.iter().copied().filter(|c| runs.has(c)).collect();
-    let mut keys: Vec<Expr> = vec![col("method"), col("task")];
-    keys.extend(by.iter().map(|k| col(k.as_str())));
-    let mut aggs: Vec<Expr> = metrics.iter().map(|c| col(*c).cast(DataType::Float64).mean().alias(*c)).collect();
-    aggs.push(len().alias("__n"));
-    let cells = df
-        .clone()
-        .lazy()
-        .filter(col("__glue"))
-        .group_by(keys)
-        .agg(aggs)
-        .collect()
-        .context("averaging runs.csv over seeds with polars")?;
-    let mut row_keys: Vec<Expr> = vec![col("method")];
-    row_keys.extend(by.iter().map(|k| col(k.as_str())));
-    let params = if runs.has("trainable_params") {
-        Some(
-            df.lazy()
-                .filter(col("__glue"))
-                .group_by(row_keys)
-                .agg([col("trainable_params").cast(DataType::Float64).mean().alias("__params")])
-                .collect()
-                .context("averaging trainable_params with polars")?,
-        )
+    // Cells: the mean of each metric over the runs (seeds) of one (method, task, --by...).
+    let mut keys: Vec<String> = vec!["method".into(), "task".into()];
+    keys.extend(by.iter().cloned());
+    let cells = aggregate_means(runs, &glue, &keys, &metrics, "__n").context("averaging runs.csv over seeds with polars")?;
+    let mut row_keys: Vec<String> = vec!["method".into()];
+    row_keys.extend(by.iter().cloned());
+    // #Params as the papers count it: the adapters without the head (runs.csv files written
+    // before `adapter_params` existed fall back to everything the optimizer updates).
+    let param_column = if runs.has("adapter_params") && runs.floats("adapter_params")?.iter().any(Option::is_some) { "adapter_params" } else { "trainable_params" };
+    let params = if runs.has(param_column) {
+        let mut p = aggregate_means(runs, &glue, &row_keys, &[param_column], "__count")
+            .with_context(|| format!("averaging {param_column} with polars"))?;
+        p.rename(param_column, "__params".into())?;
+        Some(p)
     } else {
         None
+    };
+    let head_params: Vec<f64> = if runs.has("head_params") {
+        runs.floats("head_params")?.into_iter().zip(&glue).filter(|(_, g)| **g).filter_map(|(v, _)| v).collect()
+    } else {
+        Vec::new()
     };
 
     // Gather the aggregates per row key.
@@ -273,11 +268,19 @@ pub fn build(runs: &Runs, by: &[String]) -> Result<GlueTable> {
         "GLUE dev scores ×100, mean over seeds ({n} runs per cell). MNLI: matched/mismatched accuracy; QQP: accuracy/F1; \
          CoLA: Matthews corr.; STS-B: mean of Pearson and Spearman corr.; others: accuracy."
     ));
-    notes.push(
-        "All Avg: mean of the 8 task scores (MNLI mean(m, mm), QQP mean(acc, F1)), shown when all 8 tasks have runs. \
-         #Params: trainable parameters (adapters and classification head), mean over the method's runs."
-            .into(),
-    );
+    let params_note = if param_column == "adapter_params" {
+        let head = match (head_params.iter().copied().reduce(f64::min), head_params.iter().copied().reduce(f64::max)) {
+            (Some(lo), Some(hi)) if lo == hi => format!(" (the head has {} parameters)", format_params(lo)),
+            (Some(lo), Some(hi)) => format!(" (the head has {}–{} parameters, by task)", format_params(lo), format_params(hi)),
+            _ => String::new(),
+        };
+        format!("#Params: the adapters' trainable parameters (TriAdaptLoRA's triangle entries included; the backbone for full fine-tuning), as the papers count them, without the task head{head}; mean over the method's runs.")
+    } else {
+        "#Params: trainable parameters (adapters and classification head: runs.csv has no adapter_params column), mean over the method's runs.".into()
+    };
+    notes.push(format!(
+        "All Avg: mean of the 8 task scores (MNLI mean(m, mm), QQP mean(acc, F1)), shown when all 8 tasks have runs. {params_note}"
+    ));
     Ok(GlueTable { header, rows, notes })
 }
 
@@ -323,6 +326,22 @@ pub fn run(results: &Path, out: Option<&Path>, by: &[String]) -> Result<(GlueTab
     let csv = dir.join("table.csv");
     table.write_csv(&csv)?;
     Ok((table, vec![md, csv]))
+}
+
+/// Groups the rows of `runs` where `mask` holds by `keys` and averages each of `columns` (cells
+/// parsed as numbers; a `nan` cell makes its group's mean NaN, as a polars mean would). The frame
+/// has the key columns, one column per averaged column and the run count under `count`.
+fn aggregate_means(runs: &Runs, mask: &[bool], keys: &[String], columns: &[&str], count: &str) -> Result<DataFrame> {
+    let (mut frame, groups) = super::group_rows(&runs.df, mask, keys)?;
+    for c in columns {
+        let raw: Vec<Option<f64>> =
+            runs.strings(c)?.into_iter().map(|s| s.and_then(|s| s.trim().parse::<f64>().ok())).collect();
+        let means: Vec<Option<f64>> = groups.iter().map(|rows| super::group_stats(rows.iter().map(|&i| raw[i])).mean).collect();
+        frame.with_column(Column::new((*c).into(), means))?;
+    }
+    let n: Vec<u32> = groups.iter().map(|rows| rows.len() as u32).collect();
+    frame.with_column(Column::new(count.into(), n))?;
+    Ok(frame)
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
 use crate::model::{DebertaModel, HeadKind};
-use crate::optim::{clip_grad_norm, linear_schedule, AdamW, AdamWConfig, LrPolicy};
+use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWVariant, LrPolicy};
 use crate::peft::method::MethodName;
 use crate::peft::RankController;
 
-/// Optimisation settings of a run (spec section 4).
+/// Optimisation settings of a run (docs/method.md, "Optimizer"; the shipped values: experiments/).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
@@ -24,11 +24,14 @@ pub struct OptimConfig {
     pub adam_beta1: f64,
     pub adam_beta2: f64,
     pub adam_eps: f64,
+    /// The AdamW arithmetic: `torch` (torch.optim.AdamW) or `legacy_hf` (the old HF transformers
+    /// AdamW of the reference harnesses; docs/method.md, "Optimizer").
+    pub adamw: AdamWVariant,
 }
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 1e-3, weight_decay: 0.01, warmup_steps: 100, max_grad_norm: 1.0, adam_beta1: 0.9, adam_beta2: 0.999, adam_eps: 1e-8 }
+        OptimConfig { lr: 1e-3, weight_decay: 0.01, warmup_steps: 100, max_grad_norm: 1.0, adam_beta1: 0.9, adam_beta2: 0.999, adam_eps: 1e-8, adamw: AdamWVariant::Torch }
     }
 }
 
@@ -73,6 +76,10 @@ pub struct Trainer {
     /// Backbone/head tensors that train (the head, or everything for full fine-tuning).
     trainable_vars: Vec<(String, Tensor)>,
     adapters: Vec<(String, crate::peft::DynAdapter)>,
+    /// Forward, loss and regularisation under bf16 autocast (`bf16: true`; call
+    /// `precision::enable_bf16` first). Backward's bookkeeping, clipping, AdamW and the rank
+    /// controller stay in float32, as under torch.autocast.
+    pub bf16: bool,
 }
 
 /// What one step did.
@@ -102,23 +109,21 @@ impl Trainer {
                 trainable_vars.push((name, t));
             }
         }
-        let mut opt = AdamW::new(AdamWConfig { lr: optim.lr, beta1: optim.adam_beta1, beta2: optim.adam_beta2, eps: optim.adam_eps, weight_decay: optim.weight_decay });
+        let mut opt = AdamW::new(AdamWConfig { lr: optim.lr, beta1: optim.adam_beta1, beta2: optim.adam_beta2, eps: optim.adam_eps, weight_decay: optim.weight_decay, variant: optim.adamw });
         for (name, t) in &trainable_vars {
             opt.add(name, t, 0, if decays(name) { optim.weight_decay } else { 0.0 })?;
         }
+        let grown_decay = controller.grown_weight_decay().unwrap_or(optim.weight_decay);
         for (name, t) in controller.named_params() {
             opt.add(&name, &t, 0, optim.weight_decay)?;
+            opt.set_grown_weight_decay(&name, grown_decay)?;
         }
-        Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars, adapters })
+        Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars, adapters, bf16: false })
     }
 
     /// The learning-rate multiplier of entries born at `birth`, at `step`.
     pub fn lr_multiplier(&self, step: i64, birth: i64) -> f64 {
-        let birth = match self.lr_policy {
-            LrPolicy::Restart => birth,
-            LrPolicy::Follow => 0,
-        };
-        linear_schedule(step, birth, self.optim.warmup_steps, self.total_steps)
+        self.lr_policy.multiplier(step, birth, self.optim.warmup_steps, self.total_steps)
     }
 
     /// Backbone/head tensors that train, by HF name.
@@ -136,35 +141,80 @@ impl Trainer {
         self.trainable_vars.iter().map(|(_, t)| t.shallow_clone()).chain(self.controller.named_params().into_iter().map(|(_, t)| t)).collect()
     }
 
+    /// Trainable scalars of the task head (pooler and classifier, or the QA outputs).
+    pub fn head_param_count(&self) -> i64 {
+        let heads = crate::model::heads::head_prefixes(self.model.kind);
+        self.trainable_vars.iter().filter(|(n, _)| heads.iter().any(|p| n.starts_with(p))).map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Trainable scalars outside the head, as the papers' #Params counts them: the adapters
+    /// (TriAdaptLoRA's triangle entries included), or the backbone for full fine-tuning.
+    pub fn adapter_param_count(&self) -> i64 {
+        let backbone: i64 = self.trainable_vars.iter().map(|(_, t)| t.numel() as i64).sum::<i64>() - self.head_param_count();
+        backbone + self.controller.reported_param_count()
+    }
+
     /// Trainable scalars: adapter parameters plus the head (or the whole model for full FT).
     pub fn trainable_count(&self) -> i64 {
         self.trainable_vars.iter().map(|(_, t)| t.numel() as i64).sum::<i64>() + self.controller.trainable_count()
     }
 
-    /// One optimisation step at global step `step` (0-based).
-    pub fn step(&mut self, batch: &Batch, step: i64) -> Result<StepStats> {
+    /// Phase 1 of a step: reseeds dropout from (seed, step), then forward in train mode, the
+    /// task loss and the method's regularisation (under bf16 autocast when `bf16`). Returns
+    /// (task loss, loss to differentiate).
+    pub fn forward_loss(&mut self, batch: &Batch, step: i64) -> (Tensor, Tensor) {
         tch::manual_seed(self.seed.wrapping_mul(1_000_003).wrapping_add(step));
-        let out = self.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
-        let task = task_loss(self.model.kind, self.model.config.num_labels(), &out.logits, &batch.labels);
-        let loss = match self.controller.regularization() {
-            Some(reg) => &task + reg,
-            None => task.shallow_clone(),
-        };
+        let device = self.vs.device();
+        crate::precision::autocast(device, self.bf16, || {
+            let out = self.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
+            let task = task_loss(self.model.kind, self.model.config.num_labels(), &out.logits, &batch.labels);
+            let loss = match self.controller.regularization() {
+                Some(reg) => &task + reg,
+                None => task.shallow_clone(),
+            };
+            (task, loss)
+        })
+    }
+
+    /// Phase 2: drops the old gradients, backward, clipping. Returns the gradient norm (0 when
+    /// clipping is off).
+    pub fn backward(&mut self, loss: &Tensor) -> f64 {
+        self.opt.zero_grad();
+        loss.backward();
+        if self.optim.max_grad_norm > 0.0 {
+            clip_grad_norm(&self.trainable(), self.optim.max_grad_norm)
+        } else {
+            0.0
+        }
+    }
+
+    /// Phase 3: the controller's pre-update hook (where the reference harnesses call their
+    /// allocators: after clipping, before the update; docs/method.md, "Training step"), then
+    /// AdamW. Returns the learning rate of entries born at step 0.
+    pub fn optimizer_step(&mut self, step: i64) -> Result<f64> {
+        self.controller.before_step(step)?;
+        let (policy, warmup, total) = (self.lr_policy, self.optim.warmup_steps, self.total_steps);
+        let mult = move |birth: i64| policy.multiplier(step, birth, warmup, total);
+        self.opt.step(step, &mult);
+        Ok(self.optim.lr * mult(0))
+    }
+
+    /// Phase 4: the rank controller after the update (growth, masking).
+    pub fn after_step(&mut self, step: i64) -> Result<()> {
+        self.controller.after_step(step, &mut self.opt)
+    }
+
+    /// One optimisation step at global step `step` (0-based): the four phases.
+    pub fn step(&mut self, batch: &Batch, step: i64) -> Result<StepStats> {
+        let (task, loss) = self.forward_loss(batch, step);
         let loss_value = task.double_value(&[]);
         if !loss_value.is_finite() {
             bail!("the loss became {loss_value} at step {step}");
         }
-        self.opt.zero_grad();
-        loss.backward();
-        let grad_norm = if self.optim.max_grad_norm > 0.0 { clip_grad_norm(&self.trainable(), self.optim.max_grad_norm) } else { 0.0 };
-        let (policy, warmup, total) = (self.lr_policy, self.optim.warmup_steps, self.total_steps);
-        let mult = move |birth: i64| {
-            let birth = if policy == LrPolicy::Restart { birth } else { 0 };
-            linear_schedule(step, birth, warmup, total)
-        };
-        self.opt.step(step, &mult);
-        self.controller.after_step(step, &mut self.opt)?;
-        Ok(StepStats { loss: loss_value, lr: self.optim.lr * mult(0), grad_norm })
+        let grad_norm = self.backward(&loss);
+        let lr = self.optimizer_step(step)?;
+        self.after_step(step)?;
+        Ok(StepStats { loss: loss_value, lr, grad_norm })
     }
 }
 pub mod eval;

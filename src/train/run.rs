@@ -42,7 +42,15 @@ pub struct RunResult {
     pub final_metrics: BTreeMap<String, f64>,
     pub steps: i64,
     pub total_steps: i64,
+    /// Everything the optimizer updates (adapters and head).
     pub trainable_params: i64,
+    /// The adapters' trainable parameters (the backbone's for full fine-tuning): the GLUE
+    /// table's #Params, as the papers count it.
+    #[serde(default)]
+    pub adapter_params: i64,
+    /// The task head's trainable parameters (pooler and classifier), reported apart.
+    #[serde(default)]
+    pub head_params: i64,
     pub total_rank: i64,
     pub rank_budget: Option<i64>,
     pub wall_seconds: f64,
@@ -255,7 +263,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
     std::fs::write(out.join("config.yaml"), cfg.to_yaml())?;
     let device = crate::device::parse_device(&cfg.device)?;
     if cfg.bf16 {
-        crate::bench::set_cuda_autocast_bf16();
+        crate::precision::enable_bf16(device).context("key `bf16`")?;
     }
     tch::manual_seed(cfg.seed);
     let setup = MethodSetup::new(&cfg.method);
@@ -263,6 +271,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
     let adapters = setup.adapters();
     let controller = setup.into_controller(&cfg.method, p.total_steps);
     let mut t = Trainer::new(vs, model, controller, adapters, cfg.method.name, cfg.optim.clone(), cfg.method.lr_policy, p.total_steps, cfg.seed)?;
+    t.bf16 = cfg.bf16;
 
     let mut result = RunResult {
         status: "running".into(),
@@ -277,6 +286,8 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
         steps: 0,
         total_steps: p.total_steps,
         trainable_params: t.trainable_count(),
+        adapter_params: t.adapter_param_count(),
+        head_params: t.head_param_count(),
         total_rank: 0,
         rank_budget: t.controller.budget(),
         wall_seconds: 0.0,
@@ -311,7 +322,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
                     break;
                 }
                 let batch = p.train_batch(chunk, device);
-                let StepStats { loss, lr, .. } = if cfg.bf16 { tch::autocast(true, || t.step(&batch, step))? } else { t.step(&batch, step)? };
+                let StepStats { loss, lr, .. } = t.step(&batch, step)?;
                 seen += chunk.len();
                 let ranks = t.controller.ranks();
                 let total_rank: i64 = ranks.iter().map(|(_, r)| r).sum();
@@ -319,7 +330,8 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
                 let eval_now = (step + 1) % cfg.eval_steps == 0 || step + 1 == p.total_steps;
                 let mut dev_metric = String::new();
                 if eval_now {
-                    let (metrics, main, answers) = evaluate_all(&t, &p, cfg, device)?;
+                    // Evaluation in the training precision, as HF Trainer's with bf16.
+                    let (metrics, main, answers) = crate::precision::autocast(device, cfg.bf16, || evaluate_all(&t, &p, cfg, device))?;
                     if let Some(answers) = answers {
                         // SQuAD: the latest evaluation's answers, in the official prediction format.
                         write_json(&out.join("predictions.json"), &answers)?;
@@ -337,6 +349,8 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
                 result.steps = step;
                 result.total_rank = total_rank;
                 result.trainable_params = t.trainable_count();
+                result.adapter_params = t.adapter_param_count();
+                result.head_params = t.head_param_count();
                 let secs = started.elapsed().as_secs_f64();
                 result.wall_seconds = secs;
                 result.examples_per_second = seen as f64 / secs.max(1e-9);
@@ -360,7 +374,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
     match outcome {
         Ok(()) => {
             result.status = "finished".into();
-            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, &p.model_dir.dir)?;
+            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, &p.model_dir.dir, &cfg.task)?;
         }
         Err(e) => {
             result.status = "failed".into();

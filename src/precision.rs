@@ -1,0 +1,116 @@
+//! bf16 autocast on CPU and CUDA, as `torch.autocast(device_type, dtype=torch.bfloat16)`.
+//!
+//! tch 0.24's `tch::autocast` switches on CUDA autocast only, at torch's default float16, and has
+//! no way to set the dtype. LibTorch's own C++ entry points (`at::autocast::set_autocast_enabled`,
+//! `set_autocast_dtype`, per device type) do both; they are called here by their C++ names.
+//! [`enable_bf16`] then checks that the setting took effect (a float32 matrix product under
+//! autocast must come out in bf16) and fails with a clear message when it did not, so a LibTorch
+//! that changed these functions cannot silently train in the wrong precision.
+
+use anyhow::{ensure, Result};
+use tch::{Device, Kind, Tensor};
+
+/// `c10::DeviceType` values (an `int8_t` enum).
+const DEVICE_CPU: i8 = 0;
+const DEVICE_CUDA: i8 = 1;
+/// `c10::ScalarType::BFloat16` (an `int8_t` enum).
+const SCALAR_BFLOAT16: i8 = 15;
+
+extern "C" {
+    #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
+    fn at_set_autocast_dtype(device_type: i8, dtype: i8);
+    #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
+    fn at_get_autocast_dtype(device_type: i8) -> i8;
+    #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
+    fn at_set_autocast_enabled(device_type: i8, enabled: bool);
+    #[link_name = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"]
+    fn at_is_autocast_enabled(device_type: i8) -> bool;
+}
+
+fn device_type(device: Device) -> i8 {
+    if device.is_cuda() {
+        DEVICE_CUDA
+    } else {
+        DEVICE_CPU
+    }
+}
+
+/// Sets the autocast dtype of `device`'s type to bf16 and checks that it took effect.
+pub fn enable_bf16(device: Device) -> Result<()> {
+    let dt = device_type(device);
+    // SAFETY: plain setters/getters of LibTorch's thread-local autocast state, taking and
+    // returning int8 enums by value.
+    let dtype = unsafe {
+        at_set_autocast_dtype(dt, SCALAR_BFLOAT16);
+        at_get_autocast_dtype(dt)
+    };
+    let probe = autocast(device, true, || {
+        let a = Tensor::ones([4, 4], (Kind::Float, device));
+        a.matmul(&a).kind()
+    });
+    ensure!(
+        dtype == SCALAR_BFLOAT16 && probe == Kind::BFloat16,
+        "bf16 autocast did not take effect on {device:?} (LibTorch reports autocast dtype {dtype}, a float32 \
+         matrix product under autocast gave {probe:?}); train without `bf16: true`"
+    );
+    Ok(())
+}
+
+/// Runs `f` with autocast on for `device`'s type when `enabled` (restoring the previous state
+/// after), as a `with torch.autocast(...)` block. Call [`enable_bf16`] once first.
+pub fn autocast<T>(device: Device, enabled: bool, f: impl FnOnce() -> T) -> T {
+    if !enabled {
+        return f();
+    }
+    let dt = device_type(device);
+    // SAFETY: see `enable_bf16`; the nesting counter and cache calls are torch-sys's C wrappers.
+    // The cache of bf16 copies of the weights must be dropped when the outermost block ends, as
+    // torch.autocast's exit does: the optimizer then changes the float32 weights in place, and a
+    // stale cached copy would be used by the next forward.
+    let before = unsafe { at_is_autocast_enabled(dt) };
+    unsafe {
+        at_set_autocast_enabled(dt, true);
+        torch_sys::at_autocast_increment_nesting();
+    }
+    let out = f();
+    unsafe {
+        if torch_sys::at_autocast_decrement_nesting() == 0 {
+            torch_sys::at_autocast_clear_cache();
+        }
+        at_set_autocast_enabled(dt, before);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_bf16_autocast_takes_effect_only_inside_the_block() {
+        enable_bf16(Device::Cpu).unwrap();
+        let a = Tensor::ones([3, 3], (Kind::Float, Device::Cpu));
+        assert_eq!(autocast(Device::Cpu, true, || a.matmul(&a).kind()), Kind::BFloat16);
+        assert_eq!(a.matmul(&a).kind(), Kind::Float);
+        assert_eq!(autocast(Device::Cpu, false, || a.matmul(&a).kind()), Kind::Float);
+        // Cross-entropy is on CPU autocast's float32 list (softmax is on CUDA's only).
+        let labels = Tensor::from_slice(&[0i64, 1, 2]);
+        let l = autocast(Device::Cpu, true, || a.matmul(&a).cross_entropy_for_logits(&labels).kind());
+        assert_eq!(l, Kind::Float);
+    }
+
+    /// The cast cache is dropped at the end of each block: a weight changed in place between two
+    /// blocks is seen by the second (torch.autocast's exit clears it the same way).
+    #[test]
+    fn an_in_place_weight_change_is_seen_by_the_next_block() {
+        enable_bf16(Device::Cpu).unwrap();
+        let w = Tensor::ones([2, 2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let x = Tensor::ones([1, 2], (Kind::Float, Device::Cpu));
+        let first = autocast(Device::Cpu, true, || f64::try_from(x.matmul(&w).sum(Kind::Float)).unwrap());
+        tch::no_grad(|| {
+            let _ = w.shallow_clone().fill_(3.0);
+        });
+        let second = autocast(Device::Cpu, true, || f64::try_from(x.matmul(&w).sum(Kind::Float)).unwrap());
+        assert_eq!((first, second), (4.0, 12.0));
+    }
+}
