@@ -30,7 +30,7 @@ test: $(STAMP)
 ## TriAdaptLoRA against LoRA, AdaLoRA and IncreLoRA (sweeps/demo.yaml), then the figures and table.
 demo: build
 	$(BIN) env
-	OMP_NUM_THREADS=1 $(BIN) sweep sweeps/demo.yaml
+	$(BIN) sweep sweeps/demo.yaml --devices cpu,cpu
 	$(BIN) heatmap results/demo --task rte
 	$(BIN) plot results/demo
 	$(BIN) table results/demo

@@ -19,7 +19,7 @@ in a second round with each pair in the opposite order, and the table shows the 
 machine's load moves single measurements by up to about 10 %.
 
 Plans: `cpu` (default; about 10 minutes on 2 cores), `quick` (the tiny shape, seconds; for
-checking the machinery), `gpu` (scripts/gpu_bench.sh: bf16 and fp32, larger batches).
+checking the machinery), `gpu` (bf16 and fp32, larger batches, for a GPU; scripts/gpu_check.sh runs its own bench step).
 
     .venv/bin/python scripts/bench_suite.py --bin target/release/triadapt --out results/bench
 """

@@ -24,3 +24,34 @@ fn bench_on_the_tiny_shape_prints_its_fields() {
     }
     assert!(row["avg_rank_end"].as_f64().unwrap() > row["avg_rank_start"].as_f64().unwrap(), "triadapt-grow grew nothing: {row}");
 }
+
+/// scripts/gpu_check.sh, the one-call check for a lent GPU machine, run end to end on CPU with
+/// tiny budgets (DEVICE=cpu), so that the script cannot rot: every step must pass.
+#[test]
+fn gpu_check_script_passes_every_step_on_cpu() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().expect("tempdir");
+    let run = std::process::Command::new("bash")
+        .arg(root.join("scripts/gpu_check.sh"))
+        .current_dir(root)
+        .env("DEVICE", "cpu")
+        .env("BIN", env!("CARGO_BIN_EXE_triadapt"))
+        .env("PY", root.join(".venv/bin/python"))
+        .env("OUT", out.path())
+        .env("BUDGET_S", "200")
+        .env_remove("PACK")
+        .output()
+        .expect("run scripts/gpu_check.sh");
+    let log = String::from_utf8_lossy(&run.stderr);
+    let steps = std::fs::read_to_string(out.path().join("steps.tsv")).unwrap_or_else(|e| panic!("no steps.tsv ({e}):\n{log}"));
+    let summary = std::fs::read_to_string(out.path().join("summary.md")).unwrap_or_default();
+    let mut lines = steps.lines();
+    assert_eq!(lines.next(), Some("step\trc\tseconds"), "{steps}");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["env", "predict_fp32", "bf16_smoke", "train80", "eval_cross", "sweep_devices", "bench"], "{steps}\n{log}");
+    for row in &rows {
+        assert_eq!(row.get(1).copied(), Some("0"), "step {} failed:\n{summary}\n{log}", row[0]);
+    }
+    assert!(run.status.success(), "gpu_check.sh exited {:?}:\n{summary}\n{log}", run.status.code());
+}
