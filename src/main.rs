@@ -137,13 +137,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Draw the final rank of every adapted matrix (paper Figure 2): one panel per method (layers x
-    /// Wq Wk Wv Wo Wf1 Wf2, the rank written in each cell, one shared colour scale), from the
-    /// run folders' rank_pattern.json. Writes <out>/<results name>/heatmap_<task>.{png,svg}.
+    /// Draw the final rank of every adapted matrix (paper Figure 2): one figure per task and rank
+    /// budget, one panel per method (layers x Wq Wk Wv Wo Wf1 Wf2, the rank written in each
+    /// cell, one shared colour scale), from the run folders' rank_pattern.json. Writes
+    /// <out>/<results name>/heatmap_<task>_budget<B>.{png,svg}, with the cells in .csv and the
+    /// runs shown (ids, seeds, folders) in .runs.csv beside each.
     ///
-    /// Uses the finished runs of runs.csv; where a method has several runs (seeds, swept values)
-    /// its panel shows the one with the highest best_score (ties: the lowest seed).
-    #[command(after_help = "Examples:\n  triadapt heatmap results/mnli --task mnli\n  triadapt heatmap results/demo --out plots")]
+    /// Uses the finished runs of runs.csv; where a method has several runs at a budget (seeds,
+    /// swept values) its panel shows the one with the highest best_score (ties: the lowest seed).
+    #[command(after_help = "Examples:\n  triadapt heatmap results/mnli --task mnli\n  triadapt heatmap results/demo --task rte --budget 24\n  triadapt heatmap results/mnli --width 600 --height 700 --scale 3")]
     Heatmap {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -154,12 +156,29 @@ enum Command {
         /// Only this task (default: one figure per task with rank patterns).
         #[arg(long)]
         task: Option<String>,
+        /// Only the runs of this rank budget (the sum of ranks a run may reach, e.g. 144 =
+        /// rank 2 x 72 matrices; LoRA: its total rank). Default: one figure per budget.
+        #[arg(long, value_name = "B")]
+        budget: Option<f64>,
+        /// Figure width in pixels (logical: the SVG's width; the PNG's is width x --scale).
+        /// Default: each figure's own.
+        #[arg(long, value_name = "PX")]
+        width: Option<u32>,
+        /// Figure height in pixels (logical, as --width). Default: each figure's own.
+        #[arg(long, value_name = "PX")]
+        height: Option<u32>,
+        /// PNG pixels per logical pixel: 2 draws the same figure at twice the resolution (e.g.
+        /// --width 450 --height 400 --scale 2.2 for a one-column figure at about 300 dpi).
+        #[arg(long, value_name = "S", default_value_t = 1.0)]
+        scale: f64,
     },
     /// Draw ablation curves (paper Figures 3-5: a metric against a swept key, one line per
     /// method, mean over seeds with a min-max band), plus total rank and training loss / dev
-    /// metric against step from the run folders' curve.csv. Writes PNG and SVG into
-    /// <out>/<results name>/: ablation_<task>_<key>, rank_growth_<task>, training_<task>.
-    #[command(after_help = "Examples:\n  triadapt plot results/rte_warmup\n  triadapt plot results/rte_refrank --x method.triadapt.ref_rank")]
+    /// metric against step from the run folders' curve.csv (per rank budget, the mean over seeds
+    /// with a min-max band). Writes PNG and SVG into <out>/<results name>/:
+    /// ablation_<task>_<key>, rank_growth_<task>_budget<B>, training_<task>_budget<B>, with the
+    /// plotted numbers in .csv and the runs drawn in .runs.csv beside each.
+    #[command(after_help = "Examples:\n  triadapt plot results/rte_warmup\n  triadapt plot results/rte_refrank --x method.triadapt.ref_rank\n  triadapt plot results/demo --budget 24 --width 450 --height 400 --scale 2.2")]
     Plot {
         /// A results directory holding runs.csv (e.g. results/rte_warmup).
         #[arg(value_name = "RESULTS_DIR")]
@@ -179,11 +198,27 @@ enum Command {
         /// Only this task (default: every task in runs.csv).
         #[arg(long)]
         task: Option<String>,
+        /// Rank-growth and training figures: only the runs of this rank budget (the sum of ranks
+        /// a run may reach, e.g. 144 = rank 2 x 72 matrices; LoRA: its total rank). Default: one
+        /// figure per budget.
+        #[arg(long, value_name = "B")]
+        budget: Option<f64>,
+        /// Figure width in pixels (logical: the SVG's width; the PNG's is width x --scale).
+        /// Default: each figure's own.
+        #[arg(long, value_name = "PX")]
+        width: Option<u32>,
+        /// Figure height in pixels (logical, as --width). Default: each figure's own.
+        #[arg(long, value_name = "PX")]
+        height: Option<u32>,
+        /// PNG pixels per logical pixel: 2 draws the same figure at twice the resolution (e.g.
+        /// --width 450 --height 400 --scale 2.2 for a one-column figure at about 300 dpi).
+        #[arg(long, value_name = "S", default_value_t = 1.0)]
+        scale: f64,
     },
     /// Print the GLUE dev table in the paper's layout (methods x MNLI m/mm, SST-2, CoLA, QQP
     /// acc/F1, QNLI, RTE, MRPC, STS-B Corr, All Avg; x100, mean over seeds) and write it as
     /// table.md and table.csv.
-    #[command(after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/glue_r2 --by method.triadapt.ref_rank --out table.md")]
+    #[command(after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/demo --by method.triadapt.ref_rank --by method.lora.rank\n  triadapt table results/glue_r2 --out tables/glue_r2")]
     Table {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -291,9 +326,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "triadapt", &mut std::io::stdout());
             Ok(())
         }
-        Command::Heatmap { results, out, task } => commands::report::heatmap(&results, &out, task.as_deref()),
-        Command::Plot { results, x, metric, out, task } => {
-            commands::report::plot(&results, &out, &triadapt::report::curves::PlotOptions { x, metric, task })
+        Command::Heatmap { results, out, task, budget, width, height, scale } => {
+            let size = triadapt::report::FigureSize { width, height, scale };
+            commands::report::heatmap(&results, &out, &triadapt::report::heatmap::HeatmapOptions { task, budget, size })
+        }
+        Command::Plot { results, x, metric, out, task, budget, width, height, scale } => {
+            let size = triadapt::report::FigureSize { width, height, scale };
+            commands::report::plot(&results, &out, &triadapt::report::curves::PlotOptions { x, metric, task, budget, size })
         }
         Command::Table { results, out, by } => commands::report::table(&results, out.as_deref(), &by),
         Command::Bench(args) => commands::bench::run(&args),

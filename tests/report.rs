@@ -1,6 +1,8 @@
 //! `triadapt heatmap`, `plot` and `table` on hand-written results directories: a GLUE sweep
-//! (eight tasks, several methods and seeds, rank patterns for MNLI) and an RTE warm-up ablation
-//! (two methods, each with its own swept key, three seeds, curve.csv per run).
+//! (eight tasks, several methods and seeds, rank patterns for MNLI), an RTE warm-up ablation
+//! (two methods, each with its own swept key, three seeds, curve.csv per run) and an RTE sweep
+//! at two rank budgets (rank patterns). Expected values are computed here from the fixtures'
+//! own files (rank_pattern.json, curve.csv), not taken from the code under test.
 //!
 //! Set TRIADAPT_REPORT_DEMO=<dir> to keep copies of the figures and the table there.
 
@@ -8,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use triadapt::report::{self, curves::PlotOptions, Runs};
+use triadapt::report::{self, curves::PlotOptions, heatmap::HeatmapOptions, Runs};
 
 const METRICS: [&str; 8] = ["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", "m_accuracy", "mm_accuracy", "combined_score"];
 
@@ -157,16 +159,21 @@ fn ablation_score(method: &str, w: usize, seed: i64) -> f64 {
     base + [0.0, 0.02, 0.01, -0.01][w] + 0.005 * seed as f64
 }
 
-/// Writes a curve.csv of 1000 steps: loss decays, dev metric every 100 steps, total rank grows
-/// from 72 after `warmup` up to 144 (TriAdaptLoRA by 8 every 50 steps, IncreLoRA by 5 every 100).
-fn write_curve(dir: &Path, method: &str, warmup: i64, score: f64) {
+const STEPS: i64 = 1010;
+
+/// Writes a curve.csv of 1010 steps: loss decays (0.01 higher per seed), dev metric every 100
+/// steps and at the last step (1010, as the training loop's final evaluation), total rank grows
+/// from 72 after `warmup` + 10 x seed steps up to 144 (TriAdaptLoRA by 8 every 50 steps,
+/// IncreLoRA by 5 every 100), so seeds differ.
+fn write_curve(dir: &Path, method: &str, warmup: i64, score: f64, seed: i64) {
     std::fs::create_dir_all(dir).unwrap();
     let (scale, tau, every, by) = if method == "triadapt" { (0.70, 300.0, 50, 8) } else { (0.75, 380.0, 100, 5) };
+    let start = warmup + 10 * seed;
     let mut s = String::from("step,loss,lr,dev_metric,total_rank\n");
-    for step in 1..=1000i64 {
-        let loss = scale * (-(step as f64) / tau).exp() + 0.2 + 0.05 * ((step as f64) * 0.7).sin().abs();
-        let dev = if step % 100 == 0 { format!("{}", score - 0.1 * (-(step as f64) / 200.0).exp()) } else { String::new() };
-        let rank = if step <= warmup { 72 } else { (72 + by * ((step - warmup) / every + 1)).min(144) };
+    for step in 1..=STEPS {
+        let loss = scale * (-(step as f64) / tau).exp() + 0.2 + 0.05 * ((step as f64) * 0.7).sin().abs() + 0.01 * seed as f64;
+        let dev = if step % 100 == 0 || step == STEPS { format!("{}", score - 0.1 * (-(step as f64) / 200.0).exp()) } else { String::new() };
+        let rank = if step <= start { 72 } else { (72 + by * ((step - start) / every + 1)).min(144) };
         writeln!(s, "{step},{loss},0.001,{dev},{rank}").unwrap();
     }
     std::fs::write(dir.join("curve.csv"), s).unwrap();
@@ -182,7 +189,7 @@ fn ablation_fixture(root: &Path) -> PathBuf {
             for seed in 1..=3 {
                 let id = format!("{method}_w{w}_s{seed}");
                 let score = ablation_score(method, wi, seed);
-                write_curve(&dir.join("runs").join(&id), method, *w, score);
+                write_curve(&dir.join("runs").join(&id), method, *w, score, seed);
                 let swept = if method == "triadapt" { vec![w.to_string(), String::new()] } else { vec![String::new(), w.to_string()] };
                 rows.push(Row { id: id.clone(), task: "rte".into(), method: method.into(), seed, swept, status: "finished", scores: vec![("accuracy", score)], params: 330_000, run_dir: format!("runs/{id}") });
             }
@@ -215,6 +222,46 @@ fn assert_texts(path: &Path, needles: &[&str]) {
     for needle in needles {
         assert!(texts.iter().any(|t| t.contains(needle)), "{} lacks {needle:?} in its texts {texts:?}", path.display());
     }
+}
+
+/// A CSV file as its header and rows (cells as text).
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r.records().map(|rec| rec.unwrap().iter().map(str::to_string).collect()).collect();
+    (header, rows)
+}
+
+/// The rows of a CSV file as maps from column name to cell.
+fn csv_maps(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let (h, rows) = read_csv(path);
+    rows.into_iter().map(|r| h.iter().cloned().zip(r).collect()).collect()
+}
+
+/// An SVG's size from its root element.
+fn svg_size(path: &Path) -> (u32, u32) {
+    let s = std::fs::read_to_string(path).unwrap();
+    let attr = |name: &str| -> u32 {
+        let at = s.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        s[at..at + s[at..].find('"').unwrap()].parse().unwrap()
+    };
+    (attr("width"), attr("height"))
+}
+
+/// The columns `step`, `loss`, `dev_metric`, `total_rank` of a curve.csv, read here.
+fn fixture_curve(path: &Path) -> Vec<(f64, f64, Option<f64>, f64)> {
+    let (h, rows) = read_csv(path);
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (s, l, d, r) = (col("step"), col("loss"), col("dev_metric"), col("total_rank"));
+    rows.iter().map(|x| (x[s].parse().unwrap(), x[l].parse().unwrap(), x[d].parse().ok(), x[r].parse().unwrap())).collect()
+}
+
+fn mean_min_max(v: &[f64]) -> (f64, f64, f64) {
+    (v.iter().sum::<f64>() / v.len() as f64, v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * (1.0 + b.abs())
 }
 
 fn keep_for_demo(files: &[PathBuf]) {
@@ -287,10 +334,10 @@ fn heatmap_one_panel_per_method_with_shared_scale() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, tri_total) = glue_fixture(tmp.path());
     let runs = Runs::load(&dir).unwrap();
-    let maps = report::heatmap::build(&runs, None).unwrap();
-    assert_eq!(maps.len(), 1, "only MNLI runs have rank patterns");
+    let maps = report::heatmap::build(&runs, &HeatmapOptions::default()).unwrap();
+    assert_eq!(maps.len(), 1, "only MNLI runs have rank patterns, all at budget 144");
     let h = &maps[0];
-    assert_eq!(h.task, "mnli");
+    assert_eq!((h.task.as_str(), h.budget), ("mnli", 144.0));
     assert_eq!((h.layers, h.matrices.len()), (12, 6));
     assert_eq!(h.matrices, ["Wq", "Wk", "Wv", "Wo", "Wf1", "Wf2"]);
     let methods: Vec<&str> = h.panels.iter().map(|p| p.method.as_str()).collect();
@@ -305,25 +352,162 @@ fn heatmap_one_panel_per_method_with_shared_scale() {
     let out = tmp.path().join("plots");
     let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--task", "mnli"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let png = out.join("glue").join("heatmap_mnli.png");
-    let svg = out.join("glue").join("heatmap_mnli.svg");
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), format!("{}\n{}\n", png.display(), svg.display()));
+    let stem = out.join("glue").join("heatmap_mnli_budget144");
+    let file = |ext: &str| PathBuf::from(format!("{}{ext}", stem.display()));
+    let (png, svg) = (file(".png"), file(".svg"));
+    let expected: String = [".png", ".svg", ".csv", ".runs.csv"].iter().map(|e| format!("{}\n", file(e).display())).collect();
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), expected);
     // 3 panels of 12 layers x 6 matrices: width 110 + 12 * 54 + 160 = 918,
-    // height 70 + 3 * (34 + 6 * 36 + 58) + 10 = 1004.
-    assert_eq!(png_size(&png), (918, 1004));
-    assert_eq!(report::heatmap::figure_size(3, 12, 6), (918, 1004));
+    // height 70 + 3 * (34 + 6 * 36 + 24) + 30 + 10 = 932.
+    assert_eq!(png_size(&png), (918, 932));
+    assert_eq!(svg_size(&svg), (918, 932));
+    assert_eq!(report::heatmap::figure_size(3, 12, 6), (918, 932));
     keep_for_demo(&[png.clone(), svg.clone()]);
-    let total = format!("total rank {tri_total}");
-    assert_texts(&svg, &["MNLI: final rank of each adapted matrix", "MNLI · TriAdaptLoRA", "MNLI · AdaLoRA", "MNLI · IncreLoRA", "seed 2", &total, "Wf1", "layer index", "final rank", "weight matrix"]);
+    let total = format!("TriAdaptLoRA (dev matched accuracy 92.00%, total rank {tri_total})");
+    assert_texts(&svg, &["MNLI, rank budget 144 (2 per matrix): final rank of each adapted matrix", &total, "AdaLoRA (", "IncreLoRA (", "Wf1", "layer index", "final rank", "weight matrix"]);
+    // Run ids and seeds are in the sidecar, not in the figure.
+    let texts = svg_texts(&svg);
+    for id in ["mnli_triadapt_s2", "mnli_adalora_s1", "mnli_increlora_s1"] {
+        assert!(!texts.iter().any(|t| t.contains(id)), "{id} in the figure");
+    }
+    assert!(!texts.iter().any(|t| t.contains("seed")), "{texts:?}");
+    let side = csv_maps(&file(".runs.csv"));
+    let ids: Vec<(&str, &str, &str)> = side.iter().map(|r| (r["method"].as_str(), r["run_id"].as_str(), r["seed"].as_str())).collect();
+    assert_eq!(ids, [("triadapt", "mnli_triadapt_s2", "2"), ("adalora", "mnli_adalora_s1", "1"), ("increlora", "mnli_increlora_s1", "1")]);
+    // The cells: the rank_pattern.json of each run, read here.
+    let cells = csv_maps(&file(".csv"));
+    assert_eq!(cells.len(), 3 * 72);
+    for (method, id) in [("triadapt", "mnli_triadapt_s2"), ("adalora", "mnli_adalora_s1"), ("increlora", "mnli_increlora_s1")] {
+        let pattern: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("runs").join(id).join("rank_pattern.json")).unwrap()).unwrap();
+        for c in cells.iter().filter(|c| c["method"] == method) {
+            let layer: usize = c["layer"].parse().unwrap();
+            let key = format!("deberta.encoder.layer.{}.{}", layer - 1, c["module"]);
+            assert_eq!(c["rank"], pattern[&key].to_string(), "{method} {key}");
+        }
+    }
     // Every cell's value is written: 3 panels x 72 cells, plus layer ticks 1-12 under each panel
     // and the colour bar's ticks 0-5.
-    let texts = svg_texts(&svg);
     let small = texts.iter().filter(|t| t.parse::<i64>().is_ok_and(|v| (0..=5).contains(&v))).count();
     let ticks = 3 * 5 + 6;
     assert_eq!(small, 3 * 72 + ticks, "value labels");
     // A task without rank patterns is an error naming the task.
-    let e = report::heatmap::build(&runs, Some("rte")).unwrap_err().to_string();
+    let opts = HeatmapOptions { task: Some("rte".into()), ..Default::default() };
+    let e = report::heatmap::build(&runs, &opts).unwrap_err().to_string();
     assert!(e.contains("rte") && e.contains("rank_pattern.json"), "{e}");
+}
+
+/// RTE at two rank budgets (TriAdaptLoRA and IncreLoRA with rank_budget 24 and 48, LoRA with
+/// none: its total rank), seeds 1 and 2, 2 layers. Ranks of a run: `fixture_rank`. Scores: at
+/// budget 24 seed 2 is best, at 48 seed 1.
+fn budget_fixture(root: &Path) -> PathBuf {
+    let dir = root.join("results").join("rte_budgets");
+    let mut csv = String::from("run_id,name,task,method,seed,method.triadapt.ref_rank,status,error,main_metric,best_score,best_step,accuracy,trainable_params,total_rank,rank_budget,wall_seconds,run_dir\n");
+    for budget in [24i64, 48] {
+        for method in ["lora", "increlora", "triadapt"] {
+            for seed in [1i64, 2] {
+                let id = format!("{method}_b{budget}_s{seed}");
+                let run = dir.join("runs").join(&id);
+                std::fs::create_dir_all(&run).unwrap();
+                let mut map = serde_json::Map::new();
+                for l in 0..2 {
+                    for (j, suffix) in SUFFIXES.iter().enumerate() {
+                        map.insert(format!("deberta.encoder.layer.{l}.{suffix}"), fixture_rank(method, budget, seed, l, j).into());
+                    }
+                }
+                std::fs::write(run.join("rank_pattern.json"), serde_json::to_string(&map).unwrap()).unwrap();
+                let best_seed = if budget == 24 { 2 } else { 1 };
+                let score = if seed == best_seed { 0.95 } else { 0.90 };
+                let rank_budget = if method == "lora" { String::new() } else { budget.to_string() };
+                let ref_rank = if method == "triadapt" { (budget / 12).to_string() } else { String::new() };
+                writeln!(csv, "{id},b,rte,{method},{seed},{ref_rank},finished,,accuracy,{score},100,{score},1000,{budget},{rank_budget},1.0,runs/{id}").unwrap();
+            }
+        }
+    }
+    std::fs::write(dir.join("runs.csv"), csv).unwrap();
+    dir
+}
+
+/// The fixture's rank of matrix `j` of layer `l`: budget / 12 on average (LoRA exactly that),
+/// moved by the seed for the adaptive methods so that every run's pattern differs.
+fn fixture_rank(method: &str, budget: i64, seed: i64, l: usize, j: usize) -> i64 {
+    let r = budget / 12;
+    if method == "lora" {
+        return r;
+    }
+    let shift = if (l * 6 + j) % 2 == 0 { seed } else { -seed };
+    r + if method == "triadapt" { shift } else { -shift }
+}
+
+#[test]
+fn one_heatmap_per_rank_budget_with_run_ids_in_the_sidecar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = budget_fixture(tmp.path());
+    let out = tmp.path().join("plots");
+    let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let figs = out.join("rte_budgets");
+    let mut pngs: Vec<String> = std::fs::read_dir(&figs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".png")).collect();
+    pngs.sort();
+    assert_eq!(pngs, ["heatmap_rte_budget24.png", "heatmap_rte_budget48.png"], "one heatmap per budget");
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 8, "png, svg, csv, runs.csv per budget: {stdout}");
+    for budget in [24i64, 48] {
+        let best_seed = if budget == 24 { 2 } else { 1 };
+        let stem = figs.join(format!("heatmap_rte_budget{budget}"));
+        let file = |ext: &str| PathBuf::from(format!("{}{ext}", stem.display()));
+        // The runs shown: each method's best run at this budget, never a run of the other one.
+        let runs = csv_maps(&file(".runs.csv"));
+        let shown: Vec<(String, String)> = runs.iter().map(|r| (r["method"].clone(), r["run_id"].clone())).collect();
+        let expect: Vec<(String, String)> =
+            ["triadapt", "increlora", "lora"].iter().map(|m| (m.to_string(), format!("{m}_b{budget}_s{best_seed}"))).collect();
+        assert_eq!(shown, expect, "budget {budget}: TriAdaptLoRA first, as in every figure");
+        for r in &runs {
+            assert_eq!(r["rank_budget"], budget.to_string());
+            assert_eq!(r["seed"], best_seed.to_string());
+            assert_eq!(r["runs_at_budget"], "2");
+        }
+        // The cells are that run's ranks.
+        for c in csv_maps(&file(".csv")) {
+            let (l, j) = (c["layer"].parse::<usize>().unwrap() - 1, SUFFIXES.iter().position(|s| *s == c["module"]).unwrap());
+            assert_eq!(c["rank"], fixture_rank(&c["method"], budget, best_seed, l, j).to_string(), "{c:?}");
+            assert_eq!(c["rank_budget"], budget.to_string());
+        }
+        // The caption says the budget and names no run.
+        let svg = file(".svg");
+        let title = format!("RTE, rank budget {budget} ({} per matrix): final rank of each adapted matrix", budget / 12);
+        let caption = format!("TriAdaptLoRA (dev accuracy 95.00%, total rank {budget})");
+        assert_texts(&svg, &[&title, &caption, "IncreLoRA (", "LoRA (dev accuracy 95.00%", "per method its run with the highest dev score"]);
+        let texts = svg_texts(&svg);
+        assert!(!texts.iter().any(|t| t.contains("_b24_") || t.contains("_b48_") || t.contains("seed")), "{texts:?}");
+        let order: Vec<usize> = ["TriAdaptLoRA (", "IncreLoRA (", "LoRA ("].iter().map(|m| texts.iter().position(|t| t.starts_with(m)).unwrap()).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "panel order {order:?}");
+    }
+    // --budget: that budget only; an unknown one names the budgets there are.
+    let only = tmp.path().join("only");
+    let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", only.to_str().unwrap(), "--budget", "48"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> = std::fs::read_dir(only.join("rte_budgets")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| n.starts_with("heatmap_rte_budget48")) && names.len() == 4, "{names:?}");
+    let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", only.to_str().unwrap(), "--budget", "7"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("--budget 7") && e.contains("24, 48"), "{e}");
+    // Size and resolution: --width/--height set the layout (the SVG), --scale the PNG's pixels.
+    let sized = tmp.path().join("sized");
+    let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", sized.to_str().unwrap(), "--budget", "24", "--width", "500", "--height", "600", "--scale", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stem = sized.join("rte_budgets").join("heatmap_rte_budget24");
+    // Cells: (500 - 270) / 2 layers = 115 wide; (600 - 110 - 3 * 58) / 18 rows = 17 high, so
+    // the figure is 110 + 2 * 115 + 160 = 500 by 70 + 3 * (34 + 6 * 17 + 24) + 40 = 590.
+    assert_eq!(svg_size(&PathBuf::from(format!("{}.svg", stem.display()))), (500, 590));
+    assert_eq!(png_size(&PathBuf::from(format!("{}.png", stem.display()))), (1000, 1180));
+    for (args, needle) in [(&["--width", "100"][..], "--width 100"), (&["--scale", "0"][..], "--scale 0")] {
+        let mut all = vec!["heatmap", dir.to_str().unwrap(), "--out", sized.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let o = triadapt(&all);
+        assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}");
+    }
 }
 
 #[test]
@@ -334,12 +518,12 @@ fn ablation_rank_growth_and_training_curves() {
     assert_eq!(runs.swept, ["method.triadapt.warmup_steps", "method.increlora.init_warmup"]);
     // The default knob joins the two per-method warm-up columns.
     let keys = vec!["method.triadapt.warmup_steps".to_string(), "method.increlora.init_warmup".to_string()];
-    let a = report::curves::build_ablation(&runs, "rte", &keys, "best_score").unwrap().unwrap();
+    let a = report::curves::build_ablation(&runs, "rte", &keys, "best_score", &Default::default()).unwrap().unwrap();
     assert_eq!(a.x_label, "warm-up steps t_w");
     assert_eq!(a.y_label, "dev accuracy (%)");
     let labels: Vec<&str> = a.series.iter().map(|s| s.label.as_str()).collect();
-    assert_eq!(labels, ["IncreLoRA", "TriAdaptLoRA"]);
-    let tri = &a.series[1];
+    assert_eq!(labels, ["TriAdaptLoRA", "IncreLoRA"], "TriAdaptLoRA first, as in the heatmap");
+    let tri = &a.series[0];
     // Few numeric values: sorted and evenly spaced, a tick at each.
     assert_eq!(a.categories.as_deref(), Some(&["100".to_string(), "200".into(), "400".into(), "800".into()][..]));
     let xs: Vec<(f64, &str)> = tri.points.iter().map(|p| (p.x, p.x_text.as_str())).collect();
@@ -355,26 +539,128 @@ fn ablation_rank_growth_and_training_curves() {
     let o = triadapt(&["plot", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let figs = out.join("rte_warmup");
-    let expect = [("ablation_rte_warmup_steps", (900, 620)), ("rank_growth_rte", (900, 620)), ("training_rte", (900, 860))];
+    // All runs have rank budget 144: one rank-growth and one training figure, for that budget.
+    let expect = [("ablation_rte_warmup_steps", (900, 620)), ("rank_growth_rte_budget144", (900, 620)), ("training_rte_budget144", (900, 860))];
     let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3 * 4, "png, svg, csv and runs.csv per figure: {stdout}");
     let mut kept = Vec::new();
     for (stem, size) in expect {
         let png = figs.join(format!("{stem}.png"));
         assert_eq!(png_size(&png), size, "{stem}");
-        assert!(stdout.contains(&png.display().to_string()), "{stdout}");
+        for ext in ["png", "svg", "csv", "runs.csv"] {
+            assert!(stdout.contains(&figs.join(format!("{stem}.{ext}")).display().to_string()), "{stem}.{ext}: {stdout}");
+        }
         kept.push(png);
         kept.push(figs.join(format!("{stem}.svg")));
     }
     keep_for_demo(&kept);
+    let setting_note = "mean of 3 seeds per method, band: min–max; setting with the best mean dev score";
     assert_texts(
         &figs.join("ablation_rte_warmup_steps.svg"),
         &["RTE: dev accuracy vs warm-up steps t_w", "warm-up steps t_w", "dev accuracy (%)", "TriAdaptLoRA", "IncreLoRA", "mean over seeds (3 runs per point)"],
     );
     assert_texts(
-        &figs.join("rank_growth_rte.svg"),
-        &["RTE: total rank during training", "total rank (sum over adapted matrices)", "training step", "TriAdaptLoRA", "IncreLoRA", "dashed: rank budget"],
+        &figs.join("rank_growth_rte_budget144.svg"),
+        &["RTE, rank budget 144: total rank during training", "total rank (sum over adapted matrices)", "training step", "rank budget 144", setting_note],
     );
-    assert_texts(&figs.join("training_rte.svg"), &["RTE: training loss and dev accuracy", "training loss", "dev accuracy (%)", "moving mean over 20 steps"]);
+    assert_texts(&figs.join("training_rte_budget144.svg"), &["RTE, rank budget 144: training loss and dev accuracy", "training loss", "dev accuracy (%)", "moving mean over 20 steps", setting_note]);
+    // Each method's line is its best setting (t_w = 200 for both: the highest mean score),
+    // named in the one legend, TriAdaptLoRA first; same colours in every figure.
+    for stem in ["ablation_rte_warmup_steps", "rank_growth_rte_budget144", "training_rte_budget144"] {
+        let svg = figs.join(format!("{stem}.svg"));
+        let texts = svg_texts(&svg);
+        let (tri, incre) = if stem.starts_with("ablation") { ("TriAdaptLoRA", "IncreLoRA") } else { ("TriAdaptLoRA, warmup_steps=200", "IncreLoRA, init_warmup=200") };
+        let at = |l: &str| texts.iter().position(|t| t == l).unwrap_or_else(|| panic!("{stem}: no legend entry {l:?} in {texts:?}"));
+        assert!(at(tri) < at(incre), "{stem}: legend order");
+        assert_eq!(texts.iter().filter(|t| t.contains("TriAdaptLoRA")).count(), 1, "{stem}: one legend");
+        let body = std::fs::read_to_string(&svg).unwrap();
+        assert!(body.contains("stroke=\"#D62728\"") && body.contains("stroke=\"#2CA02C\""), "{stem}: TriAdaptLoRA red, IncreLoRA green");
+        assert!(!texts.iter().any(|t| t.contains("_w200_") || t.contains("_w100_")), "{stem}: a run id in the figure");
+    }
+
+    // The sidecars: the numbers drawn equal the means over the seeds' curve.csv, computed here.
+    let curves: Vec<(&str, Vec<Vec<(f64, f64, Option<f64>, f64)>>)> = ["triadapt", "increlora"]
+        .iter()
+        .map(|m| (*m, (1..=3).map(|s| fixture_curve(&dir.join("runs").join(format!("{m}_w200_s{s}")).join("curve.csv"))).collect()))
+        .collect();
+    let label = |m: &str| if m == "triadapt" { "TriAdaptLoRA, warmup_steps=200" } else { "IncreLoRA, init_warmup=200" };
+    // Rank growth: one row per corner of the mean, min and max; each value holds until the next row.
+    let rank = csv_maps(&figs.join("rank_growth_rte_budget144.csv"));
+    for (m, runs) in &curves {
+        let rows: Vec<_> = rank.iter().filter(|r| r["method"] == *m).collect();
+        assert!(rows.iter().all(|r| r["series"] == label(m) && r["panel"] == "rank" && r["rank_budget"] == "144"));
+        let at = |step: usize| mean_min_max(&runs.iter().map(|c| c[step - 1].3).collect::<Vec<_>>());
+        let steps: Vec<usize> = rows.iter().map(|r| r["step"].parse().unwrap()).collect();
+        let mut row = 0;
+        for step in 1..=STEPS as usize {
+            if row + 1 < steps.len() && steps[row + 1] == step {
+                row += 1;
+            }
+            let (mean, min, max) = at(step);
+            let r = rows[row];
+            assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} step {step}: {r:?} vs {mean} {min} {max}");
+            assert_eq!(r["n"], "3");
+        }
+        assert_eq!((steps[0], *steps.last().unwrap()), (1, STEPS as usize));
+    }
+    // TriAdaptLoRA by hand at step 300: seeds grow from 72 after 210, 220, 230 steps by 8 every
+    // 50: 72 + 8 * (90/50 + 1) = 88, 72 + 8 * (80/50 + 1) = 88, 72 + 8 * (70/50 + 1) = 88; at step
+    // 261: 72 + 8 * 2 = 88, 72 + 8 * 1 = 80, 80 -> mean 82.67, min 80, max 88.
+    let row_at = |step: usize| rank.iter().filter(|r| r["method"] == "triadapt" && r["step"].parse::<usize>().unwrap() <= step).last().unwrap();
+    let r = row_at(261);
+    assert!(close(r["mean"].parse().unwrap(), 248.0 / 3.0) && r["min"] == "80" && r["max"] == "88", "{r:?}");
+    // Training: the loss's moving mean over 20 steps per run, then the mean over the seeds; the
+    // dev metric (percent) at the evaluations, the final one at 1010 in place of 1000.
+    let training = csv_maps(&figs.join("training_rte_budget144.csv"));
+    for (m, runs) in &curves {
+        let smoothed: Vec<Vec<f64>> = runs
+            .iter()
+            .map(|c| (0..c.len()).map(|i| { let lo = i.saturating_sub(19); c[lo..=i].iter().map(|x| x.1).sum::<f64>() / (i - lo + 1) as f64 }).collect())
+            .collect();
+        let loss: Vec<_> = training.iter().filter(|r| r["method"] == *m && r["panel"] == "loss").collect();
+        assert!(loss.len() > 500 && loss.len() <= 1501, "{}", loss.len());
+        for r in &loss {
+            let step: usize = r["step"].parse().unwrap();
+            let (mean, min, max) = mean_min_max(&smoothed.iter().map(|s| s[step - 1]).collect::<Vec<_>>());
+            assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} loss at {step}");
+            assert!(r["min"].parse::<f64>().unwrap() > 0.0);
+        }
+        let dev: Vec<_> = training.iter().filter(|r| r["method"] == *m && r["panel"] == "dev").collect();
+        let steps: Vec<usize> = dev.iter().map(|r| r["step"].parse().unwrap()).collect();
+        assert_eq!(steps, [100, 200, 300, 400, 500, 600, 700, 800, 900, 1010], "{m}: the final evaluation once, in the last one's place");
+        for r in &dev {
+            let step: usize = r["step"].parse().unwrap();
+            let (mean, min, max) = mean_min_max(&runs.iter().map(|c| c[step - 1].2.unwrap() * 100.0).collect::<Vec<_>>());
+            assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} dev at {step}");
+        }
+    }
+    // Markers: one per drawn evaluation (2 methods x 10); the loss axis starts at zero.
+    let training_svg = std::fs::read_to_string(figs.join("training_rte_budget144.svg")).unwrap();
+    assert_eq!(training_svg.matches("<circle").count(), 20);
+    assert!(!svg_texts(&figs.join("training_rte_budget144.svg")).iter().any(|t| t.parse::<f64>().is_ok_and(|v| v < 0.0)), "a negative tick");
+    // The runs behind each line, with their ids.
+    for stem in ["rank_growth_rte_budget144", "training_rte_budget144"] {
+        let side = csv_maps(&figs.join(format!("{stem}.runs.csv")));
+        let ids: Vec<&str> = side.iter().map(|r| r["run_id"].as_str()).collect();
+        assert_eq!(ids, ["triadapt_w200_s1", "triadapt_w200_s2", "triadapt_w200_s3", "increlora_w200_s1", "increlora_w200_s2", "increlora_w200_s3"], "{stem}");
+    }
+    // The ablation's numbers: TriAdaptLoRA at 200 as computed above from runs.csv.
+    let abl = csv_maps(&figs.join("ablation_rte_warmup_steps.csv"));
+    let r = abl.iter().find(|r| r["method"] == "triadapt" && r["x"] == "200").unwrap();
+    assert_eq!((r["n"].as_str(), r["series"].as_str()), ("3", "TriAdaptLoRA"));
+    assert!(close(r["mean"].parse().unwrap(), 83.0) && close(r["min"].parse().unwrap(), 82.5) && close(r["max"].parse().unwrap(), 83.5));
+    let runs_at: Vec<String> = csv_maps(&figs.join("ablation_rte_warmup_steps.runs.csv")).into_iter().filter(|r| r["method"] == "triadapt" && r["x"] == "200").map(|r| r["run_id"].clone()).collect();
+    assert_eq!(runs_at, ["triadapt_w200_s1", "triadapt_w200_s2", "triadapt_w200_s3"]);
+
+    // --width/--height/--scale for every figure of the command.
+    let sized = tmp.path().join("sized");
+    let o = triadapt(&["plot", dir.to_str().unwrap(), "--out", sized.to_str().unwrap(), "--width", "450", "--height", "400", "--scale", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (stem, _) in expect {
+        let base = sized.join("rte_warmup").join(stem);
+        assert_eq!(svg_size(&PathBuf::from(format!("{}.svg", base.display()))), (450, 400), "{stem}");
+        assert_eq!(png_size(&PathBuf::from(format!("{}.png", base.display()))), (900, 800), "{stem}");
+    }
 
     // --x and --metric: a named column; an unknown one is an error naming the swept keys.
     let out2 = tmp.path().join("plots2");

@@ -13,13 +13,14 @@ fn print_files(files: &[std::path::PathBuf]) {
     }
 }
 
-/// Writes the rank heatmaps and prints the files written.
-pub fn heatmap(results: &Path, out: &Path, task: Option<&str>) -> Result<()> {
-    print_files(&report::heatmap::run(results, out, task)?);
+/// Writes the rank heatmaps (with their CSV sidecars) and prints the files written.
+pub fn heatmap(results: &Path, out: &Path, opts: &report::heatmap::HeatmapOptions) -> Result<()> {
+    print_files(&report::heatmap::run(results, out, opts)?);
     Ok(())
 }
 
-/// Writes the ablation, rank-growth and training figures and prints the files written.
+/// Writes the ablation, rank-growth and training figures (with their CSV sidecars) and prints
+/// the files written.
 pub fn plot(results: &Path, out: &Path, opts: &report::curves::PlotOptions) -> Result<()> {
     print_files(&report::curves::run(results, out, opts)?);
     Ok(())

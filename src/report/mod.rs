@@ -10,10 +10,16 @@
 //! - `heatmap.rs`: the final rank of every adapted matrix (paper Figure 2).
 //! - `curves.rs`: ablation curves (Figures 3-5), rank growth and training curves.
 //! - `table.rs`: the GLUE table (spec section 5), built with polars.
+//! - `canvas.rs`: the PNG and SVG backends (text layout, PNG resolution).
 //!
-//! Figures are written as PNG and SVG. Text is drawn with the bundled DejaVu Sans
-//! (`assets/fonts/`, plotters' `ab_glyph` backend), so no system font or fontconfig is needed.
+//! Figures are written as PNG and SVG, each with two CSV files beside it: `<stem>.csv`, the
+//! plotted numbers (to redraw the figure in another style), and `<stem>.runs.csv`, the runs
+//! drawn (run ids, seeds, scores, run folders; figures name no run ids). Text is drawn with the
+//! bundled DejaVu Sans (`assets/fonts/`), laid out by `canvas.rs`, so no system font or
+//! fontconfig is needed. Every figure draws the methods in one order (`FIGURE_ORDER`,
+//! TriAdaptLoRA first) and colours (`method_color`).
 
+pub mod canvas;
 pub mod curves;
 pub mod heatmap;
 pub mod table;
@@ -57,6 +63,8 @@ pub struct RunRecord {
     pub best_score: Option<f64>,
     pub main_metric: Option<String>,
     pub rank_budget: Option<f64>,
+    /// The final total rank (`total_rank` column).
+    pub total_rank: Option<f64>,
     /// The run folder, resolved (see `Runs::resolve_run_dir`); None when the row names none.
     pub run_dir: Option<PathBuf>,
 }
@@ -152,6 +160,7 @@ impl Runs {
         let best = self.optional_strings("best_score");
         let main = self.optional_strings("main_metric");
         let budget = self.optional_strings("rank_budget");
+        let total = self.optional_strings("total_rank");
         let run_dir = self.optional_strings("run_dir");
         Ok((0..self.df.height())
             .map(|i| RunRecord {
@@ -163,6 +172,7 @@ impl Runs {
                 best_score: best[i].as_deref().and_then(parse_f64),
                 main_metric: main[i].clone(),
                 rank_budget: budget[i].as_deref().and_then(parse_f64),
+                total_rank: total[i].as_deref().and_then(parse_f64),
                 run_dir: run_dir[i].as_deref().map(|d| self.resolve_run_dir(d)),
             })
             .collect())
@@ -276,8 +286,17 @@ pub fn method_label(method: &str) -> String {
     }
 }
 
-/// Sort key of methods in tables and legends: baselines first, TriAdaptLoRA last (the paper's
-/// order); unknown methods after, by name.
+/// The order of methods in every figure and legend (heatmap panels, curves, legends):
+/// TriAdaptLoRA first, then AdaLoRA, IncreLoRA, LoRA, full fine-tuning, then others by name.
+pub const FIGURE_ORDER: [&str; 5] = ["triadapt", "adalora", "increlora", "lora", "full"];
+
+/// Sort key of methods in figures (`FIGURE_ORDER`).
+pub fn figure_rank(method: &str) -> (usize, String) {
+    (FIGURE_ORDER.iter().position(|m| *m == method).unwrap_or(FIGURE_ORDER.len()), method.to_string())
+}
+
+/// Sort key of methods in the GLUE table: baselines first, TriAdaptLoRA last (the paper's
+/// table); unknown methods after, by name.
 pub fn method_rank(method: &str) -> (usize, String) {
     let i = ["full", "lora", "adalora", "increlora", "triadapt"].iter().position(|m| *m == method).unwrap_or(5);
     (i, method.to_string())
@@ -323,6 +342,44 @@ pub fn metric_words(metric: &str, task: &str, main_metric: Option<&str>) -> Stri
             None => "main metric".into(),
         },
         m => base(m),
+    }
+}
+
+/// The factor that turns a metric of `task` into the percent a figure draws: 100 for GLUE's
+/// fractions, 1 for SQuAD 2.0 (its official scores are percent already) and for columns that
+/// are not fractions.
+pub fn percent_factor(metric: &str, task: &str) -> f64 {
+    if task == "squad2" || !is_fraction_metric(metric) {
+        1.0
+    } else {
+        100.0
+    }
+}
+
+/// The rank budget a run is drawn under: its `rank_budget`, else (LoRA, whose rank is fixed)
+/// its final `total_rank`; None for runs without ranks (full fine-tuning).
+pub fn run_budget(r: &RunRecord) -> Option<f64> {
+    r.rank_budget.filter(|b| *b > 0.0).or(r.total_rank.filter(|t| *t > 0.0))
+}
+
+/// Whether two budgets are the same (budgets are integers; runs.csv may write `24` or `24.0`).
+pub fn same_budget(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// The distinct budgets of `runs`, ascending; only `only` when given (an error when no run
+/// has it, naming the budgets there are).
+pub fn budgets_of<'a>(runs: impl IntoIterator<Item = &'a RunRecord>, only: Option<f64>, what: &str) -> Result<Vec<f64>> {
+    let mut all: Vec<f64> = runs.into_iter().filter_map(run_budget).collect();
+    all.sort_by(f64::total_cmp);
+    all.dedup_by(|a, b| same_budget(*a, *b));
+    match only {
+        None => Ok(all),
+        Some(b) if all.iter().any(|x| same_budget(*x, b)) => Ok(vec![b]),
+        Some(b) => {
+            let have: Vec<String> = all.iter().map(|x| short_number(*x)).collect();
+            bail!("--budget {}: no {what} has that rank budget (budgets: {})", short_number(b), if have.is_empty() { "none".into() } else { have.join(", ") })
+        }
     }
 }
 
@@ -374,16 +431,31 @@ pub fn knob_label(key: &str) -> String {
     }
 }
 
-/// A fixed colour per known method, so that every figure draws a method alike.
-pub fn method_color(method: &str, fallback_index: usize) -> RGBColor {
+/// A fixed colour per method, so that every figure and legend draws a method alike. Other
+/// methods get one of the palette's remaining colours, chosen from the name (the same in every
+/// figure).
+pub fn method_color(method: &str) -> RGBColor {
     match method {
         "triadapt" => RGBColor(214, 39, 40),
         "adalora" => RGBColor(31, 119, 180),
         "increlora" => RGBColor(44, 160, 44),
         "lora" => RGBColor(255, 127, 14),
         "full" => RGBColor(110, 110, 110),
-        _ => palette(fallback_index + 5),
+        other => palette(4 + other.bytes().map(|b| b as usize).sum::<usize>() % 6),
     }
+}
+
+/// The colour of a method's `variant`-th line where one method has several lines (a second
+/// swept key): variant 0 is the method's colour, later ones darker and lighter shades of it.
+pub fn variant_color(method: &str, variant: usize) -> RGBColor {
+    let RGBColor(r, g, b) = method_color(method);
+    let toward = |c: u8, target: f64, t: f64| (c as f64 + (target - c as f64) * t).round() as u8;
+    let (target, t) = match variant {
+        0 => return RGBColor(r, g, b),
+        v if v % 2 == 1 => (0.0, (0.3 + 0.15 * (v / 2) as f64).min(0.75)),
+        v => (255.0, (0.3 + 0.15 * (v / 2 - 1) as f64).min(0.75)),
+    };
+    RGBColor(toward(r, target, t), toward(g, target, t), toward(b, target, t))
 }
 
 /// A categorical palette (tab10 order).
@@ -424,27 +496,114 @@ pub fn short_number(v: f64) -> String {
 // Drawing
 // ---------------------------------------------------------------------------------------------
 
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-
-/// The font family every figure uses (registered from the bundled DejaVu Sans).
+/// The font family every figure's text style names (registered from the bundled DejaVu Sans;
+/// the canvases lay text out with the same font).
 pub const FONT_FAMILY: &str = "sans-serif";
 
-/// Registers the bundled font with plotters (once per process).
+/// Registers the bundled font with plotters (once per process): plotters' text styles need a
+/// registered family, although `canvas` draws and measures the text itself.
 pub fn ensure_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
-            let ok = plotters::style::register_font(FONT_FAMILY, style, FONT).is_ok();
+            let ok = plotters::style::register_font(FONT_FAMILY, style, canvas::FONT_BYTES).is_ok();
             assert!(ok, "the bundled font assets/fonts/DejaVuSans.ttf is not a valid TrueType font");
         }
     });
 }
 
+/// Size and resolution of the figures a command writes (`--width`, `--height`, `--scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FigureSize {
+    /// Width in logical pixels (the SVG's size; None: each figure's default).
+    pub width: Option<u32>,
+    /// Height in logical pixels (None: each figure's default).
+    pub height: Option<u32>,
+    /// PNG pixels per logical pixel (2: twice the resolution, same layout).
+    pub scale: f64,
+}
+
+impl Default for FigureSize {
+    fn default() -> Self {
+        FigureSize { width: None, height: None, scale: 1.0 }
+    }
+}
+
+/// The smallest figure the layouts fit.
+pub const MIN_WIDTH: u32 = 240;
+pub const MIN_HEIGHT: u32 = 180;
+
+impl FigureSize {
+    /// Checks the values: sizes at least `MIN_WIDTH` x `MIN_HEIGHT`, scale in (0, 10].
+    pub fn check(&self) -> Result<()> {
+        if let Some(w) = self.width {
+            if w < MIN_WIDTH {
+                bail!("--width {w}: at least {MIN_WIDTH} pixels");
+            }
+        }
+        if let Some(h) = self.height {
+            if h < MIN_HEIGHT {
+                bail!("--height {h}: at least {MIN_HEIGHT} pixels");
+            }
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0 && self.scale <= 10.0) {
+            bail!("--scale {}: a number in (0, 10]", self.scale);
+        }
+        Ok(())
+    }
+
+    /// The logical size of a figure whose default is `default`.
+    pub fn or(&self, default: (u32, u32)) -> (u32, u32) {
+        (self.width.unwrap_or(default.0), self.height.unwrap_or(default.1))
+    }
+}
+
+/// A CSV file written beside a figure: `<stem><suffix>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sidecar {
+    /// `.csv` (the plotted numbers) or `.runs.csv` (the runs drawn).
+    pub suffix: &'static str,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Sidecar {
+    pub fn new(suffix: &'static str, header: &[&str]) -> Sidecar {
+        Sidecar { suffix, header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+        w.write_record(&self.header)?;
+        for r in &self.rows {
+            w.write_record(r)?;
+        }
+        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// A number as a CSV cell: Rust's shortest exact form (`0.1`, `24`, `1e-5`); NaN empty.
+pub fn cell(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+/// An optional number as a CSV cell.
+pub fn opt_cell(v: Option<f64>) -> String {
+    v.map(cell).unwrap_or_default()
+}
+
 /// A figure that can be drawn on any plotters backend (PNG and SVG).
 pub trait Figure {
-    /// Width and height in pixels.
+    /// Width and height in logical pixels (the SVG's size; the PNG has `scale` times as many).
     fn size(&self) -> (u32, u32);
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+    /// The CSV files written beside the figure: the plotted numbers and the runs drawn.
+    fn sidecars(&self) -> Vec<Sidecar>;
 }
 
 /// Turns a plotters error into an anyhow error.
@@ -458,27 +617,34 @@ impl<T, E: std::fmt::Display> PlotResult<T> for std::result::Result<T, E> {
     }
 }
 
-/// Draws `fig` into `<stem>.png` and `<stem>.svg` (creating the folder) and returns both paths.
-pub fn render(fig: &impl Figure, stem: &Path) -> Result<Vec<PathBuf>> {
+/// Draws `fig` into `<stem>.png` (at `scale` x its size) and `<stem>.svg`, writes its sidecars
+/// (`<stem>.csv`, `<stem>.runs.csv`), creating the folder, and returns the paths written.
+pub fn render(fig: &impl Figure, stem: &Path, scale: f64) -> Result<Vec<PathBuf>> {
     ensure_fonts();
     if let Some(parent) = stem.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let png = PathBuf::from(format!("{}.png", stem.display()));
-    let svg = PathBuf::from(format!("{}.svg", stem.display()));
+    let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", stem.display()));
+    let (png, svg) = (with(".png"), with(".svg"));
     {
-        let root = BitMapBackend::new(&png, fig.size()).into_drawing_area();
+        let root = canvas::PngCanvas::new(&png, fig.size(), scale).into_drawing_area();
         root.fill(&WHITE).plot()?;
         fig.draw(&root)?;
         root.present().plot().with_context(|| format!("cannot write {}", png.display()))?;
     }
     {
-        let root = SVGBackend::new(&svg, fig.size()).into_drawing_area();
+        let root = canvas::SvgCanvas::new(&svg, fig.size()).into_drawing_area();
         root.fill(&WHITE).plot()?;
         fig.draw(&root)?;
         root.present().plot().with_context(|| format!("cannot write {}", svg.display()))?;
     }
-    Ok(vec![png, svg])
+    let mut files = vec![png, svg];
+    for side in fig.sidecars() {
+        let path = with(side.suffix);
+        side.write(&path)?;
+        files.push(path);
+    }
+    Ok(files)
 }
 
 /// A text style of the bundled font.
@@ -486,18 +652,30 @@ pub(crate) fn font(size: f64) -> TextStyle<'static> {
     (FONT_FAMILY, size).into_font().color(&BLACK)
 }
 
-/// Draws a title (and an optional smaller second line) centred in `area`.
+/// The largest font size from `max` down to `min` (whole pixels) at which `text` is at most
+/// `room` pixels wide; `min` when none is.
+pub(crate) fn fitting_size(text: &str, max: f64, min: f64, room: f64) -> f64 {
+    let mut size = max;
+    while size > min && canvas::text_width(text, size) > room {
+        size -= 1.0;
+    }
+    size.max(min)
+}
+
+/// Draws a title (and an optional smaller second line) centred in `area`, each shrunk to fit
+/// the area's width.
 pub(crate) fn draw_title<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, subtitle: Option<&str>) -> Result<()> {
     let (w, h) = area.dim_in_pixel();
+    let room = w as f64 - 16.0;
     let centre = |y: i32| (w as i32 / 2, y);
-    let style = font(22.0).pos(Pos::new(HPos::Center, VPos::Center));
+    let style = font(fitting_size(title, 22.0, 8.0, room)).pos(Pos::new(HPos::Center, VPos::Center));
     match subtitle {
         None => {
             area.draw(&Text::new(title.to_string(), centre(h as i32 / 2), style)).plot()?;
         }
         Some(sub) => {
             area.draw(&Text::new(title.to_string(), centre(h as i32 * 3 / 8), style)).plot()?;
-            let small = font(15.0).color(&RGBColor(70, 70, 70)).pos(Pos::new(HPos::Center, VPos::Center));
+            let small = font(fitting_size(sub, 15.0, 8.0, room)).color(&RGBColor(70, 70, 70)).pos(Pos::new(HPos::Center, VPos::Center));
             area.draw(&Text::new(sub.to_string(), centre(h as i32 * 4 / 5), small)).plot()?;
         }
     }
@@ -507,4 +685,9 @@ pub(crate) fn draw_title<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, titl
 /// Where figures of a results directory go: `<out>/<results dir name>/`.
 pub fn figure_dir(out: &Path, runs: &Runs) -> PathBuf {
     out.join(&runs.name)
+}
+
+/// The file-name part and the words of a rank budget: `budget24`, `rank budget 24`.
+pub fn budget_stem(budget: f64) -> String {
+    format!("budget{}", file_safe(&short_number(budget)))
 }
