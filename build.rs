@@ -1,6 +1,7 @@
 //! Embeds LibTorch's library directory as an rpath (so neither the binary nor `cargo test` needs
 //! LD_LIBRARY_PATH), links libtorch_cuda explicitly so that CUDA is found on a GPU machine, and
-//! records the torch version the binary was built against for `triadapt env`.
+//! records the torch version the binary was built against for `triadapt env` and the git commit
+//! for run folders' run_info.json.
 use std::path::Path;
 
 fn main() {
@@ -19,6 +20,18 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=TRIADAPT_TORCH_VERSION={version}");
+    // The commit the binary was built from, for run_info.json.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=TRIADAPT_GIT_COMMIT={commit}");
+    if Path::new(".git/HEAD").exists() {
+        println!("cargo:rerun-if-changed=.git/HEAD");
+    }
     println!("cargo:rustc-env=TRIADAPT_LIBTORCH_DIR={dir}");
     println!("cargo:rerun-if-changed=build.rs");
 }

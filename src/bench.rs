@@ -484,7 +484,7 @@ fn average_rank(ranks: &[(String, i64)]) -> f64 {
 fn phased_step(t: &mut Trainer, batch: &Batch, step: i64, device: Device) -> Result<(f64, [f64; 3])> {
     let mut marks = [Instant::now(); 4];
     let (task, loss) = t.forward_loss(batch, step);
-    let loss_value = task.double_value(&[]);
+    let loss_value = crate::device::read_f64(&task);
     if !loss_value.is_finite() {
         bail!("the loss became {loss_value} at step {step}");
     }
@@ -547,7 +547,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
             loss = l;
             phases.push(p);
         } else {
-            loss = trainer.step(&batch, step)?.loss;
+            loss = trainer.step(&batch, step)?.loss_value();
         }
         sync(device);
         let dt = t0.elapsed().as_secs_f64();

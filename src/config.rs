@@ -50,6 +50,14 @@ pub struct RunConfig {
     pub max_steps: Option<i64>,
     /// Evaluate every this many steps (and always at the end).
     pub eval_steps: i64,
+    /// Read the losses back, append them to curve.csv and metrics.jsonl and, off a terminal,
+    /// print a log line every this many steps (and at least every 60 s, and at evaluations).
+    pub log_steps: i64,
+    /// Save a checkpoint (everything needed to continue exactly) every this many steps; default
+    /// a quarter of an epoch. The end of a run is always saved (as `adapter/`).
+    pub save_steps: Option<i64>,
+    /// Checkpoints kept (the newest ones).
+    pub save_total_limit: usize,
     pub seed: i64,
     /// Dropout before the classifier (HF `cls_dropout`); default: the model's hidden dropout.
     pub cls_dropout: Option<f64>,
@@ -63,6 +71,9 @@ pub struct RunConfig {
     pub device: String,
     /// bf16 autocast (CUDA or CPU) for the forward pass, loss and evaluation.
     pub bf16: bool,
+    /// TF32 tensor cores for float32 matrix products on GPUs that have them (off, as in
+    /// PyTorch; no effect on the CPU).
+    pub tf32: bool,
 }
 
 impl Default for RunConfig {
@@ -78,6 +89,9 @@ impl Default for RunConfig {
             epochs: 3.0,
             max_steps: None,
             eval_steps: 500,
+            log_steps: 50,
+            save_steps: None,
+            save_total_limit: 1,
             seed: 42,
             cls_dropout: None,
             max_train_examples: None,
@@ -87,6 +101,7 @@ impl Default for RunConfig {
             squad: SquadConfig::default(),
             device: "cpu".into(),
             bf16: false,
+            tf32: false,
         }
     }
 }
@@ -212,6 +227,15 @@ impl RunConfig {
         }
         if self.eval_steps < 1 {
             bail!("key `eval_steps` = {}: must be at least 1", self.eval_steps);
+        }
+        if self.log_steps < 1 {
+            bail!("key `log_steps` = {}: must be at least 1", self.log_steps);
+        }
+        if self.save_steps.is_some_and(|s| s < 1) {
+            bail!("key `save_steps`: must be at least 1");
+        }
+        if self.save_total_limit < 1 {
+            bail!("key `save_total_limit` = {}: keep at least one checkpoint", self.save_total_limit);
         }
         if self.epochs <= 0.0 && self.max_steps.is_none() {
             bail!("key `epochs` = {}: must be positive (or set max_steps)", self.epochs);

@@ -1,4 +1,4 @@
-//! Choosing the compute device from the command line.
+//! Choosing the compute device from the command line, and counted device-to-host reads.
 
 use anyhow::{bail, Result};
 use tch::Device;
@@ -28,4 +28,44 @@ pub fn parse_device(s: &str) -> Result<Device> {
         }
     }
     Ok(device)
+}
+
+thread_local! {
+    /// Device-to-host reads made through [`read_f64`] and friends on this thread.
+    static HOST_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_read() {
+    HOST_READS.with(|c| c.set(c.get() + 1));
+}
+
+/// Device-to-host reads made on this thread so far. Every read of a device value on the host
+/// waits for the device to finish all queued work: the training step makes none except on
+/// logging, evaluation and allocation steps (tests/methods.rs counts them).
+pub fn host_reads() -> u64 {
+    HOST_READS.with(|c| c.get())
+}
+
+/// A one-element tensor's value on the host (one counted read).
+pub fn read_f64(t: &tch::Tensor) -> f64 {
+    count_read();
+    t.double_value(&[])
+}
+
+/// A tensor's values on the host as f64, flattened (one counted read).
+pub fn read_vec_f64(t: &tch::Tensor) -> Vec<f64> {
+    count_read();
+    Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).to_device(Device::Cpu).flatten(0, -1)).expect("a float tensor")
+}
+
+/// A boolean tensor's values on the host, flattened (one counted read).
+pub fn read_vec_bool(t: &tch::Tensor) -> Vec<bool> {
+    count_read();
+    Vec::<bool>::try_from(t.to_kind(tch::Kind::Bool).to_device(Device::Cpu).flatten(0, -1)).expect("a bool tensor")
+}
+
+/// A 0-dim float32 tensor holding `v` on `device`, made there (a fill, not a host-to-device
+/// copy of a host tensor).
+pub fn scalar_on(v: f64, device: Device) -> tch::Tensor {
+    tch::Tensor::full([] as [i64; 0], v, (tch::Kind::Float, device))
 }

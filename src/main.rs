@@ -21,7 +21,8 @@ enum Command {
     ///
     /// Config keys (dotted paths; `--set` and sweep grids take the same):
     /// task, data_dir, model, max_seq_length, batch_size, eval_batch_size, epochs, max_steps,
-    /// eval_steps, seed, cls_dropout, max_train_examples, max_eval_examples, device, bf16,
+    /// eval_steps, log_steps, save_steps, save_total_limit, seed, cls_dropout,
+    /// max_train_examples, max_eval_examples, device, bf16, tf32,
     /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps,
     /// adamw (torch | legacy_hf)}, method.{name, lora_alpha, lora_dropout, orth_reg_weight,
     /// lr_policy (restart | follow | constant), budget (strict | reference), target_modules,
@@ -29,7 +30,7 @@ enum Command {
     /// interval, growth_step, threshold, top_k, importance, growth, init_std,
     /// grown_weight_decay}, method.adalora.*, method.increlora.*, squad.*. See README.md for
     /// each, and docs/method.md for what each computes and the reference it follows.
-    #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict")]
+    #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --out runs/rte --resume\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict")]
     Train {
         /// Experiment YAML (e.g. experiments/rte.yaml).
         #[arg(long)]
@@ -46,26 +47,41 @@ enum Command {
         /// cpu, cuda or cuda:N (overrides the config).
         #[arg(long)]
         device: Option<String>,
+        /// Continue the run folder's last checkpoint (same config required; log_steps,
+        /// save_steps, save_total_limit and device may change). Without a checkpoint, trains
+        /// from step 0; a finished run is left as it is. On SIGTERM, SIGINT or SIGUSR1 a run
+        /// saves a checkpoint at the next step and exits with code 75 (a second signal exits at
+        /// once).
+        #[arg(long)]
+        resume: bool,
     },
     /// Fold a trained adapter into its base model: writes a plain HF checkpoint (config.json,
     /// model.safetensors, spm.model) that HF transformers loads without triadapt or PEFT.
-    #[command(after_help = "Examples:\n  triadapt merge results/runs/demo --out merged/demo\n  triadapt merge results/glue_r2/runs/RUN_ID/adapter --out merged/rte\n  (HF: AutoModelForSequenceClassification.from_pretrained(\"merged/demo\"))")]
+    #[command(after_help = "Examples:\n  triadapt merge results/runs/demo --out merged/demo\n  triadapt merge results/runs/demo --checkpoint last --out merged/last\n  (HF: AutoModelForSequenceClassification.from_pretrained(\"merged/demo\"))")]
     Merge {
         /// A run folder (uses its adapter/) or an adapter folder.
         adapter: PathBuf,
         /// Output model directory.
         #[arg(long)]
         out: PathBuf,
+        /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
+        /// `last` (the final step's).
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: triadapt::train::checkpoint::Which,
     },
     /// Write a trained adapter (any method) as a standard PEFT LoRA adapter (adapter_config.json
     /// with a per-module rank_pattern, adapter_model.safetensors) computing the same dW.
-    #[command(after_help = "Examples:\n  triadapt export-peft results/runs/demo --out peft/demo\n  triadapt export-peft results/glue_r2/runs/RUN_ID/adapter --out peft/rte\n  (PEFT: AutoPeftModelForSequenceClassification.from_pretrained(\"peft/demo\"))")]
+    #[command(after_help = "Examples:\n  triadapt export-peft results/runs/demo --out peft/demo\n  triadapt export-peft results/runs/demo --checkpoint last --out peft/last\n  (PEFT: AutoPeftModelForSequenceClassification.from_pretrained(\"peft/demo\"))")]
     ExportPeft {
         /// A run folder (uses its adapter/) or an adapter folder.
         adapter: PathBuf,
         /// Output adapter directory.
         #[arg(long)]
         out: PathBuf,
+        /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
+        /// `last` (the final step's).
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: triadapt::train::checkpoint::Which,
     },
     /// Evaluate a run folder (its adapter on its base model) or a fine-tuned HF model directory
     /// on a GLUE or SQuAD 2.0 split; prints the metrics as JSON (GLUE: fractions; SQuAD: percent,
@@ -99,6 +115,10 @@ enum Command {
         /// Also print every prediction (class ids or scores; squad2: answer text by question id).
         #[arg(long)]
         predictions: bool,
+        /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
+        /// `last` (the final step's).
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: triadapt::train::checkpoint::Which,
     },
     /// Run a sweep: expand a sweep YAML into runs (methods x seeds x grid x zip), train each in a
     /// child `triadapt train` process under <out>/runs/<id>/, and keep <out>/runs.csv up to date.
@@ -122,9 +142,15 @@ enum Command {
         #[arg(long, value_name = "LIST")]
         devices: Option<String>,
         /// Print a bash script that submits the sweep to Slurm (an array job, one task per
-        /// shard: N from --shard I/N, else one per run) and a dependent `triadapt collect`.
+        /// shard: N from --shard I/N, else one per run; requeued on preemption, its runs
+        /// checkpointing on SIGUSR1 120 s ahead and resuming) and a dependent `triadapt
+        /// collect`. The tasks use --devices (default 0; `cpu` on a CPU cluster).
         #[arg(long)]
         slurm: bool,
+        /// sbatch options for --slurm (default: $TRIADAPT_SBATCH_OPTS, else
+        /// "--gres=gpu:1 --cpus-per-task=8 --time=48:00:00").
+        #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
+        sbatch_opts: Option<String>,
     },
     /// Rebuild runs.csv from the row files (runs/<id>/row.json) of one or more results folders,
     /// e.g. copies of results/<name> written by different shards.
@@ -336,22 +362,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Table { results, out, by } => commands::report::table(&results, out.as_deref(), &by),
         Command::Bench(args) => commands::bench::run(&args),
-        Command::Sweep { file, dry_run, shard, devices, slurm } => {
+        Command::Sweep { file, dry_run, shard, devices, slurm, sbatch_opts } => {
             let shard = shard.map(|s| s.parse::<triadapt::sweep::Shard>()).transpose()?;
-            commands::sweep::run(&commands::sweep::SweepArgs { file: &file, dry_run, shard, devices: devices.as_deref(), slurm })
+            commands::sweep::run(&commands::sweep::SweepArgs { file: &file, dry_run, shard, devices: devices.as_deref(), slurm, sbatch_opts: sbatch_opts.as_deref() })
         }
         Command::Collect { dirs, out } => commands::sweep::collect(&dirs, out.as_deref()),
-        Command::Eval { model, task, split, data_dir, max_len, batch_size, device, predictions } => {
+        Command::Eval { model, task, split, data_dir, max_len, batch_size, device, predictions, checkpoint } => {
             let device = triadapt::device::parse_device(&device)?;
-            let args = commands::eval::EvalArgs { model: &model, task: &task, split: &split, data_dir: data_dir.as_deref(), max_len, batch_size, device, with_predictions: predictions };
+            let args = commands::eval::EvalArgs { model: &model, task: &task, split: &split, data_dir: data_dir.as_deref(), max_len, batch_size, device, with_predictions: predictions, checkpoint };
             println!("{}", serde_json::to_string_pretty(&commands::eval::run(&args)?)?);
             Ok(())
         }
-        Command::Merge { adapter, out } => commands::adapter::merge(&adapter, &out),
-        Command::ExportPeft { adapter, out } => commands::adapter::export(&adapter, &out),
-        Command::Train { config, method, sets, out, device } => {
+        Command::Merge { adapter, out, checkpoint } => commands::adapter::merge(&adapter, checkpoint, &out),
+        Command::ExportPeft { adapter, out, checkpoint } => commands::adapter::export(&adapter, checkpoint, &out),
+        Command::Train { config, method, sets, out, device, resume } => {
             let method = method.map(|m| m.parse()).transpose()?;
-            commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref() })
+            commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref(), resume })
         }
         Command::Predict { model, input, head, hidden, device, max_len, bf16 } => {
             let device = triadapt::device::parse_device(&device)?;
@@ -367,6 +393,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // A run (or sweep) stopped by a signal after saving its state: "try again later".
+            if e.downcast_ref::<triadapt::train::signals::Interrupted>().is_some() {
+                return ExitCode::from(triadapt::train::signals::EXIT_INTERRUPTED);
+            }
             ExitCode::FAILURE
         }
     }

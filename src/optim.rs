@@ -292,7 +292,7 @@ struct PerEntry {
 impl PerEntry {
     fn new(s: &ParamState, c: &AdamWConfig, step: i64, lr_mult: &dyn Fn(i64) -> f64) -> Self {
         let dev = s.value.device();
-        let scalar = |v: f64| Tensor::from(v as f32).to_device(dev);
+        let scalar = |v: f64| crate::device::scalar_on(v, dev);
         if let [birth] = s.births[..] {
             return PerEntry {
                 lr: scalar(c.lr * lr_mult(birth)),
@@ -319,8 +319,8 @@ impl PerEntry {
         let _ = s.exp_avg.g_add_(&(grad * (1.0 - c.beta1)));
         let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
         let _ = s.exp_avg_sq.addcmul_(grad, &(grad * (1.0 - c.beta2)));
-        let bc1: Tensor = 1.0 - Tensor::from(c.beta1).pow(&self.count);
-        let bc2: Tensor = 1.0 - Tensor::from(c.beta2).pow(&self.count);
+        let bc1: Tensor = 1.0 - Tensor::pow_scalar(c.beta1, &self.count);
+        let bc2: Tensor = 1.0 - Tensor::pow_scalar(c.beta2, &self.count);
         let denom = (&s.exp_avg_sq.sqrt() / bc2.sqrt()) + c.eps;
         let update = &s.exp_avg / denom * (&self.lr / bc1);
         let _ = s.value.g_sub_(&update);
@@ -334,8 +334,8 @@ impl PerEntry {
         let _ = s.exp_avg_sq.g_mul_scalar_(c.beta2);
         let _ = s.exp_avg_sq.addcmul_(grad, &(grad * (1.0 - c.beta2)));
         let denom = s.exp_avg_sq.sqrt() + c.eps;
-        let bc1: Tensor = 1.0 - Tensor::from(c.beta1).pow(&self.count);
-        let bc2: Tensor = 1.0 - Tensor::from(c.beta2).pow(&self.count);
+        let bc1: Tensor = 1.0 - Tensor::pow_scalar(c.beta1, &self.count);
+        let bc2: Tensor = 1.0 - Tensor::pow_scalar(c.beta2, &self.count);
         let step_size = &self.lr * bc2.sqrt() / bc1;
         let _ = s.value.g_sub_(&(&s.exp_avg / denom * step_size));
         let decay = &s.value * (&self.lr * &self.weight_decay);
@@ -409,25 +409,22 @@ fn uniform_birth(value: &Tensor, step: i64) -> Tensor {
 
 /// Clips the global L2 norm of the gradients to `max_norm` (torch.nn.utils.clip_grad_norm_):
 /// every gradient is multiplied by min(1, max_norm / (norm + 1e-6)), a float32 computed on the
-/// device as torch does. On a GPU the multiplication is queued without waiting for the norm; on
-/// the CPU (where reading it costs nothing) gradients that need no clipping are left untouched.
-/// Returns the norm before clipping.
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+/// device as torch does (a factor of exactly 1 leaves a gradient unchanged). Nothing is read
+/// back: the multiplication is queued without waiting for the norm. Returns the norm before
+/// clipping, a 0-dim tensor on the device (None without gradients).
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Option<Tensor> {
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
     if grads.is_empty() {
-        return 0.0;
+        return None;
     }
     let total = Tensor::stack(&grads.iter().map(|g| g.norm()).collect::<Vec<_>>(), 0).norm();
     tch::no_grad(|| {
         let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
-        if total.device() == tch::Device::Cpu && coef.double_value(&[]) >= 1.0 {
-            return;
-        }
         for g in &grads {
             let _ = g.shallow_clone().g_mul_(&coef);
         }
     });
-    total.double_value(&[])
+    Some(total.detach())
 }
 
 #[cfg(test)]

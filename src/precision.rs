@@ -25,6 +25,27 @@ extern "C" {
     fn at_set_autocast_enabled(device_type: i8, enabled: bool);
     #[link_name = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"]
     fn at_is_autocast_enabled(device_type: i8) -> bool;
+    #[link_name = "_ZN2at13globalContextEv"]
+    fn at_global_context() -> *mut std::ffi::c_void;
+    #[link_name = "_ZN2at7Context18setAllowTF32CuBLASEb"]
+    fn at_context_set_allow_tf32_cublas(context: *mut std::ffi::c_void, allow: bool);
+    #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
+    fn at_context_allow_tf32_cublas(context: *const std::ffi::c_void) -> bool;
+}
+
+/// `tf32: true`: lets cuBLAS run float32 matrix products on TF32 tensor cores, as
+/// `torch.backends.cuda.matmul.allow_tf32 = True` (off by default, as in PyTorch; no effect on
+/// the CPU). Checks that the setting took effect.
+pub fn set_tf32(allow: bool) -> Result<()> {
+    // SAFETY: `at::globalContext()` returns LibTorch's process-wide context; the two members are
+    // a plain setter and getter of one flag (`this` is passed first, as the C++ ABI does).
+    let now = unsafe {
+        let context = at_global_context();
+        at_context_set_allow_tf32_cublas(context, allow);
+        at_context_allow_tf32_cublas(context)
+    };
+    ensure!(now == allow, "LibTorch did not take `tf32: {allow}` (it reports allow_tf32 = {now})");
+    Ok(())
 }
 
 fn device_type(device: Device) -> i8 {
@@ -97,6 +118,12 @@ mod tests {
         let labels = Tensor::from_slice(&[0i64, 1, 2]);
         let l = autocast(Device::Cpu, true, || a.matmul(&a).cross_entropy_for_logits(&labels).kind());
         assert_eq!(l, Kind::Float);
+    }
+
+    #[test]
+    fn tf32_switches_on_and_off() {
+        set_tf32(true).unwrap();
+        set_tf32(false).unwrap();
     }
 
     /// The cast cache is dropped at the end of each block: a weight changed in place between two

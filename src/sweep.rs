@@ -285,6 +285,10 @@ pub fn canonical_form(cfg: &RunConfig) -> String {
     let defaults = flat(&RunConfig::default());
     let mut text = String::new();
     for (k, v) in flat(cfg) {
+        // How often a run logs does not make it another run.
+        if NOT_IDENTITY.contains(&k.as_str()) {
+            continue;
+        }
         if defaults.get(&k) != Some(&v) {
             text.push_str(&k);
             text.push('=');
@@ -294,6 +298,9 @@ pub fn canonical_form(cfg: &RunConfig) -> String {
     }
     text
 }
+
+/// Keys that change how a run reports, not what it computes: left out of its id.
+pub const NOT_IDENTITY: [&str; 3] = ["log_steps", "save_steps", "save_total_limit"];
 
 /// A run's id: the first 12 hex digits of the SHA-256 of [`canonical_form`].
 pub fn run_id(cfg: &RunConfig) -> String {

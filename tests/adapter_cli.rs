@@ -46,7 +46,7 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         triadapt(&["merge", run.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
         triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
 
-        let a = load_adapted(&run, Device::Cpu).unwrap();
+        let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, Device::Cpu).unwrap();
         let o = common::oracle("v3_batch");
         let ours = tch::no_grad(|| a.model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits);
         let inputs = tmp.path().join("inputs.safetensors");

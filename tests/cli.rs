@@ -154,3 +154,33 @@ fn every_subcommand_help_ends_with_working_examples() {
     let bash = triadapt(&["completions", "bash"]);
     assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("_triadapt"), "bash completions");
 }
+
+/// Every config key (the leaves of the default RunConfig) is documented: in the README's
+/// config-key list and in `train --help`, so a new key cannot be added silently.
+#[test]
+fn every_config_key_is_in_the_readme_and_train_help() {
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    // Blocks of one method are listed as `method.<block>.*` in --help.
+                    leaves(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves("", &serde_json::to_value(triadapt::config::RunConfig::default()).unwrap(), &mut keys);
+    assert!(keys.len() > 50, "{keys:?}");
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let help = String::from_utf8(triadapt(&["train", "--help"]).stdout).unwrap();
+    for key in &keys {
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(readme.contains(&format!("`{leaf}`")) || readme.contains(&format!("`{key}`")), "config key {key} is not in README.md");
+        let block = key.rsplitn(2, '.').nth(1).unwrap_or("");
+        let in_help = help.contains(leaf) || (!block.is_empty() && help.contains(&format!("{block}.*")));
+        assert!(in_help, "config key {key} is not in `train --help`");
+    }
+}

@@ -101,7 +101,7 @@ fn every_method_trains_and_triadapt_ends_at_its_budget() {
         let b = batch();
         let mut losses = Vec::new();
         for step in 0..total {
-            losses.push(t.step(&b, step).unwrap().loss);
+            losses.push(t.step(&b, step).unwrap().loss_value());
             if let Some(budget) = t.controller.budget() {
                 let sum: i64 = t.controller.ranks().iter().map(|(_, r)| r).sum();
                 assert!(sum <= budget, "{name:?}: total rank {sum} above budget {budget} at step {step}");
@@ -137,6 +137,17 @@ fn bad_method_settings_name_the_key() {
     assert!(format!("{}", "dora".parse::<MethodName>().unwrap_err()).contains("method.name"));
 }
 
+/// One replayed allocation against the oracle's: its step, k, and the ranks after the grants.
+fn check_allocation(name: &str, e: &serde_json::Value, t: i64, k: usize, grants: Vec<(usize, i64)>, ranks: &mut [i64]) {
+    assert_eq!(e["step"].as_i64(), Some(t), "{name}: allocation at step {t}, the oracle's is at {}", e["step"]);
+    assert_eq!(e["k"].as_i64(), Some(k as i64), "{name}: k at step {t}");
+    for (i, g) in grants {
+        ranks[i] += g;
+    }
+    let want: Vec<i64> = e["ranks_after"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    assert_eq!(ranks, want.as_slice(), "{name}: ranks after step {t}");
+}
+
 /// TriAdaptLoRA's and IncreLoRA's allocators against scripts/allocator_oracle.py, written from
 /// the reference code (`RankAllocator` of the authors' `single.py` and of IncreLoRA): the same
 /// recorded score sequences give the same k and the same rank of every matrix at every
@@ -149,7 +160,6 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let int = |v: &serde_json::Value| v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"));
     let floats = |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
-    let ints = |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
     let cases = meta["cases"].as_array().unwrap();
     let (mut checked, mut passed_budget) = (0, 0);
     for case in cases {
@@ -179,13 +189,7 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
                     floats(&recorded.unwrap_or_else(|| panic!("{name}: an allocation at step {t} the oracle does not have"))["scores"])
                 });
                 let Some((k, grants)) = plan else { continue };
-                let e = &expected[next];
-                assert_eq!(int(&e["step"]), t, "{name}: allocation at step {t}, the oracle's is at {}", e["step"]);
-                assert_eq!(k as i64, int(&e["k"]), "{name}: k at step {t}");
-                for (i, g) in grants {
-                    ranks[i] += g;
-                }
-                assert_eq!(ranks, ints(&e["ranks_after"]), "{name}: ranks after step {t}");
+                check_allocation(name, &expected[next], t, k, grants, &mut ranks);
                 next += 1;
                 checked += 1;
             }
@@ -204,13 +208,8 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
                 let scores: Vec<f64> = ipt.iter().zip(&unc).map(|(i, u)| i * u).collect();
                 let Some((k, grants)) = increlora_allocation(t, warmup, interval, top_h, add_r, total, budget, &scores, mode) else { continue };
                 let e = expected.get(next).unwrap_or_else(|| panic!("{name}: an allocation at step {t} the oracle does not have"));
-                assert_eq!(int(&e["step"]), t, "{name}: allocation at step {t}, the oracle's is at {}", e["step"]);
                 assert_eq!(scores, floats(&e["scores"]), "{name}: ipt x unc at step {t}");
-                assert_eq!(k as i64, int(&e["k"]), "{name}: k at step {t}");
-                for (i, g) in grants {
-                    ranks[i] += g;
-                }
-                assert_eq!(ranks, ints(&e["ranks_after"]), "{name}: ranks after step {t}");
+                check_allocation(name, e, t, k, grants, &mut ranks);
                 next += 1;
                 checked += 1;
             }
@@ -314,16 +313,55 @@ fn every_method_trains_under_bf16_autocast_on_cpu() {
     for name in MethodName::ALL {
         let cfg = method(name);
         let mut fp32 = trainer_without_dropout(&cfg, 12);
-        let first_fp32 = fp32.step(&b, 0).unwrap().loss;
+        let first_fp32 = fp32.step(&b, 0).unwrap().loss_value();
         let mut t = trainer_without_dropout(&cfg, 12);
         t.bf16 = true;
-        let first = t.step(&b, 0).unwrap().loss;
+        let first = t.step(&b, 0).unwrap().loss_value();
         assert!((first - first_fp32).abs() <= 0.05, "{name:?}: bf16 first loss {first} vs fp32 {first_fp32}");
         for step in 1..12 {
-            let loss = t.step(&b, step).unwrap().loss;
+            let loss = t.step(&b, step).unwrap().loss_value();
             assert!(loss.is_finite(), "{name:?}: loss {loss} at step {step}");
         }
         // Weights and optimizer state stay float32.
         assert!(t.trainable().iter().all(|p| p.kind() == Kind::Float), "{name:?}: a trainable tensor left float32");
+    }
+}
+
+/// No training step waits for the device except where it must: every device-to-host read of
+/// the training path goes through `triadapt::device::read_*`, which counts them. A step makes
+/// none unless its rank controller allocates; an allocation step makes at most two (TriAdaptLoRA
+/// and IncreLoRA one read of all the scores; AdaLoRA the threshold and the keep pattern), never
+/// one per matrix.
+#[test]
+fn training_steps_read_nothing_back_except_at_allocations() {
+    use triadapt::device::host_reads;
+    let b = batch();
+    let total = 12;
+    for name in MethodName::ALL {
+        let mut cfg = method(name);
+        cfg.increlora.init_warmup = 4;
+        cfg.increlora.incre_interval = 4;
+        cfg.adalora.tinit = 4;
+        cfg.adalora.tfinal = 2;
+        cfg.adalora.delta_t = 3;
+        let mut t = trainer(&cfg, total);
+        for step in 0..total {
+            let before = host_reads();
+            t.step(&b, step).unwrap();
+            let reads = host_reads() - before;
+            let allocating = match name {
+                MethodName::Triadapt => step > 4 && step % 4 == 0,
+                MethodName::Increlora => step > 4 && step % 4 == 0,
+                // Mask steps of the budget phase (t_i < t < T - t_f, every dT) and the forced
+                // mask at T - t_f.
+                MethodName::Adalora => (step > 4 && step < 10 && step % 3 == 0) || step == 10,
+                _ => false,
+            };
+            let limit = if allocating { 2 } else { 0 };
+            assert!(reads <= limit, "{name:?} step {step}: {reads} device-to-host reads (at most {limit})");
+            if allocating {
+                assert!(reads >= 1, "{name:?} step {step}: an allocation step without reading its scores?");
+            }
+        }
     }
 }

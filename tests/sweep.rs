@@ -487,3 +487,68 @@ fn shipped_paper_sweeps_use_the_reference_settings() {
     let mnli = Sweep::load(&root().join("sweeps/mnli_ranks.yaml")).unwrap();
     assert_eq!(mnli.out, PathBuf::from("results/mnli"));
 }
+
+/// A sweep on a cluster: while a child trains, its train.log gets plain log lines and its
+/// curve.csv is flushed; SIGTERM to the sweep reaches the child, which checkpoints, and the
+/// sweep exits with 75 leaving the run pending; the same command resumes it from its checkpoint
+/// (not step 0), and runs.csv lists it once.
+#[test]
+fn an_interrupted_sweep_resumes_its_run_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let body = format!(
+        "name: preempt\nbase: {}\nout: {}\nmethods: [triadapt]\nseeds: [1]\nset:\n  max_steps: 200\n  save_steps: 20\n  log_steps: 10\n  eval_steps: 100\n",
+        base_yaml(),
+        out.display()
+    );
+    let file = write(dir.path(), "preempt.yaml", &body);
+    let sweep = Sweep::load(&file).unwrap();
+    let run_dir = sweep.run_dir(&sweep.runs[0]);
+    let mut child = triadapt().args(["sweep", file.to_str().unwrap(), "--devices", "cpu"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    // While it runs: log lines in train.log, curve.csv flushed, a checkpoint.
+    loop {
+        let log = std::fs::read_to_string(run_dir.join("train.log")).unwrap_or_default();
+        let rows = std::fs::read_to_string(run_dir.join("curve.csv")).map(|c| c.lines().count()).unwrap_or(0);
+        if log.contains("step 40/200 ") && rows > 40 && run_dir.join("checkpoints/step-00000040").is_dir() {
+            assert!(log.contains("loss") && log.contains("ex/s") && log.contains("eta"), "{log}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no log lines / checkpoint in time:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "the sweep's exit status: {status:?}");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "interrupted");
+    let stopped = m["steps"].as_i64().unwrap();
+    assert!(stopped >= 40 && stopped < 200, "stopped at {stopped}");
+    assert!(!run_dir.join("row.json").exists(), "an interrupted run must stay pending");
+    let o = run_cli(&["sweep", file.to_str().unwrap(), "--devices", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_to_string(run_dir.join("train.log")).unwrap();
+    assert!(log.contains(&format!("from step {stopped} of 200")), "the run did not resume from its checkpoint:\n{log}");
+    let (_, rows) = read_csv(&out.join("runs.csv"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "finished");
+    assert_eq!(std::fs::read_to_string(run_dir.join("curve.csv")).unwrap().lines().count(), 201);
+}
+
+/// `--slurm` takes the cluster's sbatch options and devices from flags (or
+/// $TRIADAPT_SBATCH_OPTS) and requeues preempted tasks, warning them with SIGUSR1.
+#[test]
+fn the_slurm_script_requeues_with_a_warning_signal_and_takes_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "s.yaml", &format!("name: s\nbase: {}\nmethods: [lora]\nseeds: [1, 2]\n", base_yaml()));
+    let o = run_cli(&["sweep", file.to_str().unwrap(), "--slurm", "--sbatch-opts", "--cpus-per-task=1 --partition=debug", "--devices", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let script = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(script.contains("SBATCH_OPTS='--cpus-per-task=1 --partition=debug'"), "{script}");
+    assert!(script.contains("--requeue") && script.contains("--signal=B:USR1@120"), "{script}");
+    assert!(script.contains("--devices cpu") && script.contains("exec "), "{script}");
+    assert!(!script.contains("--gres"), "{script}");
+    let o = triadapt().env("TRIADAPT_SBATCH_OPTS", "--account=lab").args(["sweep", file.to_str().unwrap(), "--slurm"]).output().unwrap();
+    let script = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(script.contains("SBATCH_OPTS='--account=lab'") && script.contains("--devices 0"), "{script}");
+}

@@ -120,3 +120,148 @@ fn bad_input_is_a_clear_error() {
     let err = train_err(&["optim.learning_rate=3"]);
     assert!(err.contains("optim.learning_rate"), "{err}");
 }
+
+// ---- Long runs: checkpoints, resume, preemption, best weights, logs (README "Long runs") ----
+
+fn spawn_train(out: &Path, method: &str, sets: &[&str], extra: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_triadapt"));
+    cmd.current_dir(root()).env("OMP_NUM_THREADS", "1").args(["train", "--config", "experiments/synthetic_rte.yaml", "--method", method, "--out", out.to_str().unwrap()]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    cmd.args(extra).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("start triadapt")
+}
+
+/// Polls `cond` every 20 ms for up to 120 s.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(t0.elapsed().as_secs() < 120, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The settings of the long-run tests: 60 steps, a checkpoint every 20, evaluations every 10
+/// (so the best evaluation is usually not the last), growth early enough to happen in 60 steps.
+const LONG: [&str; 9] = [
+    "max_steps=60",
+    "save_steps=20",
+    "eval_steps=10",
+    "log_steps=10",
+    "method.triadapt.warmup_steps=5",
+    "method.triadapt.interval=5",
+    "method.increlora.init_warmup=5",
+    "method.increlora.incre_interval=5",
+    "method.adalora.tinit=5",
+];
+
+/// A run killed with SIGKILL after its first checkpoint and resumed with `--resume` ends
+/// bit-identical to an uninterrupted run, for every method: the same adapter and best-adapter
+/// bytes, the same curve.csv, rank_history.csv and metrics.jsonl, the same scores.
+#[test]
+fn a_sigkilled_run_resumes_bit_identically_for_every_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    for method in ["lora", "triadapt", "adalora", "increlora", "full"] {
+        let (straight, killed) = (tmp.path().join(format!("{method}_straight")), tmp.path().join(format!("{method}_killed")));
+        let mut sets: Vec<&str> = LONG.to_vec();
+        sets.push("method.adalora.tfinal=10");
+        let o = spawn_train(&straight, method, &sets, &[]).wait_with_output().unwrap();
+        assert!(o.status.success(), "{method}: {}", String::from_utf8_lossy(&o.stderr));
+        let mut child = spawn_train(&killed, method, &sets, &[]);
+        wait_for("the first checkpoint", || killed.join("checkpoints/step-00000020/trainer_state.json").is_file());
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert_eq!(metrics(&killed)["status"], "running", "{method}: killed after it had finished: the test proves nothing");
+        let o = spawn_train(&killed, method, &sets, &["--resume"]).wait_with_output().unwrap();
+        assert!(o.status.success(), "{method} resume: {}", String::from_utf8_lossy(&o.stderr));
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(log.contains("resuming") && !log.contains("from step 0 "), "{method}: did not resume from a checkpoint:\n{log}");
+        for f in ["curve.csv", "rank_history.csv", "metrics.jsonl", "rank_pattern.json", "adapter/adapter_model.safetensors", "best/adapter_model.safetensors"] {
+            assert!(read(&straight.join(f)) == read(&killed.join(f)), "{method}: {f} differs after resume");
+        }
+        let (a, b) = (metrics(&straight), metrics(&killed));
+        for k in ["status", "best_step", "best_score", "best_metrics", "final_metrics", "steps", "total_rank"] {
+            assert_eq!(a[k], b[k], "{method}: metrics.json {k}");
+        }
+        assert!(!killed.join("checkpoints").exists(), "{method}: checkpoints left after the end (adapter/ is the end state)");
+    }
+}
+
+/// SIGTERM: the run saves a checkpoint at the next step boundary, records `interrupted` and
+/// exits with 75; `--resume` then finishes it. A second config is refused by --resume.
+#[test]
+fn sigterm_checkpoints_and_exits_75_and_resume_checks_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let sets: Vec<&str> = LONG.iter().copied().filter(|s| !s.starts_with("save_steps")).chain(["save_steps=1000"]).collect();
+    let child = spawn_train(&out, "triadapt", &sets, &[]);
+    wait_for("10 steps in curve.csv", || std::fs::read_to_string(out.join("curve.csv")).is_ok_and(|c| c.lines().count() > 10));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(75), "exit status {:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&out);
+    assert_eq!(m["status"], "interrupted");
+    let steps = m["steps"].as_i64().unwrap();
+    assert!(steps >= 10 && steps < 60, "stopped at step {steps}");
+    let ckpt = out.join(format!("checkpoints/step-{steps:08}"));
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"].as_i64(), Some(steps));
+    assert_eq!(std::fs::read_to_string(out.join("curve.csv")).unwrap().lines().count() as i64, steps + 1, "curve.csv holds every step up to the checkpoint");
+    // Another learning rate is another run.
+    let mut other = sets.clone();
+    other.push("optim.lr=0.01");
+    let o = spawn_train(&out, "triadapt", &other, &["--resume"]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("optim.lr"), "--resume with another config must be refused naming the key:\n{err}");
+    let o = spawn_train(&out, "triadapt", &sets, &["--resume"]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("from step {steps} ")));
+    assert_eq!(metrics(&out)["status"], "finished");
+    assert_eq!(std::fs::read_to_string(out.join("curve.csv")).unwrap().lines().count(), 61);
+}
+
+/// `best/` is the best evaluation's adapter and `adapter/` the last step's: eval, merge and
+/// export-peft take `--checkpoint best|last` (default best), and eval of each reproduces the
+/// run's best and final scores. A run folder moved elsewhere still evaluates (its base model
+/// is stored as the config named it, resolved from the working directory).
+#[test]
+fn best_and_last_checkpoints_and_a_moved_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut sets: Vec<&str> = LONG.to_vec();
+    sets.extend(["max_steps=90", "optim.lr=0.02"]);
+    let o = spawn_train(&out, "lora", &sets, &[]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&out);
+    let (best_step, steps) = (m["best_step"].as_i64().unwrap(), m["steps"].as_i64().unwrap());
+    assert!(best_step < steps, "the best evaluation is the last one (step {best_step}): this run cannot tell best from last");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("best/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["step"].as_i64(), Some(best_step));
+    assert_eq!(cfg["base_model"], "data/tiny-deberta-v3", "the base model as the config named it");
+    let eval = |dir: &Path, which: &str| -> serde_json::Value {
+        let o = triadapt(&["eval", "--model", dir.to_str().unwrap(), "--task", "rte", "--data-dir", "data/synthetic/rte", "--checkpoint", which]);
+        ok(&o);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let acc = |v: &serde_json::Value| v["metrics"]["accuracy"].as_f64().unwrap();
+    assert_eq!(acc(&eval(&out, "best")), m["best_metrics"]["accuracy"].as_f64().unwrap());
+    assert_eq!(acc(&eval(&out, "last")), m["final_metrics"]["accuracy"].as_f64().unwrap());
+    let (mb, ml) = (tmp.path().join("merged_best"), tmp.path().join("merged_last"));
+    ok(&triadapt(&["merge", out.to_str().unwrap(), "--out", mb.to_str().unwrap()]));
+    ok(&triadapt(&["merge", out.to_str().unwrap(), "--checkpoint", "last", "--out", ml.to_str().unwrap()]));
+    assert!(read(&mb.join("model.safetensors")) != read(&ml.join("model.safetensors")), "merge --checkpoint best and last gave the same weights");
+    let pb = tmp.path().join("peft_best");
+    ok(&triadapt(&["export-peft", out.to_str().unwrap(), "--out", pb.to_str().unwrap()]));
+    let pc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pb.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(pc["base_model_name_or_path"], "data/tiny-deberta-v3");
+    // Moved to another folder: evaluates the same.
+    let moved = tmp.path().join("elsewhere/deeper/run");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&out, &moved).unwrap();
+    assert_eq!(acc(&eval(&moved, "best")), m["best_metrics"]["accuracy"].as_f64().unwrap());
+}

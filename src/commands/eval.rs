@@ -26,6 +26,8 @@ pub struct EvalArgs<'a> {
     pub batch_size: Option<usize>,
     pub device: Device,
     pub with_predictions: bool,
+    /// A run folder's best evaluation (`best/`) or last step (`adapter/`).
+    pub checkpoint: crate::train::checkpoint::Which,
 }
 
 #[derive(Serialize)]
@@ -48,15 +50,15 @@ struct Loaded {
     _vs: tch::nn::VarStore,
 }
 
-fn load(path: &Path, head: HeadKind, task: &str, num_labels: i64, device: Device) -> Result<Loaded> {
-    let is_adapter = path.join("adapter").is_dir() || path.join(crate::peft::save::ADAPTER_CONFIG).is_file();
+fn load(path: &Path, which: crate::train::checkpoint::Which, head: HeadKind, task: &str, num_labels: i64, device: Device) -> Result<Loaded> {
+    let is_adapter = path.join("adapter").is_dir() || path.join(crate::train::checkpoint::BEST).is_dir() || path.join(crate::peft::save::ADAPTER_CONFIG).is_file();
     // A run folder also tells where its data were and how long its sequences were.
     let run_cfg = match path.join("config.yaml") {
         p if p.is_file() => Some(RunConfig::load(&p, &[])?),
         _ => None,
     };
     if is_adapter {
-        let a = super::adapter::load_adapted(path, device)?;
+        let a = super::adapter::load_adapted(path, which, device)?;
         if a.saved.config.head != head {
             bail!("{}: the adapter was trained with a {:?} head, task {task} needs {head:?}", path.display(), a.saved.config.head);
         }
@@ -100,7 +102,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     }
     let task = glue::task(args.task)?;
     let split = split_of(args.split)?;
-    let l = load(args.model, HeadKind::Cls, task.name, task.num_labels(), args.device)?;
+    let l = load(args.model, args.checkpoint, HeadKind::Cls, task.name, task.num_labels(), args.device)?;
     let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) => crate::train::run::resolve_data(cfg, Path::new("."))?,
@@ -124,7 +126,7 @@ fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
         "validation" | "dev" => SquadSplit::Dev,
         other => bail!("--split {other:?}: SQuAD 2.0 has train and validation (dev)"),
     };
-    let l = load(args.model, HeadKind::Qa, squad::TASK, 2, args.device)?;
+    let l = load(args.model, args.checkpoint, HeadKind::Qa, squad::TASK, 2, args.device)?;
     let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) if cfg.task == squad::TASK => crate::train::run::resolve_data(cfg, Path::new("."))?,

@@ -3,7 +3,6 @@
 //! Slurm submission script, and rebuild runs.csv.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -21,6 +20,8 @@ pub struct SweepArgs<'a> {
     /// Comma-separated devices: `0,1` (cuda:0, cuda:1), or names (`cpu`, `cuda:2`).
     pub devices: Option<&'a str>,
     pub slurm: bool,
+    /// sbatch options for `--slurm` (else $TRIADAPT_SBATCH_OPTS, else one GPU, 8 cores, 48 h).
+    pub sbatch_opts: Option<&'a str>,
 }
 
 /// `0,1` -> cuda:0, cuda:1; `cpu` and `cuda:N` are taken as they are.
@@ -40,7 +41,8 @@ pub fn parse_devices(s: &str) -> Result<Vec<String>> {
 pub fn run(args: &SweepArgs) -> Result<()> {
     let sweep = Sweep::load(args.file)?;
     if args.slurm {
-        print!("{}", slurm_script(&sweep, args.file, args.shard)?);
+        let opts = args.sbatch_opts.map(str::to_string).or_else(|| std::env::var("TRIADAPT_SBATCH_OPTS").ok()).unwrap_or_else(|| DEFAULT_SBATCH_OPTS.to_string());
+        print!("{}", slurm_script(&sweep, args.file, args.shard, &opts, args.devices.unwrap_or("0"))?);
         return Ok(());
     }
     let selected = sweep.shard(args.shard);
@@ -104,8 +106,10 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     // Runs at once share the cores equally, GPU children included (unless the user chose a
     // thread count).
     let slots = devices.as_ref().map_or(1, Vec::len);
-    let cpu_threads = (slots > 1 && std::env::var_os("OMP_NUM_THREADS").is_none())
-        .then(|| (std::thread::available_parallelism().map_or(1, |n| n.get()) / slots).max(1));
+    // In a Slurm task the cores are the allocation's, not the machine's.
+    let allocated = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse::<usize>().ok());
+    let cores = allocated.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cpu_threads = ((slots > 1 || allocated.is_some()) && std::env::var_os("OMP_NUM_THREADS").is_none()).then(|| (cores / slots).max(1));
     let bar = crate::progress::step_bar(todo.len() as u64, std::io::stderr().is_terminal(), &format!("sweep {}", sweep.name));
     let total = todo.len();
     let done = Mutex::new((0usize, 0usize)); // (ended, failed)
@@ -124,10 +128,28 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         bar.inc(1);
     };
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // SIGTERM, SIGINT, SIGUSR1 (a cluster preempting the job): the running children are asked
+    // to checkpoint and stop, no new run starts, and the sweep exits with code 75.
+    crate::train::signals::install();
+    let children = Children::default();
+    let interrupted = Mutex::new(0usize);
+    let finished_all = std::sync::atomic::AtomicBool::new(false);
     let one = |run: &PlannedRun, device: Option<&str>| {
+        if crate::train::signals::stop_requested().is_some() {
+            return;
+        }
         bar.set_message(format!("{} {} {}", run.id, run.task, run.method.as_str()));
-        match run_one(&exe, &sweep, run, device, cpu_threads) {
-            Ok(row) => report(run, &row),
+        match run_one(&exe, &sweep, run, device, cpu_threads, &children) {
+            Ok(None) => {
+                *interrupted.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                let line = format!("{}: interrupted, checkpoint saved (pending: the next call resumes it)", describe_planned(run));
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            Ok(Some(row)) => report(run, &row),
             Err(e) => {
                 // The row could not be written (e.g. a full disk): say so, keep going.
                 failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", run.id));
@@ -141,9 +163,44 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", csv_path.display()));
         }
     };
-    match &devices {
+    let forward = || {
+        // Forwards a stop request to the children once, then waits for the runs to end.
+        while !finished_all.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(sig) = crate::train::signals::stop_requested() {
+                children.signal(sig);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(forward);
+        run_all(&devices, &todo, &one);
+        finished_all.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    bar.finish_and_clear();
+    let rows = write_csv()?;
+    let (ended, failed) = *done.lock().unwrap_or_else(|e| e.into_inner());
+    let stopped = *interrupted.lock().unwrap_or_else(|e| e.into_inner());
+    println!("{} ({rows} row(s)); this call ran {ended} run(s), {failed} failed, {stopped} interrupted, skipped {skipped} done", csv_path.display());
+    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    if !failures.is_empty() {
+        bail!("sweep {}: {}", sweep.name, failures.join("; "));
+    }
+    if let Some(signal) = crate::train::signals::stop_requested() {
+        return Err(crate::train::signals::Interrupted { signal, step: -1 }.into());
+    }
+    if failed > 0 {
+        bail!("sweep {}: {failed} of {ended} run(s) failed (their errors are in {}); run the same command again to retry them", sweep.name, csv_path.display());
+    }
+    Ok(())
+}
+
+/// Runs `one` over `todo`: one at a time, or one per device at a time.
+fn run_all(devices: &Option<Vec<String>>, todo: &[&PlannedRun], one: &(dyn Fn(&PlannedRun, Option<&str>) + Sync)) {
+    match devices {
         None => {
-            for run in &todo {
+            for run in todo {
                 one(run, None);
             }
         }
@@ -151,7 +208,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             let queue = Mutex::new(todo.iter().copied().collect::<VecDeque<_>>());
             std::thread::scope(|s| {
                 for dev in devs {
-                    let (queue, one) = (&queue, &one);
+                    let (queue, one) = (&queue, one);
                     s.spawn(move || loop {
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                         match next {
@@ -163,18 +220,6 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             });
         }
     }
-    bar.finish_and_clear();
-    let rows = write_csv()?;
-    let (ended, failed) = *done.lock().unwrap_or_else(|e| e.into_inner());
-    println!("{} ({rows} row(s)); this call ran {ended} run(s), {failed} failed, skipped {skipped} done", csv_path.display());
-    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    if !failures.is_empty() {
-        bail!("sweep {}: {}", sweep.name, failures.join("; "));
-    }
-    if failed > 0 {
-        bail!("sweep {}: {failed} of {ended} run(s) failed (their errors are in {}); run the same command again to retry them", sweep.name, csv_path.display());
-    }
-    Ok(())
 }
 
 /// `triadapt collect DIR... [--out FILE]`: runs.csv from the row files of one or more copies of
@@ -198,6 +243,11 @@ fn refresh_row(sweep: &Sweep, run: &PlannedRun, dir: &Path) -> Result<()> {
         sweep::write_row(dir, &row)?;
     }
     Ok(())
+}
+
+/// A run in a message: id, task, method, seed.
+fn describe_planned(run: &PlannedRun) -> String {
+    format!("{} {} {} seed {}", run.id, run.task, run.method.as_str(), run.seed)
 }
 
 /// One line about an ended run.
@@ -258,23 +308,50 @@ fn last_error_line(log: &Path) -> Option<String> {
 }
 
 /// Trains one run in a child `triadapt train` process and writes its row file.
-fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>) -> Result<Row> {
+/// Whether a run folder holds a checkpoint of this very run (its config.yaml the same run):
+/// then the child continues it instead of starting again.
+fn resumable(dir: &Path, run: &PlannedRun) -> bool {
+    if crate::train::checkpoint::latest(dir).is_none() {
+        return false;
+    }
+    match crate::config::RunConfig::load(&dir.join("config.yaml"), &[]) {
+        Ok(stored) => crate::train::run::config_differences(&stored, &run.config).is_empty(),
+        Err(_) => false,
+    }
+}
+
+/// Runs one child to its end. None when it stopped on a signal after saving a checkpoint (the
+/// run stays pending: the next sweep call resumes it).
+fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>, children: &Children) -> Result<Option<Row>> {
     let dir = sweep.run_dir(run);
-    if dir.exists() {
-        // A failed or interrupted attempt: start clean.
+    let resume = resumable(&dir, run);
+    if dir.exists() && !resume {
+        // A failed attempt, or one interrupted before its first checkpoint: start clean.
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
+    let _ = std::fs::remove_file(dir.join(sweep::ROW_FILE));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let resolved = dir.join(RESOLVED_FILE);
     sweep::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
     let log_path = dir.join("train.log");
-    let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    // A resumed run appends to the log of its earlier attempts.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
     let parent_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let mut cmd = child_command(exe, &resolved, &dir, device, threads, parent_visible.as_deref());
+    if resume {
+        cmd.arg("--resume");
+    }
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     die_with_parent(&mut cmd);
     let started = Instant::now();
-    let status = cmd.status().with_context(|| format!("cannot start {}", exe.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+    children.add(child.id());
+    let status = child.wait();
+    children.remove(child.id());
+    let status = status.with_context(|| format!("waiting for {}", exe.display()))?;
+    if status.code() == Some(i32::from(crate::train::signals::EXIT_INTERRUPTED)) {
+        return Ok(None);
+    }
     let mut row = sweep.row_for(run);
     let metrics = sweep::read_metrics(&dir);
     if let Some(m) = &metrics {
@@ -294,7 +371,27 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
         row.wall_seconds = Some(started.elapsed().as_secs_f64());
     }
     sweep::write_row(&dir, &row)?;
-    Ok(row)
+    Ok(Some(row))
+}
+
+/// The process ids of the running children, so that a stop signal reaches them once.
+#[derive(Default)]
+struct Children(Mutex<Vec<u32>>);
+
+impl Children {
+    fn add(&self, pid: u32) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    }
+    fn remove(&self, pid: u32) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != pid);
+    }
+    /// Sends `sig` to every running child.
+    fn signal(&self, sig: i32) {
+        for &pid in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // SAFETY: kill with a child's pid and a signal number.
+            unsafe { libc::kill(pid as libc::pid_t, sig) };
+        }
+    }
 }
 
 /// The `triadapt train` command of one sweep child. A GPU child sees only its own GPU
@@ -358,10 +455,16 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 /// A bash script that submits the sweep to Slurm: an array job with one task per shard, then a
 /// `triadapt collect` job that waits for the whole array.
-fn slurm_script(sweep: &Sweep, file: &Path, shard: Option<Shard>) -> Result<String> {
+/// sbatch options of `--slurm` when neither the flag nor $TRIADAPT_SBATCH_OPTS gives them.
+pub const DEFAULT_SBATCH_OPTS: &str = "--gres=gpu:1 --cpus-per-task=8 --time=48:00:00";
+
+/// The submit script of `--slurm`: an array job (requeued on preemption, warned with SIGUSR1
+/// 120 s before its end so runs checkpoint) and a collect job after it.
+pub fn slurm_script(sweep: &Sweep, file: &Path, shard: Option<Shard>, sbatch_opts: &str, devices: &str) -> Result<String> {
     if sweep.runs.is_empty() {
         bail!("{}: the sweep has no runs", file.display());
     }
+    parse_devices(devices)?;
     let n = shard.map(|s| s.count).unwrap_or(sweep.runs.len());
     let exe = shell_quote(&std::env::current_exe()?.display().to_string());
     let cwd = shell_quote(&std::env::current_dir()?.display().to_string());
@@ -376,16 +479,19 @@ fn slurm_script(sweep: &Sweep, file: &Path, shard: Option<Shard>) -> Result<Stri
 # `triadapt sweep --shard I/{n}` (finished runs are skipped, failed ones retried), then one
 # `triadapt collect` job that starts when every array task has ended.
 #   triadapt sweep {file} --slurm > submit.sh && bash submit.sh
-# Edit SBATCH_OPTS for your cluster (partition, account, time limit). Each task sees its one
-# GPU as cuda:0. Run from this folder: relative paths in the experiment files resolve here.
+# SBATCH_OPTS come from `--sbatch-opts` or $TRIADAPT_SBATCH_OPTS (partition, account, time,
+# GPUs); the tasks run on `--devices {devices}`. A preempted task is requeued (--requeue) and
+# warned with SIGUSR1 120 s ahead (--signal=B:USR1@120): its runs save a checkpoint and the
+# requeued task resumes them. Run from this folder: relative paths in the experiment files
+# resolve here.
 set -euo pipefail
 cd {cwd}
-SBATCH_OPTS="--gres=gpu:1 --cpus-per-task=8 --time=48:00:00"
+SBATCH_OPTS={opts}
 mkdir -p {logs}
-array=$(sbatch --parsable $SBATCH_OPTS --job-name={job} --array=0-{last} --output={logs}/%A_%a.log \
-  --wrap="{exe} sweep {file_q} --shard \${{SLURM_ARRAY_TASK_ID}}/{n} --devices 0")
+array=$(sbatch --parsable $SBATCH_OPTS --requeue --signal=B:USR1@120 --job-name={job} --array=0-{last} --output={logs}/%A_%a.log \
+  --open-mode=append --wrap="exec {exe} sweep {file_q} --shard \${{SLURM_ARRAY_TASK_ID}}/{n} --devices {devices}")
 array=${{array%%;*}}
-collect=$(sbatch --parsable --dependency=afterany:$array --job-name={job_c} --output={logs}/collect-%j.log \
+collect=$(sbatch --parsable $SBATCH_OPTS --dependency=afterany:$array --job-name={job_c} --output={logs}/collect-%j.log \
   --wrap="{exe} collect {out_q}")
 echo "submitted array job $array ({n} tasks) and collect job ${{collect%%;*}}; results: {out_csv}"
 "#,
@@ -395,6 +501,7 @@ echo "submitted array job $array ({n} tasks) and collect job ${{collect%%;*}}; r
         last = n - 1,
         job = shell_quote(&format!("triadapt-{name}")),
         job_c = shell_quote(&format!("triadapt-{name}-collect")),
+        opts = shell_quote(sbatch_opts),
     ))
 }
 

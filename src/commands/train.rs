@@ -13,6 +13,8 @@ pub struct TrainArgs<'a> {
     pub sets: &'a [String],
     pub out: Option<&'a Path>,
     pub device: Option<&'a str>,
+    /// Continue the run folder's last checkpoint.
+    pub resume: bool,
 }
 
 /// The run folder when `--out` is not given: results/runs/<task>_<method>_seed<seed>.
@@ -30,7 +32,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let base = PathBuf::from(".");
     let out = args.out.map(Path::to_path_buf).unwrap_or_else(|| default_out(&cfg));
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let result = crate::train::run::run(&cfg, &base, &out, progress)?;
+    let opts = crate::train::run::RunOptions { progress, resume: args.resume };
+    let result = crate::train::run::run(&cfg, &base, &out, opts)?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     eprintln!("run folder: {}", out.display());
     Ok(())

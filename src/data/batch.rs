@@ -25,6 +25,17 @@ pub fn encode_all(tok: &SpmTokenizer, examples: &[Example], max_len: usize) -> V
         .collect()
 }
 
+/// A host tensor on `device`: to a GPU through pinned memory with a non-blocking copy (the host
+/// goes on building the next batch while it travels); on the CPU as it is.
+fn to_device_async(t: Tensor, device: Device) -> Tensor {
+    if device.is_cuda() {
+        let kind = t.kind();
+        t.pin_memory(device).to_device_(device, kind, true, false)
+    } else {
+        t
+    }
+}
+
 /// A padded batch of the examples at `indices`, on `device`.
 pub fn make_batch(examples: &[Encoded], indices: &[usize], pad_id: i64, device: Device) -> Batch {
     let len = indices.iter().map(|&i| examples[i].input_ids.len()).max().unwrap_or(1);
@@ -39,15 +50,15 @@ pub fn make_batch(examples: &[Encoded], indices: &[usize], pad_id: i64, device: 
         types[base..base + e.token_type_ids.len()].copy_from_slice(&e.token_type_ids);
         mask[base..base + e.input_ids.len()].fill(1);
     }
-    let t = |v: Vec<i64>| Tensor::from_slice(&v).view([n as i64, len as i64]).to_device(device);
+    let t = |v: Vec<i64>| to_device_async(Tensor::from_slice(&v).view([n as i64, len as i64]), device);
     let labels = match examples.get(indices.first().copied().unwrap_or(0)).map(|e| e.label) {
         Some(Label::Score(_)) => {
             let v: Vec<f32> = indices.iter().map(|&i| match examples[i].label { Label::Score(s) => s, Label::Class(c) => c as f32 }).collect();
-            Tensor::from_slice(&v).to_device(device)
+            to_device_async(Tensor::from_slice(&v), device)
         }
         _ => {
             let v: Vec<i64> = indices.iter().map(|&i| match examples[i].label { Label::Class(c) => c, Label::Score(s) => s as i64 }).collect();
-            Tensor::from_slice(&v).to_kind(Kind::Int64).to_device(device)
+            to_device_async(Tensor::from_slice(&v).to_kind(Kind::Int64), device)
         }
     };
     Batch { input_ids: t(ids), attention_mask: t(mask), token_type_ids: t(types), labels }

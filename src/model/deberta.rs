@@ -210,18 +210,31 @@ struct Relative {
     p2c_index: Tensor,
 }
 
+/// The index part of [`Relative`] for one sequence length: (first_row, rows, c2p, p2c).
+type RelativeIndex = (i64, i64, Tensor, Tensor);
+
 impl Relative {
-    fn new(embeddings: Tensor, len: i64, span: i64, buckets: i64, max_position: i64, device: tch::Device) -> Self {
-        let rel_pos = relative_positions(len, buckets, max_position, tch::Device::Cpu);
-        // Bucketed positions are symmetric (bucket(-x) = -bucket(x)): both indices lie in
-        // [span - m, span + m] with m the largest |bucket|, clamped to the table.
-        let m = rel_pos.abs().max().int64_value(&[]);
-        let first_row = (span - m).max(0);
-        let last_row = (span + m).min(2 * span - 1);
-        let index = |pos: Tensor| ((pos + span).clamp(0, 2 * span - 1) - first_row).to_device(device);
-        Relative { embeddings, first_row, rows: last_row - first_row + 1, c2p_index: index(rel_pos.shallow_clone()), p2c_index: index(-rel_pos) }
+    /// Builds the index tables of a length on the CPU and copies them to `device` once; later
+    /// forwards of that length on that device reuse them from `cache` (no host work, no copy).
+    fn new(embeddings: Tensor, len: i64, span: i64, buckets: i64, max_position: i64, device: tch::Device, cache: &RelativeCache) -> Self {
+        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let (first_row, rows, c2p, p2c) = map.entry((len, format!("{device:?}"))).or_insert_with(|| {
+            let rel_pos = relative_positions(len, buckets, max_position, tch::Device::Cpu);
+            // Bucketed positions are symmetric (bucket(-x) = -bucket(x)): both indices lie in
+            // [span - m, span + m] with m the largest |bucket|, clamped to the table. (A CPU
+            // tensor: reading it waits for nothing.)
+            let m = rel_pos.abs().max().int64_value(&[]);
+            let first_row = (span - m).max(0);
+            let last_row = (span + m).min(2 * span - 1);
+            let index = |pos: Tensor| ((pos + span).clamp(0, 2 * span - 1) - first_row).to_device(device);
+            (first_row, last_row - first_row + 1, index(rel_pos.shallow_clone()), index(-rel_pos))
+        });
+        Relative { embeddings, first_row: *first_row, rows: *rows, c2p_index: c2p.shallow_clone(), p2c_index: p2c.shallow_clone() }
     }
 }
+
+/// Relative-position index tables by (sequence length, device).
+type RelativeCache = std::sync::Mutex<std::collections::HashMap<(i64, String), RelativeIndex>>;
 
 /// Dense + dropout + residual LayerNorm (HF's SelfOutput and Output).
 #[derive(Debug)]
@@ -282,6 +295,8 @@ pub struct Backbone {
     rel_layer_norm: Option<nn::LayerNorm>,
     position_buckets: i64,
     max_relative_positions: i64,
+    /// Index tables of the sequence lengths seen so far.
+    relative_cache: RelativeCache,
 }
 
 impl Backbone {
@@ -304,6 +319,7 @@ impl Backbone {
             rel_layer_norm,
             position_buckets: c.position_buckets,
             max_relative_positions: c.max_relative_positions(),
+            relative_cache: Default::default(),
         }
     }
 
@@ -319,7 +335,7 @@ impl Backbone {
                 None => w.shallow_clone(),
             };
             let span = w.size()[0] / 2;
-            Relative::new(emb, len, span, self.position_buckets, self.max_relative_positions, input_ids.device())
+            Relative::new(emb, len, span, self.position_buckets, self.max_relative_positions, input_ids.device(), &self.relative_cache)
         });
         for layer in &self.layers {
             hs = layer.forward_t(&hs, &mask, rel.as_ref(), train);

@@ -54,6 +54,9 @@ pub struct AdaLoraAdapter {
     ranknum: Tensor,
     /// The triplets kept by the last mask (PEFT's `rank_pattern`); all kept before any mask.
     pattern: Vec<bool>,
+    /// The same pattern as an r x 1 "drop" mask on the device (None while all are kept), so the
+    /// final phase re-applies it at every step without copying anything to the device.
+    drop: Option<Tensor>,
 }
 
 impl AdaLoraAdapter {
@@ -80,6 +83,7 @@ impl AdaLoraAdapter {
             scaling: if alpha > 0.0 { alpha } else { r as f64 },
             ranknum,
             pattern: vec![true; r as usize],
+            drop: None,
         }
     }
 
@@ -93,16 +97,22 @@ impl AdaLoraAdapter {
         &self.pattern
     }
 
-    /// Zeroes E where `keep` is false, in place (the optimizer holds this very tensor), and
-    /// records `keep` as the rank pattern.
-    fn apply_pattern(&mut self, keep: Vec<bool>) {
+    /// Zeroes E where `drop` (r x 1 bool, on the device) holds, in place (the optimizer holds
+    /// this very tensor), and records `keep` (its complement, on the host) as the rank pattern.
+    fn apply_mask(&mut self, drop: Tensor, keep: Vec<bool>) {
         assert_eq!(keep.len() as i64, self.init_rank(), "rank pattern length");
-        let drop: Vec<bool> = keep.iter().map(|k| !k).collect();
-        let drop = Tensor::from_slice(&drop).to_device(self.e.device()).view([-1, 1]);
-        tch::no_grad(|| {
-            let _ = self.e.masked_fill_(&drop, 0.0);
-        });
         self.pattern = keep;
+        self.drop = Some(drop);
+        self.reapply_mask();
+    }
+
+    /// Zeroes E again where the last mask dropped (the final phase's fixed pattern).
+    fn reapply_mask(&mut self) {
+        if let Some(drop) = &self.drop {
+            tch::no_grad(|| {
+                let _ = self.e.masked_fill_(drop, 0.0);
+            });
+        }
     }
 }
 
@@ -148,6 +158,8 @@ impl Adapter for AdaLoraAdapter {
             "lora_E" => self.e = super::leaf(&value, dev),
             "adalora_pattern" => {
                 self.pattern = Vec::<f32>::try_from(value.to_kind(Kind::Float).flatten(0, -1))?.into_iter().map(|v| v > 0.5).collect();
+                let drop: Vec<bool> = self.pattern.iter().map(|k| !k).collect();
+                self.drop = drop.iter().any(|d| *d).then(|| Tensor::from_slice(&drop).to_device(dev).view([-1, 1]));
             }
             _ => return Err(super::unknown_role("AdaLoRA", role)),
         }
@@ -283,12 +295,18 @@ impl AdaLoraController {
         if k < 1 {
             return (Some(all), k, None);
         }
-        let threshold = all.kthvalue(k, 0, false).0.double_value(&[]);
-        for ((_, adapter), scores) in self.adapters.iter().zip(&per_matrix) {
-            let keep: Vec<bool> = Vec::<bool>::try_from(scores.le(threshold).logical_not()).expect("bool scores");
-            lock(adapter).apply_pattern(keep);
+        // The mask is computed and applied on the device; the host reads the threshold and the
+        // whole keep pattern once each (two reads per mask step, whatever n).
+        let threshold = all.kthvalue(k, 0, false).0;
+        let drops: Vec<Tensor> = per_matrix.iter().map(|s| s.le_tensor(&threshold).view([-1, 1])).collect();
+        let keep_all = crate::device::read_vec_bool(&Tensor::cat(&drops, 0).logical_not());
+        let mut at = 0;
+        for ((_, adapter), drop) in self.adapters.iter().zip(drops) {
+            let r = drop.size()[0] as usize;
+            lock(adapter).apply_mask(drop, keep_all[at..at + r].to_vec());
+            at += r;
         }
-        (Some(all), k, Some(threshold))
+        (Some(all), k, Some(crate::device::read_f64(&threshold)))
     }
 }
 
@@ -315,9 +333,7 @@ impl RankController for AdaLoraController {
             self.ema.iter_mut().for_each(|e| *e = None);
         } else {
             for (_, adapter) in &self.adapters {
-                let mut a = lock(adapter);
-                let keep = a.pattern().to_vec();
-                a.apply_pattern(keep);
+                lock(adapter).reapply_mask();
             }
         }
         self.last = Some(done);

@@ -132,8 +132,9 @@ pub struct IncreLoraAdapter {
     /// on the relative-position embeddings; the reference's backward hook fires once per call in
     /// reverse call order, so the score it keeps is the first (hidden-states) call's.
     captured: RefCell<Option<(Tensor, Tensor)>>,
-    /// The last importance sum |s dW * grad(s dW)| / sqrt(numel) (IncreLoRA's `layer.score`).
-    pub score: f64,
+    /// The last importance sum |s dW * grad(s dW)| / sqrt(numel) (IncreLoRA's `layer.score`): a
+    /// 0-dim float64 tensor on the adapter's device, so that updating it reads nothing back.
+    pub score: Tensor,
 }
 
 impl IncreLoraAdapter {
@@ -154,7 +155,7 @@ impl IncreLoraAdapter {
             init_std: std,
             capture: true,
             captured: RefCell::new(None),
-            score: 0.0,
+            score: Tensor::zeros([] as [i64; 0], (Kind::Double, device)),
         }
     }
 
@@ -191,9 +192,10 @@ impl IncreLoraAdapter {
         }
     }
 
-    /// `ranknum + 1e-5` as IncreLoRA's one-element float tensor, so the division rounds alike.
-    fn ranknum(&self) -> Tensor {
-        Tensor::from_slice(&[self.rank as f32]).to_device(self.e.device()) + 1e-5
+    /// `ranknum + 1e-5` rounded to float32 as IncreLoRA's one-element float tensor holds it (a
+    /// host number: no tensor to copy to the device at every forward).
+    fn ranknum(&self) -> f64 {
+        f64::from(self.rank as f32 + 1e-5f32)
     }
 
     /// Adds `k` reserved ranks (`add_reserve_param`): A rows and B columns ~ N(0, std^2), E the
@@ -251,16 +253,21 @@ impl IncreLoraAdapter {
 
     /// Updates `score` from the last training forward and backward (`SVDLinear.backward_hook`):
     /// sum |s dW * grad(s dW)| / sqrt(numel(dW)), with dW including the reserved ranks. Keeps the
-    /// previous score when no gradient was recorded.
-    pub fn update_score(&mut self) -> f64 {
+    /// previous score when no gradient was recorded. Stays on the device (nothing is read).
+    pub fn update_score(&mut self) -> Tensor {
         if let Some((w_abs, z)) = self.captured.get_mut().take() {
             let g = z.grad();
             if g.defined() {
                 let numel = w_abs.numel() as f64;
-                self.score = tch::no_grad(|| ((&w_abs * &g).abs().sum(Kind::Float) / numel.sqrt()).double_value(&[]));
+                self.score = tch::no_grad(|| ((&w_abs * &g).abs().sum(Kind::Float) / numel.sqrt()).to_kind(Kind::Double));
             }
         }
-        self.score
+        self.score.shallow_clone()
+    }
+
+    /// The last score on the host (one counted read).
+    pub fn score_value(&self) -> f64 {
+        crate::device::read_f64(&self.score)
     }
 }
 
@@ -310,7 +317,7 @@ impl Adapter for IncreLoraAdapter {
     /// The frozen reserve (without advance learning; empty otherwise) and the scalars that define
     /// the adapter: [active rank, reserved ranks, reserve E, last score, recording (0/1)].
     fn buffers(&self) -> Vec<(&'static str, Tensor)> {
-        let state = [self.rank as f64, self.reserve as f64, self.reserve_e, self.score, f64::from(u8::from(self.capture))];
+        let state = [self.rank as f64, self.reserve as f64, self.reserve_e, self.score.double_value(&[]), f64::from(u8::from(self.capture))];
         vec![
             ("reserve_A", self.frozen_a.shallow_clone()),
             ("reserve_B", self.frozen_b.shallow_clone()),
@@ -331,7 +338,8 @@ impl Adapter for IncreLoraAdapter {
                 if v.len() != 5 {
                     bail!("increlora_state has {} entries, expected 5", v.len());
                 }
-                (self.rank, self.reserve, self.reserve_e, self.score, self.capture) = (v[0] as i64, v[1] as i64, v[2], v[3], v[4] != 0.0);
+                (self.rank, self.reserve, self.reserve_e, self.capture) = (v[0] as i64, v[1] as i64, v[2], v[4] != 0.0);
+                self.score = Tensor::from(v[3]).to_device(dev);
             }
             _ => return Err(super::unknown_role("IncreLoRA", role)),
         }
@@ -359,10 +367,11 @@ pub struct IncreLoraController {
     adapters: Vec<(String, Shared<IncreLoraAdapter>)>,
     pub total_steps: i64,
     orth_reg_weight: f64,
-    /// Sensitivity EMA per matrix (`exp_avg_ipt`).
-    pub exp_avg_ipt: Vec<f64>,
-    /// Uncertainty EMA per matrix (`exp_avg_unc`).
-    pub exp_avg_unc: Vec<f64>,
+    /// Sensitivity EMA per matrix (`exp_avg_ipt`): float64 [n] on the device, updated there
+    /// every step (read back only at increase steps).
+    exp_avg_ipt: Tensor,
+    /// Uncertainty EMA per matrix (`exp_avg_unc`), likewise.
+    exp_avg_unc: Tensor,
     /// `method.budget`: whether a round may pass the budget.
     budget_mode: BudgetMode,
 }
@@ -375,6 +384,14 @@ pub fn update_emas(exp_avg_ipt: &mut [f64], exp_avg_unc: &mut [f64], scores: &[f
         *ipt = beta1 * *ipt + (1.0 - beta1) * s;
         *unc = beta2 * *unc + (1.0 - beta2) * (s - *ipt).abs();
     }
+}
+
+/// [`update_emas`] on device tensors (float64 [n]), in the same operations and order, so the
+/// two agree bit for bit (a unit test checks it). Returns the new (ipt, unc).
+pub fn update_emas_on_device(exp_avg_ipt: &Tensor, exp_avg_unc: &Tensor, scores: &Tensor, beta1: f64, beta2: f64) -> (Tensor, Tensor) {
+    let ipt = exp_avg_ipt * beta1 + scores * (1.0 - beta1);
+    let unc = exp_avg_unc * beta2 + (scores - &ipt).abs() * (1.0 - beta2);
+    (ipt, unc)
 }
 
 /// One IncreLoRA increase at step t (`increase_to_target_rank`), given the ipt x unc products:
@@ -396,7 +413,9 @@ fn lock(a: &Shared<IncreLoraAdapter>) -> std::sync::MutexGuard<'_, IncreLoraAdap
 impl IncreLoraController {
     pub fn new(config: IncreLoraConfig, adapters: Vec<(String, Shared<IncreLoraAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
         let n = adapters.len();
-        IncreLoraController { config, adapters, total_steps, orth_reg_weight, exp_avg_ipt: vec![0.0; n], exp_avg_unc: vec![0.0; n], budget_mode: BudgetMode::default() }
+        let device = adapters.first().map_or(Device::Cpu, |(_, a)| lock(a).a.device());
+        let zeros = || Tensor::zeros([n as i64], (Kind::Double, device));
+        IncreLoraController { config, adapters, total_steps, orth_reg_weight, exp_avg_ipt: zeros(), exp_avg_unc: zeros(), budget_mode: BudgetMode::default() }
     }
 
     /// Sets `method.budget` (strict by default).
@@ -416,13 +435,19 @@ impl IncreLoraController {
     /// `update_ipt`: each matrix's latest importance s feeds Ibar <- b1 Ibar + (1 - b1) s and
     /// Ubar <- b2 Ubar + (1 - b2) |s - Ibar| (with the updated Ibar).
     pub fn update_importance(&mut self) {
-        let scores: Vec<f64> = self.adapters.iter().map(|(_, a)| lock(a).update_score()).collect();
-        update_emas(&mut self.exp_avg_ipt, &mut self.exp_avg_unc, &scores, self.config.beta1, self.config.beta2);
+        let scores: Vec<Tensor> = self.adapters.iter().map(|(_, a)| lock(a).update_score()).collect();
+        let scores = Tensor::stack(&scores, 0);
+        (self.exp_avg_ipt, self.exp_avg_unc) = update_emas_on_device(&self.exp_avg_ipt, &self.exp_avg_unc, &scores, self.config.beta1, self.config.beta2);
     }
 
-    /// `calculate_score` ("ipt"): sensitivity x uncertainty per matrix.
+    /// The sensitivity and uncertainty EMAs on the host (one counted read each).
+    pub fn emas(&self) -> (Vec<f64>, Vec<f64>) {
+        (crate::device::read_vec_f64(&self.exp_avg_ipt), crate::device::read_vec_f64(&self.exp_avg_unc))
+    }
+
+    /// `calculate_score` ("ipt"): sensitivity x uncertainty per matrix (one counted read).
     pub fn scores(&self) -> Vec<f64> {
-        self.exp_avg_ipt.iter().zip(&self.exp_avg_unc).map(|(i, u)| i * u).collect()
+        crate::device::read_vec_f64(&(&self.exp_avg_ipt * &self.exp_avg_unc))
     }
 
     /// Hands every tensor of adapter `i` that changed shape to the optimizer; its new entries
@@ -463,7 +488,13 @@ impl RankController for IncreLoraController {
         }
         self.update_importance();
         let c = &self.config;
-        let Some((_, grants)) = increlora_allocation(step, c.init_warmup, c.incre_interval, c.top_h, add_r, total, budget, &self.scores(), self.budget_mode) else {
+        if !(step > c.init_warmup && c.incre_interval > 0 && step % c.incre_interval == 0) {
+            return Ok(());
+        }
+        // An increase step: the one read of the step.
+        let scores = self.scores();
+        let c = &self.config;
+        let Some((_, grants)) = increlora_allocation(step, c.init_warmup, c.incre_interval, c.top_h, add_r, total, budget, &scores, self.budget_mode) else {
             return Ok(());
         };
         for (i, g) in grants {
@@ -515,7 +546,7 @@ impl RankController for IncreLoraController {
     }
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        vec![("exp_avg_ipt".into(), Tensor::from_slice(&self.exp_avg_ipt)), ("exp_avg_unc".into(), Tensor::from_slice(&self.exp_avg_unc))]
+        vec![("exp_avg_ipt".into(), self.exp_avg_ipt.shallow_clone()), ("exp_avg_unc".into(), self.exp_avg_unc.shallow_clone())]
     }
 
     fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
@@ -524,7 +555,9 @@ impl RankController for IncreLoraController {
         if ipt.len() != self.adapters.len() || unc.len() != self.adapters.len() {
             bail!("saved IncreLoRA importance has the wrong length");
         }
-        (self.exp_avg_ipt, self.exp_avg_unc) = (ipt, unc);
+        let device = self.exp_avg_ipt.device();
+        let put = |v: &[f64]| Tensor::from_slice(v).to_device(device);
+        (self.exp_avg_ipt, self.exp_avg_unc) = (put(&ipt), put(&unc));
         Ok(())
     }
 }
@@ -632,9 +665,11 @@ mod tests {
         let mut opt = optimizer(&adapters);
         let mut ctl = IncreLoraController::new(IncreLoraConfig::default(), adapters, 1000, 0.1);
         ctl.after_step(0, &mut opt).unwrap();
-        assert!(close(shared.lock().unwrap().score, s), "{} vs {s}", shared.lock().unwrap().score);
+        let got = shared.lock().unwrap().score_value();
+        assert!(close(got, s), "{got} vs {s}");
         let (i1, u1) = (0.15 * s, 0.15 * (s - 0.15 * s));
-        assert!(close(ctl.exp_avg_ipt[0], i1) && close(ctl.exp_avg_unc[0], u1));
+        let (ipt, unc) = ctl.emas();
+        assert!(close(ipt[0], i1) && close(unc[0], u1));
         // Step 1 has no new backward: the last score is used again.
         ctl.after_step(1, &mut opt).unwrap();
         let i2 = 0.85 * i1 + 0.15 * s;
@@ -650,7 +685,7 @@ mod tests {
         let config = IncreLoraConfig { target_rank: target, init_warmup: 3, incre_interval: 2, top_h, incre_rank_num: incre, advance_learning: advance, ..Default::default() };
         let adapters: Vec<_> = (0..n).map(|i| (format!("m{i}"), crate::peft::shared(IncreLoraAdapter::new(6, 5, &config, 16.0, Device::Cpu)))).collect();
         for (i, (_, a)) in adapters.iter().enumerate() {
-            a.lock().unwrap().score = scores[i];
+            a.lock().unwrap().score = Tensor::from(scores[i]);
         }
         let mut opt = optimizer(&adapters);
         let mut ctl = IncreLoraController::new(config, adapters.clone(), 40, 0.1);
@@ -730,5 +765,21 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let reserve_a = back.iter().find(|(n, _)| n == "reserve_A").unwrap();
         assert_eq!(reserve_a.1.size(), vec![0, 6]);
+    }
+
+    /// The controller's device EMAs equal the host replay's (`update_emas`, which the reference
+    /// oracle test drives) bit for bit.
+    #[test]
+    fn device_emas_equal_the_host_replay() {
+        tch::manual_seed(6);
+        let (mut ipt, mut unc) = (vec![0.0; 5], vec![0.0; 5]);
+        let (mut ti, mut tu) = (Tensor::zeros([5], (Kind::Double, Device::Cpu)), Tensor::zeros([5], (Kind::Double, Device::Cpu)));
+        for _ in 0..20 {
+            let s = Tensor::rand([5], (Kind::Double, Device::Cpu)) * 1e-3;
+            update_emas(&mut ipt, &mut unc, &Vec::<f64>::try_from(&s).unwrap(), 0.85, 0.85);
+            (ti, tu) = update_emas_on_device(&ti, &tu, &s, 0.85, 0.85);
+        }
+        assert_eq!(Vec::<f64>::try_from(&ti).unwrap(), ipt);
+        assert_eq!(Vec::<f64>::try_from(&tu).unwrap(), unc);
     }
 }

@@ -179,11 +179,23 @@ pub(crate) fn orthogonality_regularization<A>(adapters: &[(String, Shared<A>)], 
     if gamma == 0.0 || adapters.is_empty() {
         return None;
     }
-    let total = adapters
-        .iter()
-        .map(|(_, a)| {
-            let (a_m, b_m) = ab(&read(a));
-            orthogonality_penalty(&a_m, &b_m)
+    // Every factor F (A, and B^T) of one shape goes through one batched product F F^T - I: a
+    // handful of kernels per shape instead of six per matrix (72 matrices, a few shapes).
+    let mut groups: std::collections::BTreeMap<Vec<i64>, Vec<Tensor>> = std::collections::BTreeMap::new();
+    for (_, a) in adapters {
+        let (a_m, b_m) = ab(&read(a));
+        groups.entry(a_m.size()).or_default().push(a_m);
+        let bt = b_m.tr();
+        groups.entry(bt.size()).or_default().push(bt);
+    }
+    let total = groups
+        .into_values()
+        .map(|factors| {
+            let f = Tensor::stack(&factors, 0);
+            let r = f.size()[1];
+            let eye = Tensor::eye(r, (f.kind(), f.device()));
+            let gram = f.bmm(&f.transpose(1, 2)) - eye;
+            gram.square().sum_dim_intlist([1i64, 2].as_slice(), false, None::<tch::Kind>).sqrt().sum(f.kind())
         })
         .reduce(|x, y| x + y)?;
     Some(total * (gamma / (2.0 * adapters.len() as f64)))

@@ -30,7 +30,8 @@ pub struct AdapterConfig {
     pub step: i64,
     pub total_steps: i64,
     pub trainable_params: i64,
-    /// The base model directory the adapter was trained on (merge and export read it).
+    /// The base model the adapter was trained on, as the config named it: a model directory
+    /// (relative to the working directory) or a hub name (merge, export and eval resolve it).
     pub base_model: std::path::PathBuf,
     pub head: crate::model::HeadKind,
     pub num_labels: i64,
@@ -68,7 +69,9 @@ pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, b
         step,
         total_steps: t.total_steps,
         trainable_params: t.trainable_count(),
-        base_model: std::fs::canonicalize(base_model).unwrap_or_else(|_| base_model.to_path_buf()),
+        // As the user gave it (a hub name, or a path as written): a run folder copied to
+        // another machine still finds its model there (`commands::adapter::resolve_base_model`).
+        base_model: base_model.to_path_buf(),
         head: t.model.kind,
         num_labels: t.model.config.num_labels(),
         task: Some(task.to_string()),

@@ -142,9 +142,16 @@ impl TriAdapter {
         &self.l * &self.l_mask + &self.u * &self.u_mask
     }
 
-    /// Normalised Frobenius norm I = ||L + U||_F / r (docs/method.md, "Importance").
+    /// Normalised Frobenius norm I = ||L + U||_F / r (docs/method.md, "Importance"), on the host
+    /// (one counted read).
     pub fn importance(&self) -> f64 {
-        tch::no_grad(|| self.transformation().norm().double_value(&[])) / self.rank() as f64
+        crate::device::read_f64(&self.importance_tensor())
+    }
+
+    /// I as a 0-dim float64 tensor on the device: the norm as float32 (as the reference's
+    /// `torch.norm`), then divided by r in float64.
+    pub fn importance_tensor(&self) -> Tensor {
+        tch::no_grad(|| self.transformation().norm().to_kind(Kind::Double) / self.rank() as f64)
     }
 
     fn scaling(&self) -> f64 {
@@ -173,7 +180,12 @@ impl TriAdapter {
         self.b = embed(&self.b, &[d_out, n], &randn(&[d_out, n], std, dev)).set_requires_grad(true);
         self.l = embed(&self.l, &[n, n], &(randn(&[n, n], std, dev) * &add_l)).set_requires_grad(true);
         self.u = embed(&self.u, &[n, n], &(randn(&[n, n], std, dev) * &add_u)).set_requires_grad(true);
-        self.mask_entries = self.count_mask_entries();
+        // Entries added: per rank, new rank i (0-based) brings i + 1 to L and i + 1 to U; a
+        // block brings dr x n to L and n x dr to U.
+        self.mask_entries += match mode {
+            GrowthMode::PerRank => (r..n).map(|i| 2 * (i + 1)).sum::<i64>(),
+            GrowthMode::Block => 2 * dr * n,
+        };
     }
 }
 
@@ -269,9 +281,11 @@ impl TriAdaptController {
     }
 
 
-    /// Scores (docs/method.md, "Importance") at this allocation step; updates the remembered importance.
+    /// Scores (docs/method.md, "Importance") at this allocation step; updates the remembered
+    /// importance. One device-to-host read for all matrices.
     pub fn scores(&mut self) -> Vec<f64> {
-        let current: Vec<f64> = self.adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance()).collect();
+        let current: Vec<Tensor> = self.adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance_tensor()).collect();
+        let current = crate::device::read_vec_f64(&Tensor::stack(&current, 0));
         let scores = match self.config.importance {
             ImportanceMode::Raw => current.clone(),
             ImportanceMode::Delta => current.iter().zip(&self.previous).map(|(c, p)| c - p).collect(),

@@ -82,12 +82,23 @@ pub struct Trainer {
     pub bf16: bool,
 }
 
-/// What one step did.
-#[derive(Debug, Clone, Copy)]
+/// What one step did. The loss and gradient norm stay on the device (reading them would wait
+/// for the step to finish): read them where they are logged (`loss_value`).
+#[derive(Debug)]
 pub struct StepStats {
-    pub loss: f64,
+    /// The task loss (without the regulariser), detached, 0-dim.
+    pub loss: Tensor,
+    /// The learning rate of entries born at step 0.
     pub lr: f64,
-    pub grad_norm: f64,
+    /// The gradient norm before clipping (None when clipping is off).
+    pub grad_norm: Option<Tensor>,
+}
+
+impl StepStats {
+    /// The task loss on the host (one counted device-to-host read).
+    pub fn loss_value(&self) -> f64 {
+        crate::device::read_f64(&self.loss)
+    }
 }
 
 impl Trainer {
@@ -176,15 +187,15 @@ impl Trainer {
         })
     }
 
-    /// Phase 2: drops the old gradients, backward, clipping. Returns the gradient norm (0 when
-    /// clipping is off).
-    pub fn backward(&mut self, loss: &Tensor) -> f64 {
+    /// Phase 2: drops the old gradients, backward, clipping. Returns the gradient norm before
+    /// clipping, on the device (None when clipping is off).
+    pub fn backward(&mut self, loss: &Tensor) -> Option<Tensor> {
         self.opt.zero_grad();
         loss.backward();
         if self.optim.max_grad_norm > 0.0 {
             clip_grad_norm(&self.trainable(), self.optim.max_grad_norm)
         } else {
-            0.0
+            None
         }
     }
 
@@ -204,18 +215,20 @@ impl Trainer {
         self.controller.after_step(step, &mut self.opt)
     }
 
-    /// One optimisation step at global step `step` (0-based): the four phases.
+    /// One optimisation step at global step `step` (0-based): the four phases. Nothing is read
+    /// back to the host except where the rank controller allocates; the caller checks the loss
+    /// where it reads it (`run` does at every log line).
     pub fn step(&mut self, batch: &Batch, step: i64) -> Result<StepStats> {
         let (task, loss) = self.forward_loss(batch, step);
-        let loss_value = task.double_value(&[]);
-        if !loss_value.is_finite() {
-            bail!("the loss became {loss_value} at step {step}");
-        }
         let grad_norm = self.backward(&loss);
         let lr = self.optimizer_step(step)?;
         self.after_step(step)?;
-        Ok(StepStats { loss: loss_value, lr, grad_norm })
+        Ok(StepStats { loss: task.detach(), lr, grad_norm })
     }
 }
+pub mod checkpoint;
 pub mod eval;
+pub mod log;
+pub mod provenance;
 pub mod run;
+pub mod signals;

@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::eval::{gold, predict, score, squad_scores};
-use super::{Batch, Trainer, StepStats};
+use super::log::{LogWindow, PendingRow};
+use super::{Batch, StepStats, Trainer};
 use crate::config::RunConfig;
 use crate::data::batch::{encode_all, epoch_order, make_batch, Encoded};
 use crate::data::glue::{self, Split, TaskSpec};
@@ -255,25 +256,102 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Trains one configuration and writes its run folder `out`.
-pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<RunResult> {
+/// How [`run`] starts and reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Show a progress bar (a terminal); otherwise log lines on stderr.
+    pub progress: bool,
+    /// Continue from the run folder's last checkpoint (`train --resume`).
+    pub resume: bool,
+}
+
+/// The config keys a resumed run may change: how it logs and saves, and the device.
+const RESUMABLE_CHANGES: [&str; 4] = ["log_steps", "save_steps", "save_total_limit", "device"];
+
+/// The dotted keys whose values differ between two configs (those of [`RESUMABLE_CHANGES`] left
+/// out), with both values.
+pub fn config_differences(old: &RunConfig, new: &RunConfig) -> Vec<String> {
+    let flat = |c: &RunConfig| -> BTreeMap<String, String> {
+        crate::sweep::canonical_form(c).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let (a, b) = (flat(old), flat(new));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()))
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} -> {}", a.get(k).map_or("(default)", String::as_str), b.get(k).map_or("(default)", String::as_str)))
+        .collect()
+}
+
+/// Where `train --resume` continues from: the newest checkpoint of `out`, after checking that
+/// the run folder's config.yaml is the same run. None when there is no checkpoint.
+fn resume_point(cfg: &RunConfig, out: &Path) -> Result<Option<PathBuf>> {
+    let stored_path = out.join("config.yaml");
+    if !stored_path.is_file() {
+        return Ok(None);
+    }
+    let stored = RunConfig::load(&stored_path, &[]).with_context(|| format!("--resume: cannot read {}", stored_path.display()))?;
+    let diff = config_differences(&stored, cfg);
+    if !diff.is_empty() {
+        bail!(
+            "--resume: {} was trained with another configuration ({}); resume with the same config, or train into a new folder",
+            out.display(),
+            diff.join("; ")
+        );
+    }
+    if stored.device != cfg.device {
+        eprintln!("note: resuming on {} (the run started on {})", cfg.device, stored.device);
+    }
+    Ok(super::checkpoint::latest(out))
+}
+
+/// Trains one configuration and writes its run folder `out` (README "triadapt train": the
+/// files). Saves a checkpoint every `save_steps` and the best evaluation's adapter as `best/`;
+/// on SIGTERM, SIGINT or SIGUSR1 saves a checkpoint at the next step boundary and returns
+/// [`super::signals::Interrupted`].
+pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result<RunResult> {
+    use super::checkpoint::{self, TrainerState};
     let started = Instant::now();
     let p = prepare(cfg, base)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
-    std::fs::write(out.join("config.yaml"), cfg.to_yaml())?;
     let device = crate::device::parse_device(&cfg.device)?;
+    let from = if opts.resume { resume_point(cfg, out)? } else { None };
+    if opts.resume {
+        if let Some(done) = read_result(out).filter(|r| r.status == "finished") {
+            eprintln!("{}: the run has finished already (metrics.json): nothing to resume", out.display());
+            return Ok(done);
+        }
+        if from.is_none() {
+            eprintln!("note: {} has no checkpoint: training from step 0", out.display());
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+    if from.is_none() {
+        // A fresh start: nothing of an earlier attempt may mix with this run's files.
+        for stale in [checkpoint::CHECKPOINTS, checkpoint::BEST, "adapter"] {
+            if out.join(stale).exists() {
+                std::fs::remove_dir_all(out.join(stale)).with_context(|| format!("cannot clear {}", out.join(stale).display()))?;
+            }
+        }
+        let _ = std::fs::remove_file(out.join("run_info.json"));
+    }
+    std::fs::write(out.join("config.yaml"), cfg.to_yaml())?;
+    let info = super::provenance::start(out, device)?;
     if cfg.bf16 {
         crate::precision::enable_bf16(device).context("key `bf16`")?;
     }
+    crate::precision::set_tf32(cfg.tf32).context("key `tf32`")?;
     tch::manual_seed(cfg.seed);
     let setup = MethodSetup::new(&cfg.method);
     let (vs, model, _report) = p.model_dir.load(p.head(), setup.factory(), device)?;
     let adapters = setup.adapters();
+    if let Some(ckpt) = &from {
+        crate::peft::save::apply_adapter(&crate::peft::save::read_adapter(ckpt)?, &adapters, &vs).with_context(|| format!("resuming from {}", ckpt.display()))?;
+    }
     let controller = setup.into_controller(&cfg.method, p.total_steps);
     let mut t = Trainer::new(vs, model, controller, adapters, cfg.method.name, cfg.optim.clone(), cfg.method.lr_policy, p.total_steps, cfg.seed)?;
     t.bf16 = cfg.bf16;
 
-    let mut result = RunResult {
+    let fresh_result = RunResult {
         status: "running".into(),
         error: None,
         task: cfg.task.clone(),
@@ -293,31 +371,61 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
         wall_seconds: 0.0,
         examples_per_second: 0.0,
     };
-    let mut curve = csv::Writer::from_path(out.join("curve.csv"))?;
-    curve.write_record(["step", "loss", "lr", "dev_metric", "total_rank"])?;
-    let mut history = csv::Writer::from_path(out.join("rank_history.csv"))?;
-    history.write_record(["step", "module", "rank"])?;
-    let mut last_ranks: BTreeMap<String, i64> = BTreeMap::new();
-    let mut log_ranks = |step: i64, ranks: &[(String, i64)], w: &mut csv::Writer<std::fs::File>| -> Result<()> {
+    let (mut step, mut seen, mut result, mut last_ranks, wall_before) = match &from {
+        Some(ckpt) => {
+            let state = checkpoint::load_state(ckpt)?;
+            let saved_step = crate::peft::save::resume(&mut t, ckpt)?;
+            anyhow::ensure!(saved_step == state.step, "{}: adapter step {saved_step} but trainer state step {}", ckpt.display(), state.step);
+            checkpoint::truncate_logs(out, &state.files)?;
+            let mut result = state.result;
+            result.status = "running".into();
+            result.error = None;
+            eprintln!("resuming {} from step {} of {} ({})", out.display(), state.step, p.total_steps, ckpt.display());
+            (state.step, state.seen, result, state.last_ranks, state.wall_seconds)
+        }
+        None => (0, 0, fresh_result, BTreeMap::new(), 0.0),
+    };
+    let open = |name: &str| -> Result<std::fs::File> {
+        let path = out.join(name);
+        let mut o = std::fs::OpenOptions::new();
+        if from.is_some() { o.append(true) } else { o.write(true).create(true).truncate(true) };
+        o.open(&path).with_context(|| format!("cannot open {}", path.display()))
+    };
+    let mut curve = csv::WriterBuilder::new().from_writer(open("curve.csv")?);
+    let mut history = csv::WriterBuilder::new().from_writer(open("rank_history.csv")?);
+    let mut jsonl = std::io::BufWriter::new(open("metrics.jsonl")?);
+    if from.is_none() {
+        curve.write_record(["step", "loss", "lr", "dev_metric", "total_rank"])?;
+        curve.flush()?;
+        history.write_record(["step", "module", "rank"])?;
+    }
+    let log_ranks = |step: i64, ranks: &[(String, i64)], w: &mut csv::Writer<std::fs::File>, last: &mut BTreeMap<String, i64>| -> Result<()> {
         for (m, r) in ranks {
-            if last_ranks.get(m) != Some(r) {
+            if last.get(m) != Some(r) {
                 w.write_record([step.to_string(), m.clone(), r.to_string()])?;
-                last_ranks.insert(m.clone(), *r);
+                last.insert(m.clone(), *r);
             }
         }
         w.flush()?;
         Ok(())
     };
-    log_ranks(0, &t.controller.ranks(), &mut history)?;
+    if from.is_none() {
+        log_ranks(0, &t.controller.ranks(), &mut history, &mut last_ranks)?;
+    }
+    let save_steps = cfg.save_steps.unwrap_or((p.steps_per_epoch / 4).max(1));
 
-    let bar = crate::progress::step_bar(p.total_steps as u64, progress, &format!("{} {}", cfg.task, cfg.method.name.as_str()));
-    let mut seen = 0usize;
+    super::signals::install();
+    let bar = crate::progress::step_bar(p.total_steps as u64, opts.progress, &format!("{} {}", cfg.task, cfg.method.name.as_str()));
+    bar.set_position(step as u64);
+    let mut log = LogWindow::default();
+    let mut last_log = Instant::now();
     let outcome: Result<()> = (|| {
-        let mut step = 0i64;
-        let mut epoch = 0usize;
+        let spe = p.steps_per_epoch.max(1);
+        let mut epoch = (step / spe) as usize;
+        let mut skip = (step % spe) as usize;
         while step < p.total_steps {
             let order = epoch_order(p.train_len(), cfg.seed, epoch);
-            for chunk in order.chunks(cfg.batch_size) {
+            for chunk in order.chunks(cfg.batch_size).skip(std::mem::take(&mut skip)) {
                 if step >= p.total_steps {
                     break;
                 }
@@ -326,7 +434,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
                 seen += chunk.len();
                 let ranks = t.controller.ranks();
                 let total_rank: i64 = ranks.iter().map(|(_, r)| r).sum();
-                log_ranks(step + 1, &ranks, &mut history)?;
+                log_ranks(step + 1, &ranks, &mut history, &mut last_ranks)?;
                 let eval_now = (step + 1) % cfg.eval_steps == 0 || step + 1 == p.total_steps;
                 let mut dev_metric = String::new();
                 if eval_now {
@@ -341,25 +449,57 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
                         result.best_score = Some(main);
                         result.best_step = Some(step + 1);
                         result.best_metrics = metrics.clone();
+                        // What merge, export-peft and eval use by default: the reported weights.
+                        checkpoint::save_best(out, &t, cfg, step + 1)?;
                     }
                     result.final_metrics = metrics;
                 }
-                curve.write_record([(step + 1).to_string(), format!("{loss}"), format!("{lr}"), dev_metric, total_rank.to_string()])?;
+                let evaluated = eval_now.then(|| result.final_metrics.clone());
+                log.rows.push(PendingRow { step, loss, lr, dev_metric, total_rank, evaluated });
                 step += 1;
                 result.steps = step;
                 result.total_rank = total_rank;
                 result.trainable_params = t.trainable_count();
                 result.adapter_params = t.adapter_param_count();
                 result.head_params = t.head_param_count();
-                let secs = started.elapsed().as_secs_f64();
+                let secs = wall_before + started.elapsed().as_secs_f64();
                 result.wall_seconds = secs;
                 result.examples_per_second = seen as f64 / secs.max(1e-9);
-                if eval_now {
-                    curve.flush()?;
+                let stop = super::signals::stop_requested();
+                let save_now = stop.is_some() || (step % save_steps == 0 && step < p.total_steps);
+                // The losses stay on the device until a log point: one read for the window.
+                let log_now = save_now || eval_now || step % cfg.log_steps == 0 || step == p.total_steps || last_log.elapsed().as_secs() >= 60;
+                if log_now {
+                    last_log = Instant::now();
+                    let loss = log.flush(&mut curve, &mut jsonl)?;
+                    let budget = result.rank_budget.map_or(String::new(), |b| format!(" rank {total_rank}/{b}"));
+                    let eta = secs / step as f64 * (p.total_steps - step) as f64;
+                    let line = format!(
+                        "step {step}/{} epoch {} loss {loss:.4} lr {lr:.2e}{budget} {:.1} ex/s eta {}",
+                        p.total_steps,
+                        epoch + 1,
+                        result.examples_per_second,
+                        crate::progress::duration_text(eta)
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    }
+                    bar.set_message(format!("loss {loss:.4} lr {lr:.2e}{budget} {:.1} ex/s", result.examples_per_second));
+                }
+                if eval_now || save_now {
                     write_json(&out.join("metrics.json"), &result)?;
                 }
-                let budget = result.rank_budget.map_or(String::new(), |b| format!(" rank {total_rank}/{b}"));
-                bar.set_message(format!("loss {loss:.4} lr {lr:.2e}{budget} {:.1} ex/s", result.examples_per_second));
+                if save_now {
+                    history.flush()?;
+                    let state = TrainerState { step, seen, wall_seconds: secs, result: result.clone(), last_ranks: last_ranks.clone(), files: checkpoint::log_lengths(out) };
+                    let dir = checkpoint::save(out, &t, cfg, &state, cfg.save_total_limit)?;
+                    if bar.is_hidden() {
+                        eprintln!("checkpoint: {}", dir.display());
+                    }
+                }
+                if let Some(signal) = stop {
+                    return Err(super::signals::Interrupted { signal, step }.into());
+                }
                 bar.inc(1);
             }
             epoch += 1;
@@ -367,14 +507,25 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
         Ok(())
     })();
     bar.finish_and_clear();
+    // Rows of a window cut short by an error (their losses are still worth keeping).
+    let outcome = outcome.and_then(|()| log.flush(&mut curve, &mut jsonl).map(|_| ()));
     curve.flush()?;
-    result.wall_seconds = started.elapsed().as_secs_f64();
+    result.wall_seconds = wall_before + started.elapsed().as_secs_f64();
     let ranks: BTreeMap<String, i64> = t.controller.ranks().into_iter().collect();
     write_json(&out.join("rank_pattern.json"), &ranks)?;
-    match outcome {
+    let interrupted = outcome.as_ref().err().and_then(|e| e.downcast_ref::<super::signals::Interrupted>()).map(|i| (i.signal, i.step));
+    match &outcome {
         Ok(()) => {
             result.status = "finished".into();
-            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, &p.model_dir.dir, &cfg.task)?;
+            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, Path::new(&cfg.model), &cfg.task)?;
+            // adapter/ is the end state (optimizer included): the checkpoints are done with.
+            if out.join(checkpoint::CHECKPOINTS).exists() {
+                std::fs::remove_dir_all(out.join(checkpoint::CHECKPOINTS)).with_context(|| format!("cannot remove {}", out.join(checkpoint::CHECKPOINTS).display()))?;
+            }
+        }
+        Err(e) if interrupted.is_some() => {
+            result.status = "interrupted".into();
+            result.error = Some(format!("{e:#}"));
         }
         Err(e) => {
             result.status = "failed".into();
@@ -382,8 +533,17 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, progress: bool) -> Result<R
         }
     }
     write_json(&out.join("metrics.json"), &result)?;
+    super::provenance::end(out, info)?;
+    if let Some((signal, step)) = interrupted {
+        return Err(super::signals::Interrupted { signal, step }.into());
+    }
     if let Some(err) = &result.error {
         bail!("run failed: {err} (see {})", out.join("metrics.json").display());
     }
     Ok(result)
+}
+
+/// A run folder's metrics.json, if readable.
+pub fn read_result(out: &Path) -> Option<RunResult> {
+    std::fs::read_to_string(out.join("metrics.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
 }
