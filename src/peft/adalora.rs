@@ -217,6 +217,10 @@ pub struct AdaLoraController {
     /// Per adapter, the statistics of A, B and E; None before the first update and after the
     /// reset at the start of the final phase.
     ema: Vec<Option<[Ema; 3]>>,
+    /// The same statistics as one flat (ipt, unc) pair per role (A, B, E) over all matrices, of
+    /// which `ema` holds views: the update runs on these in a handful of kernels per role
+    /// instead of several per matrix. None until the first update and after a reset or load.
+    flat: Option<[(Tensor, Tensor); 3]>,
     last: Option<Allocation>,
 }
 
@@ -227,7 +231,7 @@ fn lock(a: &Shared<AdaLoraAdapter>) -> std::sync::MutexGuard<'_, AdaLoraAdapter>
 impl AdaLoraController {
     pub fn new(config: AdaLoraConfig, adapters: Vec<(String, Shared<AdaLoraAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
         let ema = adapters.iter().map(|_| None).collect();
-        AdaLoraController { config, adapters, total_steps, orth_reg_weight, ema, last: None }
+        AdaLoraController { config, adapters, total_steps, orth_reg_weight, ema, flat: None, last: None }
     }
 
     /// PEFT's `init_bgt`: the sum of the matrices' initial ranks.
@@ -252,29 +256,51 @@ impl AdaLoraController {
 
     /// PEFT's `update_ipt`: sensitivity I = |w * grad w| (zero where there is no gradient),
     /// Ibar <- b1 Ibar + (1 - b1) I, Ubar <- b2 Ubar + (1 - b2) |I - Ibar| with the new Ibar.
+    /// The same element-wise operations as PEFT's, on every matrix's entries of one role at once
+    /// (concatenated), so a step launches a few kernels per role, not per matrix.
     fn update_ipt(&mut self) {
         let (b1, b2) = (self.config.beta1, self.config.beta2);
-        for ((_, adapter), ema) in self.adapters.iter().zip(self.ema.iter_mut()) {
-            let a = lock(adapter);
-            let params = [&a.a, &a.b, &a.e];
-            let old = ema.take();
-            let updated = tch::no_grad(|| {
-                let mut out = Vec::with_capacity(3);
-                for (j, p) in params.into_iter().enumerate() {
-                    let g = p.grad();
-                    let ipt = if g.defined() { (p * &g).abs() } else { p.zeros_like() };
-                    let (avg, unc) = match &old {
-                        Some(o) => (o[j].ipt.shallow_clone(), o[j].unc.shallow_clone()),
-                        None => (p.zeros_like(), p.zeros_like()),
-                    };
-                    let avg = avg * b1 + &ipt * (1.0 - b1);
-                    let unc = unc * b2 + (&ipt - &avg).abs() * (1.0 - b2);
-                    out.push(Ema { ipt: avg.detach(), unc: unc.detach() });
+        let guards: Vec<_> = self.adapters.iter().map(|(_, a)| lock(a)).collect();
+        let old_flat = self.flat.take();
+        let mut flat_new: Vec<(Tensor, Tensor)> = Vec::with_capacity(3);
+        let mut views: Vec<Vec<Ema>> = (0..guards.len()).map(|_| Vec::with_capacity(3)).collect();
+        tch::no_grad(|| {
+            for j in 0..3 {
+                let params: Vec<&Tensor> = guards.iter().map(|a| [&a.a, &a.b, &a.e][j]).collect();
+                let sizes: Vec<i64> = params.iter().map(|p| p.numel() as i64).collect();
+                let p_all = Tensor::cat(&params.iter().map(|p| p.reshape([-1])).collect::<Vec<_>>(), 0);
+                let g_all = Tensor::cat(
+                    &params.iter().map(|p| {
+                        let g = p.grad();
+                        if g.defined() { g.reshape([-1]) } else { p.zeros_like().reshape([-1]) }
+                    }).collect::<Vec<_>>(),
+                    0,
+                );
+                let ipt = (&p_all * &g_all).abs();
+                // Previous statistics: the flat pair, or (after a load) the matrices' own, or 0.
+                let (avg, unc) = match &old_flat {
+                    Some(f) => (f[j].0.shallow_clone(), f[j].1.shallow_clone()),
+                    None if self.ema.iter().all(Option::is_some) => (
+                        Tensor::cat(&self.ema.iter().map(|e| e.as_ref().expect("checked")[j].ipt.reshape([-1])).collect::<Vec<_>>(), 0),
+                        Tensor::cat(&self.ema.iter().map(|e| e.as_ref().expect("checked")[j].unc.reshape([-1])).collect::<Vec<_>>(), 0),
+                    ),
+                    None => (p_all.zeros_like(), p_all.zeros_like()),
+                };
+                let avg = avg * b1 + &ipt * (1.0 - b1);
+                let unc = unc * b2 + (&ipt - &avg).abs() * (1.0 - b2);
+                let (avg, unc) = (avg.detach(), unc.detach());
+                for (i, (a, u)) in avg.split_with_sizes(&sizes, 0).into_iter().zip(unc.split_with_sizes(&sizes, 0)).enumerate() {
+                    let shape = params[i].size();
+                    views[i].push(Ema { ipt: a.view(shape.as_slice()), unc: u.view(shape.as_slice()) });
                 }
-                out
-            });
-            *ema = Some(updated.try_into().expect("three roles"));
+                flat_new.push((avg, unc));
+            }
+        });
+        drop(guards);
+        for (slot, v) in self.ema.iter_mut().zip(views) {
+            *slot = Some(v.try_into().expect("three roles"));
         }
+        self.flat = Some(flat_new.try_into().expect("three roles"));
     }
 
     /// PEFT's `mask_to_budget`: masks the triplets scoring at most the (init - budget)-th
@@ -331,6 +357,7 @@ impl RankController for AdaLoraController {
             let (scores, k, threshold) = self.mask_to_budget(budget);
             done = Allocation { masked: threshold.is_some(), scores, k, threshold, ..done };
             self.ema.iter_mut().for_each(|e| *e = None);
+            self.flat = None;
         } else {
             for (_, adapter) in &self.adapters {
                 lock(adapter).reapply_mask();
@@ -378,6 +405,7 @@ impl RankController for AdaLoraController {
     }
 
     fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        self.flat = None;
         for i in 0..self.ema.len() {
             if !state.contains_key(&format!("ema.{i}.A.ipt")) {
                 self.ema[i] = None;
