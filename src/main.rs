@@ -14,6 +14,28 @@ struct Cli {
     command: Command,
 }
 
+/// Figure size options shared by `heatmap` and `plot`.
+#[derive(clap::Args)]
+struct SizeArgs {
+    /// Figure width in pixels (logical: the SVG's width; the PNG's is width x --scale).
+    /// Default: each figure's own.
+    #[arg(long, value_name = "PX")]
+    width: Option<u32>,
+    /// Figure height in pixels (logical, as --width). Default: each figure's own.
+    #[arg(long, value_name = "PX")]
+    height: Option<u32>,
+    /// PNG pixels per logical pixel: 2 draws the same figure at twice the resolution (e.g.
+    /// --width 450 --height 400 --scale 2.2 for a one-column figure at about 300 dpi).
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    scale: f64,
+}
+
+impl SizeArgs {
+    fn figure_size(&self) -> triadapt::report::FigureSize {
+        triadapt::report::FigureSize { width: self.width, height: self.height, scale: self.scale }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train one configuration and write its run folder (config.yaml, metrics.json, curve.csv,
@@ -186,17 +208,8 @@ enum Command {
         /// rank 2 x 72 matrices; LoRA: its total rank). Default: one figure per budget.
         #[arg(long, value_name = "B")]
         budget: Option<f64>,
-        /// Figure width in pixels (logical: the SVG's width; the PNG's is width x --scale).
-        /// Default: each figure's own.
-        #[arg(long, value_name = "PX")]
-        width: Option<u32>,
-        /// Figure height in pixels (logical, as --width). Default: each figure's own.
-        #[arg(long, value_name = "PX")]
-        height: Option<u32>,
-        /// PNG pixels per logical pixel: 2 draws the same figure at twice the resolution (e.g.
-        /// --width 450 --height 400 --scale 2.2 for a one-column figure at about 300 dpi).
-        #[arg(long, value_name = "S", default_value_t = 1.0)]
-        scale: f64,
+        #[command(flatten)]
+        size: SizeArgs,
     },
     /// Draw ablation curves (paper Figures 3-5: a metric against a swept key, one line per
     /// method, mean over seeds with a min-max band), plus total rank and training loss / dev
@@ -229,17 +242,8 @@ enum Command {
         /// figure per budget.
         #[arg(long, value_name = "B")]
         budget: Option<f64>,
-        /// Figure width in pixels (logical: the SVG's width; the PNG's is width x --scale).
-        /// Default: each figure's own.
-        #[arg(long, value_name = "PX")]
-        width: Option<u32>,
-        /// Figure height in pixels (logical, as --width). Default: each figure's own.
-        #[arg(long, value_name = "PX")]
-        height: Option<u32>,
-        /// PNG pixels per logical pixel: 2 draws the same figure at twice the resolution (e.g.
-        /// --width 450 --height 400 --scale 2.2 for a one-column figure at about 300 dpi).
-        #[arg(long, value_name = "S", default_value_t = 1.0)]
-        scale: f64,
+        #[command(flatten)]
+        size: SizeArgs,
     },
     /// Print the GLUE dev table in the paper's layout (methods x MNLI m/mm, SST-2, CoLA, QQP
     /// acc/F1, QNLI, RTE, MRPC, STS-B Corr, All Avg; x100, mean over seeds) and write it as
@@ -352,12 +356,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "triadapt", &mut std::io::stdout());
             Ok(())
         }
-        Command::Heatmap { results, out, task, budget, width, height, scale } => {
-            let size = triadapt::report::FigureSize { width, height, scale };
+        Command::Heatmap { results, out, task, budget, size } => {
+            let size = size.figure_size();
             commands::report::heatmap(&results, &out, &triadapt::report::heatmap::HeatmapOptions { task, budget, size })
         }
-        Command::Plot { results, x, metric, out, task, budget, width, height, scale } => {
-            let size = triadapt::report::FigureSize { width, height, scale };
+        Command::Plot { results, x, metric, out, task, budget, size } => {
+            let size = size.figure_size();
             commands::report::plot(&results, &out, &triadapt::report::curves::PlotOptions { x, metric, task, budget, size })
         }
         Command::Table { results, out, by } => commands::report::table(&results, out.as_deref(), &by),
