@@ -42,10 +42,8 @@ pub fn resolve_base_model(given: &Path) -> Result<std::path::PathBuf> {
 pub fn load_adapted(path: &Path, which: Which, device: Device) -> Result<Adapted> {
     let dir = adapter_dir(path, which);
     let saved = read_adapter(&dir)?;
-    let base = resolve_base_model(&saved.config.base_model)
-        .with_context(|| format!("the adapter's base model (adapter_config.json `base_model`) for {}", dir.display()))?;
-    let mut model_dir = ModelDir::open(&base)
-        .with_context(|| format!("the adapter's base model (adapter_config.json `base_model`) for {}", dir.display()))?;
+    let what = || format!("the adapter's base model (adapter_config.json `base_model`) for {}", dir.display());
+    let mut model_dir = resolve_base_model(&saved.config.base_model).and_then(|base| ModelDir::open(&base)).with_context(what)?;
     model_dir.config.num_labels = Some(saved.config.num_labels);
     model_dir.config.id2label = None;
     let setup = MethodSetup::new(&saved.config.method);

@@ -253,7 +253,7 @@ fn describe_planned(run: &PlannedRun) -> String {
 /// One line about an ended run.
 fn describe(run: &PlannedRun, row: &Row) -> String {
     let swept: Vec<String> = run.swept.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", sweep::value_text(v)))).collect();
-    let what = format!("{} {} {} seed {}{}{}", run.id, run.task, run.method.as_str(), run.seed, if swept.is_empty() { "" } else { " " }, swept.join(" "));
+    let what = format!("{}{}{}", describe_planned(run), if swept.is_empty() { "" } else { " " }, swept.join(" "));
     let secs = row.wall_seconds.map(|s| format!(" ({s:.1} s)")).unwrap_or_default();
     if row.status == "finished" {
         let score = match (&row.main_metric, row.best_score) {
@@ -307,7 +307,6 @@ fn last_error_line(log: &Path) -> Option<String> {
     text.lines().rev().find_map(|l| l.strip_prefix("error: ").map(str::to_string))
 }
 
-/// Trains one run in a child `triadapt train` process and writes its row file.
 /// Whether a run folder holds a checkpoint of this very run (its config.yaml the same run):
 /// then the child continues it instead of starting again.
 fn resumable(dir: &Path, run: &PlannedRun) -> bool {
@@ -320,7 +319,7 @@ fn resumable(dir: &Path, run: &PlannedRun) -> bool {
     }
 }
 
-/// Runs one child to its end. None when it stopped on a signal after saving a checkpoint (the
+/// Trains one run in a child `triadapt train` process and writes its row file. None when it stopped on a signal after saving a checkpoint (the
 /// run stays pending: the next sweep call resumes it).
 fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>, children: &Children) -> Result<Option<Row>> {
     let dir = sweep.run_dir(run);

@@ -25,7 +25,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::schedule::{default_growth_step, select_growth, BudgetMode};
+use super::schedule::{allocation_due, default_growth_step, select_growth, BudgetMode};
 use super::{Adapter, RankController, Shared};
 use crate::optim::AdamW;
 
@@ -394,16 +394,27 @@ pub fn update_emas_on_device(exp_avg_ipt: &Tensor, exp_avg_unc: &Tensor, scores:
     (ipt, unc)
 }
 
-/// One IncreLoRA increase at step t (`increase_to_target_rank`), given the ipt x unc products:
-/// None when none is due; else k = min(top_h, budget - total) and the grants of `add_r` ranks
-/// to every matrix at or above the k-th largest product (cut to the budget under `Strict`).
+/// One IncreLoRA increase at step t (`increase_to_target_rank`): None when none is due; else
+/// k = min(top_h, budget - total) and the grants of `add_r` ranks to every matrix at or above
+/// the k-th largest ipt x unc product (cut to the budget under `Strict`). `scores` is called
+/// only when an increase is due (reading the products waits for the device).
 #[allow(clippy::too_many_arguments)]
-pub fn increlora_allocation(t: i64, warmup: i64, interval: i64, top_h: usize, add_r: i64, total: i64, budget: i64, scores: &[f64], mode: BudgetMode) -> Option<(usize, Vec<(usize, i64)>)> {
-    if !(total < budget && t > warmup && interval > 0 && t % interval == 0) {
+pub fn increlora_allocation(
+    t: i64,
+    warmup: i64,
+    interval: i64,
+    top_h: usize,
+    add_r: i64,
+    total: i64,
+    budget: i64,
+    mode: BudgetMode,
+    scores: impl FnOnce() -> Vec<f64>,
+) -> Option<(usize, Vec<(usize, i64)>)> {
+    if !allocation_due(t, warmup, interval, total, budget) {
         return None;
     }
     let k = (top_h as i64).min(budget - total) as usize;
-    Some((k, select_growth(scores, k, add_r, budget - total, mode)))
+    Some((k, select_growth(&scores(), k, add_r, budget - total, mode)))
 }
 
 fn lock(a: &Shared<IncreLoraAdapter>) -> std::sync::MutexGuard<'_, IncreLoraAdapter> {
@@ -488,13 +499,9 @@ impl RankController for IncreLoraController {
         }
         self.update_importance();
         let c = &self.config;
-        if !(step > c.init_warmup && c.incre_interval > 0 && step % c.incre_interval == 0) {
-            return Ok(());
-        }
-        // An increase step: the one read of the step.
-        let scores = self.scores();
-        let c = &self.config;
-        let Some((_, grants)) = increlora_allocation(step, c.init_warmup, c.incre_interval, c.top_h, add_r, total, budget, &scores, self.budget_mode) else {
+        let (warmup, interval, top_h) = (c.init_warmup, c.incre_interval, c.top_h);
+        // An increase step reads the products once; other steps read nothing.
+        let Some((_, grants)) = increlora_allocation(step, warmup, interval, top_h, add_r, total, budget, self.budget_mode, || self.scores()) else {
             return Ok(());
         };
         for (i, g) in grants {

@@ -265,11 +265,9 @@ pub struct RunOptions {
     pub resume: bool,
 }
 
-/// The config keys a resumed run may change: how it logs and saves, and the device.
-const RESUMABLE_CHANGES: [&str; 4] = ["log_steps", "save_steps", "save_total_limit", "device"];
-
-/// The dotted keys whose values differ between two configs (those of [`RESUMABLE_CHANGES`] left
-/// out), with both values.
+/// The dotted keys whose values differ between two configs, with both values. Left out: the
+/// keys that are no part of a run's identity (`sweep::NOT_IDENTITY`: how it logs and saves;
+/// `canonical_form` drops them) and the device, which a resumed run may change.
 pub fn config_differences(old: &RunConfig, new: &RunConfig) -> Vec<String> {
     let flat = |c: &RunConfig| -> BTreeMap<String, String> {
         crate::sweep::canonical_form(c).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -277,7 +275,7 @@ pub fn config_differences(old: &RunConfig, new: &RunConfig) -> Vec<String> {
     let (a, b) = (flat(old), flat(new));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     keys.into_iter()
-        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()))
+        .filter(|k| k.as_str() != "device")
         .filter(|k| a.get(*k) != b.get(*k))
         .map(|k| format!("{k}: {} -> {}", a.get(k).map_or("(default)", String::as_str), b.get(k).map_or("(default)", String::as_str)))
         .collect()
@@ -363,9 +361,9 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         final_metrics: BTreeMap::new(),
         steps: 0,
         total_steps: p.total_steps,
-        trainable_params: t.trainable_count(),
-        adapter_params: t.adapter_param_count(),
-        head_params: t.head_param_count(),
+        trainable_params: 0,
+        adapter_params: 0,
+        head_params: 0,
         total_rank: 0,
         rank_budget: t.controller.budget(),
         wall_seconds: 0.0,
@@ -385,6 +383,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         }
         None => (0, 0, fresh_result, BTreeMap::new(), 0.0),
     };
+    set_param_counts(&mut result, &t);
     let open = |name: &str| -> Result<std::fs::File> {
         let path = out.join(name);
         let mut o = std::fs::OpenOptions::new();
@@ -459,9 +458,6 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                 step += 1;
                 result.steps = step;
                 result.total_rank = total_rank;
-                result.trainable_params = t.trainable_count();
-                result.adapter_params = t.adapter_param_count();
-                result.head_params = t.head_param_count();
                 let secs = wall_before + started.elapsed().as_secs_f64();
                 result.wall_seconds = secs;
                 result.examples_per_second = seen as f64 / secs.max(1e-9);
@@ -471,6 +467,9 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                 let log_now = save_now || eval_now || step % cfg.log_steps == 0 || step == p.total_steps || last_log.elapsed().as_secs() >= 60;
                 if log_now {
                     last_log = Instant::now();
+                    // The counts change only with growth: refreshed where metrics.json and the
+                    // checkpoints are written (every one of those is a log point).
+                    set_param_counts(&mut result, &t);
                     let loss = log.flush(&mut curve, &mut jsonl)?;
                     let budget = result.rank_budget.map_or(String::new(), |b| format!(" rank {total_rank}/{b}"));
                     let eta = secs / step as f64 * (p.total_steps - step) as f64;
@@ -511,6 +510,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let outcome = outcome.and_then(|()| log.flush(&mut curve, &mut jsonl).map(|_| ()));
     curve.flush()?;
     result.wall_seconds = wall_before + started.elapsed().as_secs_f64();
+    set_param_counts(&mut result, &t);
     let ranks: BTreeMap<String, i64> = t.controller.ranks().into_iter().collect();
     write_json(&out.join("rank_pattern.json"), &ranks)?;
     let interrupted = outcome.as_ref().err().and_then(|e| e.downcast_ref::<super::signals::Interrupted>()).map(|i| (i.signal, i.step));
@@ -541,6 +541,13 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         bail!("run failed: {err} (see {})", out.join("metrics.json").display());
     }
     Ok(result)
+}
+
+/// The trainer's parameter counts into metrics.json (they grow with the ranks).
+fn set_param_counts(result: &mut RunResult, t: &Trainer) {
+    result.trainable_params = t.trainable_count();
+    result.adapter_params = t.adapter_param_count();
+    result.head_params = t.head_param_count();
 }
 
 /// A run folder's metrics.json, if readable.
