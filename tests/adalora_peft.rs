@@ -47,6 +47,7 @@ fn role_tensor(a: &AdaLoraAdapter, role: &str) -> Tensor {
 
 #[test]
 fn adalora_matches_peft_step_by_step() {
+    let _rng = crate::common::torch_rng();
     let (meta, o) = fixture();
     let c = &meta["config"];
     let config = AdaLoraConfig {

@@ -1,8 +1,6 @@
 //! `triadapt merge` and `triadapt export-peft` on a trained run folder: HF transformers on the
 //! merged checkpoint and PEFT on the exported adapter give triadapt's logits (Python oracle).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,14 +45,14 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
 
         let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, Device::Cpu).unwrap();
-        let o = common::oracle("v3_batch");
+        let o = crate::common::oracle("v3_batch");
         let ours = tch::no_grad(|| a.model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits);
         let inputs = tmp.path().join("inputs.safetensors");
         Tensor::write_safetensors(&[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])], &inputs).unwrap();
         let hf = oracle(&merged, None, &inputs, &tmp.path().join("hf.safetensors"));
-        common::assert_close(&format!("{method}: HF on the merged checkpoint"), &hf, &ours, 1e-5);
+        crate::common::assert_close(&format!("{method}: HF on the merged checkpoint"), &hf, &ours, 1e-5);
         let pf = oracle(&a.model_dir.dir, Some(&peft), &inputs, &tmp.path().join("peft.safetensors"));
-        common::assert_close(&format!("{method}: PEFT on the exported adapter"), &pf, &ours, 1e-5);
+        crate::common::assert_close(&format!("{method}: PEFT on the exported adapter"), &pf, &ours, 1e-5);
         // The adapter actually changed the model (otherwise the comparison proves little).
         let base = tch::no_grad(|| {
             let dir = triadapt::model::ModelDir::open(&a.model_dir.dir).unwrap();
@@ -64,7 +62,7 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
             triadapt::peft::save::apply_adapter(&a.saved, &[], &vs).unwrap();
             m.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits
         });
-        let effect = common::max_abs_diff(&base, &ours);
+        let effect = crate::common::max_abs_diff(&base, &ours);
         assert!(effect > 1e-6, "{method}: the adapter has no effect ({effect:e})");
     }
 }

@@ -1,11 +1,9 @@
 //! Every supported checkpoint format loads and gives HF's logits; every kind of bad checkpoint is
 //! an error that names the file, tensor or key at fault.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use tch::{Device, Tensor};
 use triadapt::model::{HeadKind, ModelDir, PlainLinearFactory, WeightFormat};
 

@@ -1,11 +1,9 @@
 //! The `triadapt` binary end to end: predict and tokenize agree with the HF fixtures, and bad
 //! input is an error naming the file and line.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn triadapt(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_triadapt")).args(args).output().expect("run triadapt")

@@ -4,13 +4,11 @@
 //! adapter that uses the default SVD `lora_factors` (with some rank-0 modules) give our logits
 //! when HF / PEFT load them (scripts/peft_oracle.py logits, run from the test).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use tch::{nn, Device, Kind, Tensor};
 use triadapt::model::linear::LAYER_MATRICES;
@@ -53,6 +51,7 @@ fn perturb_head(vs: &nn::VarStore, head: HeadKind) {
 
 #[test]
 fn lora_matches_peft_on_the_fixture() {
+    let _rng = crate::common::torch_rng();
     let cfg = lora_config();
     let setup = MethodSetup::new(&cfg);
     let (_vs, model, _) = ModelDir::open(&model_dir("v3")).unwrap().load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
@@ -248,6 +247,7 @@ fn read_json(path: &Path) -> Value {
 
 #[test]
 fn merged_and_peft_exports_match_hf_and_peft() {
+    let _rng = crate::common::torch_rng();
     tch::manual_seed(11);
     let tmp = tempfile::tempdir().unwrap();
     let cases = vec![
@@ -301,6 +301,7 @@ fn merged_and_peft_exports_match_hf_and_peft() {
 
 #[test]
 fn export_peft_refuses_an_all_zero_update_and_a_missing_head() {
+    let _rng = crate::common::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let zero: DynAdapter = std::sync::Arc::new(std::sync::Mutex::new(DenseUpdate { dw: Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), rank: 0 }));
     let adapters = vec![("deberta.encoder.layer.0.attention.self.query_proj".to_string(), zero)];
@@ -319,6 +320,7 @@ fn export_peft_refuses_an_all_zero_update_and_a_missing_head() {
 /// `regression` for STS-B, `single_label_classification` otherwise.
 #[test]
 fn merged_checkpoints_carry_the_task_labels_for_any_base_config() {
+    let _rng = crate::common::torch_rng();
     tch::manual_seed(5);
     let tmp = tempfile::tempdir().unwrap();
     // The backbone-only fixture with its label fields removed.

@@ -1,9 +1,7 @@
 //! The backbone and heads against HF transformers 4.57.6 (fixtures from scripts/make_fixtures.py):
 //! logits and last hidden states within 1e-5 (fp32), gradients within 1e-4 relative.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tch::Tensor;
 use triadapt::model::HeadKind;
 

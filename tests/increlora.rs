@@ -2,9 +2,7 @@
 //! training with a frozen backbone lowers the loss, and the ranks grow at the increase steps up to
 //! exactly the budget, never past it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tch::{Device, Tensor};
 use triadapt::model::{HeadKind, ModelDir};
 use triadapt::optim::{linear_schedule, AdamW, AdamWConfig};
@@ -12,6 +10,7 @@ use triadapt::peft::method::{MethodConfig, MethodName, MethodSetup};
 
 #[test]
 fn increlora_trains_and_grows_to_its_budget() {
+    let _rng = crate::common::torch_rng();
     // A tiny model: one thread is fastest and keeps the test quick on a busy machine.
     tch::set_num_threads(1);
     tch::manual_seed(11);
@@ -90,6 +89,7 @@ fn increlora_trains_and_grows_to_its_budget() {
 
 #[test]
 fn increlora_settings_name_their_keys() {
+    let _rng = crate::common::torch_rng();
     let base = || MethodConfig { name: MethodName::Increlora, ..Default::default() };
     let err = |c: MethodConfig| format!("{:#}", c.validate(2, 1000).unwrap_err());
     let mut c = base();
@@ -120,6 +120,7 @@ fn increlora_settings_name_their_keys() {
 /// differ from the relative-path score (which the fixture shows to be a few % away).
 #[test]
 fn increlora_scores_match_the_reference_hook_on_every_matrix() {
+    let _rng = crate::common::torch_rng();
     use std::collections::HashMap;
     use triadapt::peft::Adapter;
     let dir = fixtures().join("increlora");

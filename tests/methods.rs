@@ -1,9 +1,7 @@
 //! Fine-tuning methods on the tiny fixture model: the adapted model starts equal to the frozen
 //! one, TriAdaptLoRA grows as spec 1.1 says, every method trains, and bad settings name the key.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tch::{Device, Kind, Tensor};
 use triadapt::peft::method::{MethodConfig, MethodName};
 use triadapt::peft::triadapt::{GrowthMode, TriAdapter};
@@ -12,6 +10,7 @@ use triadapt::peft::Adapter;
 
 #[test]
 fn adapted_models_start_equal_to_the_frozen_model() {
+    let _rng = crate::common::torch_rng();
     let o = oracle("v3_batch");
     for name in [MethodName::Lora, MethodName::Triadapt] {
         let t = trainer(&method(name), 10);
@@ -22,6 +21,7 @@ fn adapted_models_start_equal_to_the_frozen_model() {
 
 #[test]
 fn triadapt_per_rank_growth_keeps_old_entries_and_adds_triangles() {
+    let _rng = crate::common::torch_rng();
     tch::manual_seed(3);
     let mut a = TriAdapter::new(6, 5, 1, 8.0, 0.02, Device::Cpu);
     tch::no_grad(|| {
@@ -52,6 +52,7 @@ fn triadapt_per_rank_growth_keeps_old_entries_and_adds_triangles() {
 
 #[test]
 fn triadapt_block_growth_appends_full_blocks() {
+    let _rng = crate::common::torch_rng();
     tch::manual_seed(3);
     let mut a = TriAdapter::new(6, 5, 2, 8.0, 0.02, Device::Cpu);
     a.grow(2, GrowthMode::Block, 0.02);
@@ -63,6 +64,7 @@ fn triadapt_block_growth_appends_full_blocks() {
 
 #[test]
 fn triadapt_importance_is_the_normalised_frobenius_norm() {
+    let _rng = crate::common::torch_rng();
     let mut a = TriAdapter::new(4, 4, 2, 8.0, 0.02, Device::Cpu);
     a.l = Tensor::from_slice(&[1f32, 0., 2., 3.]).view([2, 2]);
     a.u = Tensor::from_slice(&[1f32, 4., 0., -1.]).view([2, 2]);
@@ -72,6 +74,7 @@ fn triadapt_importance_is_the_normalised_frobenius_norm() {
 
 #[test]
 fn triadapt_delta_and_raw_scores_follow_the_importance() {
+    let _rng = crate::common::torch_rng();
     use triadapt::peft::triadapt::{ImportanceMode, TriAdaptConfig, TriAdaptController};
     let make = |l: f32| {
         let mut a = TriAdapter::new(4, 4, 1, 8.0, 0.02, Device::Cpu);
@@ -94,6 +97,7 @@ fn triadapt_delta_and_raw_scores_follow_the_importance() {
 
 #[test]
 fn every_method_trains_and_triadapt_ends_at_its_budget() {
+    let _rng = crate::common::torch_rng();
     let total = 40;
     for name in [MethodName::Full, MethodName::Lora, MethodName::Triadapt] {
         let cfg = method(name);
@@ -119,6 +123,7 @@ fn every_method_trains_and_triadapt_ends_at_its_budget() {
 
 #[test]
 fn bad_method_settings_name_the_key() {
+    let _rng = crate::common::torch_rng();
     let err = |cfg: &MethodConfig, total: i64| format!("{}", cfg.validate(2, total).unwrap_err());
     let mut c = method(MethodName::Lora);
     c.lora.rank = 0;
@@ -154,6 +159,7 @@ fn check_allocation(name: &str, e: &serde_json::Value, t: i64, k: usize, grants:
 /// allocation step, under both thresholds and both budget modes.
 #[test]
 fn allocators_replay_the_reference_oracle_step_by_step() {
+    let _rng = crate::common::torch_rng();
     use triadapt::peft::increlora::{increlora_allocation, update_emas};
     use triadapt::peft::schedule::{triadapt_allocation, BudgetMode, ThresholdKind};
     let path = fixtures().join("allocators/cases.json");
@@ -237,6 +243,7 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
 /// 32 x 3 + 3 = 1155) is counted apart.
 #[test]
 fn adapter_and_head_parameters_are_counted_apart() {
+    let _rng = crate::common::torch_rng();
     let mut lora = method(MethodName::Lora);
     lora.lora.rank = 2;
     let t = trainer(&lora, 10);
@@ -251,6 +258,7 @@ fn adapter_and_head_parameters_are_counted_apart() {
 /// `before_step` even when the update then reorders them, and the grown entries are born at t+1.
 #[test]
 fn triadapt_allocates_from_the_importance_before_the_update() {
+    let _rng = crate::common::torch_rng();
     use triadapt::optim::{AdamW, AdamWConfig};
     use triadapt::peft::schedule::ThresholdKind;
     use triadapt::peft::triadapt::{TriAdaptConfig, TriAdaptController};
@@ -308,6 +316,7 @@ fn trainer_without_dropout(cfg: &MethodConfig, total_steps: i64) -> triadapt::tr
 /// and fp32 losses on this batch differ by 6e-4: tests/fixtures/oracle/v3_bf16.safetensors).
 #[test]
 fn every_method_trains_under_bf16_autocast_on_cpu() {
+    let _rng = crate::common::torch_rng();
     triadapt::precision::enable_bf16(Device::Cpu).unwrap();
     let b = batch();
     for name in MethodName::ALL {
@@ -334,6 +343,7 @@ fn every_method_trains_under_bf16_autocast_on_cpu() {
 /// one per matrix.
 #[test]
 fn training_steps_read_nothing_back_except_at_allocations() {
+    let _rng = crate::common::torch_rng();
     use triadapt::device::host_reads;
     let b = batch();
     let total = 12;

@@ -1,9 +1,7 @@
 //! Exact resume for every method. A test binary of its own: torch's random generator is global,
 //! so tests running in parallel threads of one process would interleave their draws.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tch::{Device, Tensor};
 use triadapt::model::{HeadKind, ModelDir};
 use triadapt::optim::LrPolicy;
@@ -51,6 +49,7 @@ fn resume_is_exact(cfg: &MethodConfig, total: i64, split: i64) {
 
 #[test]
 fn an_interrupted_run_resumes_bit_identically() {
+    let _rng = crate::common::torch_rng();
     use triadapt::peft::method::MethodName::*;
     tch::set_num_threads(1);
     for name in [Lora, Triadapt, Full] {

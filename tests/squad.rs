@@ -3,8 +3,6 @@
 //! back to the answer text, HF's postprocessing on hand-made logits, a `triadapt train` run that
 //! writes the official metric names, and clear errors for bad files.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,11 +21,11 @@ fn root() -> PathBuf {
 }
 
 fn squad_dir() -> PathBuf {
-    common::fixtures().join("squad")
+    crate::common::fixtures().join("squad")
 }
 
 fn tokenizer() -> SpmTokenizer {
-    SpmTokenizer::from_file(&common::fixtures().join("spm.model")).unwrap()
+    SpmTokenizer::from_file(&crate::common::fixtures().join("spm.model")).unwrap()
 }
 
 fn load(split: SquadSplit) -> Vec<SquadExample> {

@@ -1,8 +1,6 @@
 //! Token ids equal HF DebertaV2Tokenizer's (fixture cases from scripts/make_fixtures.py),
 //! including unknown characters, pairs and longest-first truncation.
 
-mod common;
-
 use serde::Deserialize;
 use triadapt::data::tokenizer::SpmTokenizer;
 
@@ -19,8 +17,8 @@ struct Case {
 
 #[test]
 fn every_fixture_case_matches_hf() {
-    let tok = SpmTokenizer::from_file(&common::fixtures().join("spm.model")).unwrap();
-    let text = std::fs::read_to_string(common::fixtures().join("tokenizer/cases.jsonl")).unwrap();
+    let tok = SpmTokenizer::from_file(&crate::common::fixtures().join("spm.model")).unwrap();
+    let text = std::fs::read_to_string(crate::common::fixtures().join("tokenizer/cases.jsonl")).unwrap();
     let mut failures = Vec::new();
     let mut count = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

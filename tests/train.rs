@@ -1,8 +1,6 @@
 //! `triadapt train` end to end on the bundled tiny backbone and synthetic GLUE-layout data:
 //! both data layouts, the run folder, learning, determinism, and bad input.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests: fixture paths, oracle files, comparisons.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,4 +74,12 @@ pub fn batch() -> Batch {
         token_type_ids: o["token_type_ids"].shallow_clone(),
         labels: Tensor::from_slice(&[0i64, 1, 2, 1]),
     }
+}
+
+/// Held by every test that seeds torch's process-wide generator or trains in-process (the
+/// trainer reseeds it each step): all test files run in one process, and two such tests would
+/// otherwise interleave their draws.
+pub fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,0 +1,23 @@
+//! The integration tests, one binary (each area a module): linking LibTorch and polars once
+//! instead of once per file is most of what a clean `make test` spends on tests.
+
+mod common;
+
+mod adalora_peft;
+mod adapter_cli;
+mod bench;
+mod checkpoints;
+mod cli;
+mod eval;
+mod export;
+mod fetch;
+mod hf_parity;
+mod increlora;
+mod methods;
+mod metrics;
+mod report;
+mod resume;
+mod squad;
+mod sweep;
+mod tokenizer;
+mod train;
