@@ -74,6 +74,9 @@ pub struct RunConfig {
     /// TF32 tensor cores for float32 matrix products on GPUs that have them (off, as in
     /// PyTorch; no effect on the CPU).
     pub tf32: bool,
+    /// A PEFT LoRA adapter folder that LoRA starts from (its factors, ranks and
+    /// modules_to_save; `train --init-adapter`).
+    pub init_adapter: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -102,6 +105,7 @@ impl Default for RunConfig {
             device: "cpu".into(),
             bf16: false,
             tf32: false,
+            init_adapter: None,
         }
     }
 }
@@ -241,6 +245,9 @@ impl RunConfig {
             bail!("key `epochs` = {}: must be positive (or set max_steps)", self.epochs);
         }
         crate::device::parse_device_name(&self.device).map_err(|e| anyhow::anyhow!("key `device`: {e}"))?;
+        if self.init_adapter.is_some() && self.method.name != crate::peft::method::MethodName::Lora {
+            bail!("key `init_adapter`: a PEFT LoRA adapter starts method lora only (method.name is {})", self.method.name.as_str());
+        }
         Ok(())
     }
 }

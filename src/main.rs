@@ -15,6 +15,19 @@ struct Cli {
 }
 
 /// Figure size options shared by `heatmap` and `plot`.
+/// Which adapter of a run folder, and on which base model.
+#[derive(clap::Args)]
+struct AdapterArgs {
+    /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
+    /// `last` (the final step's).
+    #[arg(long, value_enum, default_value = "best")]
+    checkpoint: triadapt::train::checkpoint::Which,
+    /// The base model to put the adapter on, instead of the one its adapter_config.json names
+    /// (`base_model`, or PEFT's `base_model_name_or_path`): a model directory or a hub name.
+    #[arg(long, value_name = "DIR|NAME")]
+    base_model: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 struct SizeArgs {
     /// Figure width in pixels (logical: the SVG's width; the PNG's is width x --scale).
@@ -44,7 +57,7 @@ enum Command {
     /// Config keys (dotted paths; `--set` and sweep grids take the same):
     /// task, data_dir, model, max_seq_length, batch_size, eval_batch_size, epochs, max_steps,
     /// eval_steps, log_steps, save_steps, save_total_limit, seed, cls_dropout,
-    /// max_train_examples, max_eval_examples, device, bf16, tf32,
+    /// max_train_examples, max_eval_examples, device, bf16, tf32, init_adapter,
     /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps,
     /// adamw (torch | legacy_hf)}, method.{name, lora_alpha, lora_dropout, orth_reg_weight,
     /// lr_policy (restart | follow | constant), budget (strict | reference), target_modules,
@@ -52,7 +65,7 @@ enum Command {
     /// interval, growth_step, threshold, top_k, importance, growth, init_std,
     /// grown_weight_decay}, method.adalora.*, method.increlora.*, squad.*. See README.md for
     /// each, and docs/method.md for what each computes and the reference it follows.
-    #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --out runs/rte --resume\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict")]
+    #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --out runs/rte --resume\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict\n  triadapt train --config experiments/synthetic_rte.yaml --method lora --init-adapter peft/my-lora")]
     Train {
         /// Experiment YAML (e.g. experiments/rte.yaml).
         #[arg(long)]
@@ -76,6 +89,13 @@ enum Command {
         /// once).
         #[arg(long)]
         resume: bool,
+        /// Start LoRA from a PEFT LoRA adapter folder (adapter_config.json +
+        /// adapter_model.safetensors or .bin): its modules (which must be the config's
+        /// target_modules/target_layers), ranks, factors and modules_to_save (the head). The
+        /// first update equals the adapter's; training then scales each module by the run's
+        /// lora_alpha / its rank. Same as the config key `init_adapter`.
+        #[arg(long, value_name = "DIR")]
+        init_adapter: Option<PathBuf>,
     },
     /// Fold a trained adapter into its base model: writes a plain HF checkpoint (config.json,
     /// model.safetensors, spm.model) that HF transformers loads without triadapt or PEFT.
@@ -86,10 +106,8 @@ enum Command {
         /// Output model directory.
         #[arg(long)]
         out: PathBuf,
-        /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
-        /// `last` (the final step's).
-        #[arg(long, value_enum, default_value = "best")]
-        checkpoint: triadapt::train::checkpoint::Which,
+        #[command(flatten)]
+        from: AdapterArgs,
     },
     /// Write a trained adapter (any method) as a standard PEFT LoRA adapter (adapter_config.json
     /// with a per-module rank_pattern, adapter_model.safetensors) computing the same dW.
@@ -100,10 +118,8 @@ enum Command {
         /// Output adapter directory.
         #[arg(long)]
         out: PathBuf,
-        /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
-        /// `last` (the final step's).
-        #[arg(long, value_enum, default_value = "best")]
-        checkpoint: triadapt::train::checkpoint::Which,
+        #[command(flatten)]
+        from: AdapterArgs,
     },
     /// Evaluate a run folder (its adapter on its base model) or a fine-tuned HF model directory
     /// on a GLUE or SQuAD 2.0 split; prints the metrics as JSON (GLUE: fractions; SQuAD: percent,
@@ -137,10 +153,8 @@ enum Command {
         /// Also print every prediction (class ids or scores; squad2: answer text by question id).
         #[arg(long)]
         predictions: bool,
-        /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
-        /// `last` (the final step's).
-        #[arg(long, value_enum, default_value = "best")]
-        checkpoint: triadapt::train::checkpoint::Which,
+        #[command(flatten)]
+        from: AdapterArgs,
     },
     /// Run a sweep: expand a sweep YAML into runs (methods x seeds x grid x zip), train each in a
     /// child `triadapt train` process under <out>/runs/<id>/, and keep <out>/runs.csv up to date.
@@ -279,17 +293,20 @@ enum Command {
     /// Each input line is {"input_ids": [...], "attention_mask": [...], "token_type_ids": [...]}
     /// (mask and types optional) or {"text_a": "...", "text_b": "..."} (text_b optional), which
     /// is tokenized with the model directory's spm.model. Runs in eval mode (no dropout).
-    #[command(after_help = "Examples:\n  triadapt predict --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt predict --model merged/demo --input inputs.jsonl --bf16\n  triadapt predict --head qa --model models/qa --input in.jsonl --hidden")]
+    #[command(after_help = "Examples:\n  triadapt predict --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt predict --model merged/demo --input inputs.jsonl --bf16\n  triadapt predict --head qa --model models/qa --input in.jsonl --hidden\n  triadapt predict --model peft/my-lora --base-model data/tiny-deberta-v3 --input inputs.jsonl")]
     Predict {
-        /// An HF model directory: config.json + model.safetensors | pytorch_model.bin | rust_model.ot.
+        /// An HF model directory (config.json + model.safetensors | pytorch_model.bin |
+        /// rust_model.ot), a run folder, a triadapt adapter folder, or a PEFT LoRA adapter folder
+        /// (applied to its base model).
         #[arg(long)]
         model: PathBuf,
         /// JSON-lines input file.
         #[arg(long)]
         input: PathBuf,
         /// cls: sequence classification/regression logits; qa: start and end logits per token.
-        #[arg(long, default_value = "cls")]
-        head: HeadKind,
+        /// Default: an adapter's own head, else cls.
+        #[arg(long)]
+        head: Option<HeadKind>,
         /// Also print the last hidden state ([len][hidden]).
         #[arg(long)]
         hidden: bool,
@@ -302,6 +319,8 @@ enum Command {
         /// Run under bf16 autocast (weights stay float32), as HF under torch.autocast.
         #[arg(long)]
         bf16: bool,
+        #[command(flatten)]
+        from: AdapterArgs,
     },
     /// Tokenize JSON-lines {"text_a", "text_b"?} with a model's spm.model exactly as HF's
     /// DebertaV2Tokenizer: one JSON line of input_ids, token_type_ids, attention_mask each.
@@ -371,21 +390,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands::sweep::run(&commands::sweep::SweepArgs { file: &file, dry_run, shard, devices: devices.as_deref(), slurm, sbatch_opts: sbatch_opts.as_deref() })
         }
         Command::Collect { dirs, out } => commands::sweep::collect(&dirs, out.as_deref()),
-        Command::Eval { model, task, split, data_dir, max_len, batch_size, device, predictions, checkpoint } => {
+        Command::Eval { model, task, split, data_dir, max_len, batch_size, device, predictions, from } => {
             let device = triadapt::device::parse_device(&device)?;
-            let args = commands::eval::EvalArgs { model: &model, task: &task, split: &split, data_dir: data_dir.as_deref(), max_len, batch_size, device, with_predictions: predictions, checkpoint };
+            let args = commands::eval::EvalArgs { model: &model, task: &task, split: &split, data_dir: data_dir.as_deref(), max_len, batch_size, device, with_predictions: predictions, checkpoint: from.checkpoint, base_model: from.base_model.as_deref() };
             println!("{}", serde_json::to_string_pretty(&commands::eval::run(&args)?)?);
             Ok(())
         }
-        Command::Merge { adapter, out, checkpoint } => commands::adapter::merge(&adapter, checkpoint, &out),
-        Command::ExportPeft { adapter, out, checkpoint } => commands::adapter::export(&adapter, checkpoint, &out),
-        Command::Train { config, method, sets, out, device, resume } => {
+        Command::Merge { adapter, out, from } => commands::adapter::merge(&adapter, from.checkpoint, from.base_model.as_deref(), &out),
+        Command::ExportPeft { adapter, out, from } => commands::adapter::export(&adapter, from.checkpoint, from.base_model.as_deref(), &out),
+        Command::Train { config, method, sets, out, device, resume, init_adapter } => {
             let method = method.map(|m| m.parse()).transpose()?;
-            commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref(), resume })
+            let init_adapter = init_adapter.as_deref();
+            commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref(), resume, init_adapter })
         }
-        Command::Predict { model, input, head, hidden, device, max_len, bf16 } => {
+        Command::Predict { model, input, head, hidden, device, max_len, bf16, from } => {
             let device = triadapt::device::parse_device(&device)?;
-            commands::predict::run(&commands::predict::PredictArgs { model: &model, input: &input, head, hidden, device, max_len, bf16 })
+            let (checkpoint, base_model) = (from.checkpoint, from.base_model.as_deref());
+            commands::predict::run(&commands::predict::PredictArgs { model: &model, input: &input, head, hidden, device, max_len, bf16, checkpoint, base_model })
         }
         Command::Tokenize { model, input, max_len, pad } => commands::tokenize::run(&model, &input, max_len, pad),
         Command::Fetch { kind, name, quiet } => commands::fetch::run(kind, name.as_deref(), quiet),

@@ -44,7 +44,7 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         triadapt(&["merge", run.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
         triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
 
-        let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, Device::Cpu).unwrap();
+        let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, None, Device::Cpu).unwrap();
         let o = crate::common::oracle("v3_batch");
         let ours = tch::no_grad(|| a.model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits);
         let inputs = tmp.path().join("inputs.safetensors");
@@ -59,7 +59,8 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
             let mut dir = dir;
             dir.config.num_labels = Some(2);
             let (vs, m, _) = dir.load(triadapt::model::HeadKind::Cls, &triadapt::model::PlainLinearFactory, Device::Cpu).unwrap();
-            triadapt::peft::save::apply_adapter(&a.saved, &[], &vs).unwrap();
+            let saved = triadapt::peft::save::read_adapter(&run.join("adapter")).unwrap();
+            triadapt::peft::save::apply_adapter(&saved, &[], &vs).unwrap();
             m.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits
         });
         let effect = crate::common::max_abs_diff(&base, &ours);

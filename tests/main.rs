@@ -15,6 +15,7 @@ mod hf_parity;
 mod increlora;
 mod methods;
 mod metrics;
+mod peft_import;
 mod report;
 mod resume;
 mod squad;

@@ -28,6 +28,8 @@ pub struct EvalArgs<'a> {
     pub with_predictions: bool,
     /// A run folder's best evaluation (`best/`) or last step (`adapter/`).
     pub checkpoint: crate::train::checkpoint::Which,
+    /// Replaces the base model an adapter names (`--base-model`).
+    pub base_model: Option<&'a Path>,
 }
 
 #[derive(Serialize)]
@@ -50,20 +52,20 @@ struct Loaded {
     _vs: tch::nn::VarStore,
 }
 
-fn load(path: &Path, which: crate::train::checkpoint::Which, head: HeadKind, task: &str, num_labels: i64, device: Device) -> Result<Loaded> {
-    let is_adapter = path.join("adapter").is_dir() || path.join(crate::train::checkpoint::BEST).is_dir() || path.join(crate::peft::save::ADAPTER_CONFIG).is_file();
+fn load(path: &Path, which: crate::train::checkpoint::Which, base_model: Option<&Path>, head: HeadKind, task: &str, num_labels: i64, device: Device) -> Result<Loaded> {
+    let is_adapter = super::adapter::is_adapter_or_run(path);
     // A run folder also tells where its data were and how long its sequences were.
     let run_cfg = match path.join("config.yaml") {
         p if p.is_file() => Some(RunConfig::load(&p, &[])?),
         _ => None,
     };
     if is_adapter {
-        let a = super::adapter::load_adapted(path, which, device)?;
-        if a.saved.config.head != head {
-            bail!("{}: the adapter was trained with a {:?} head, task {task} needs {head:?}", path.display(), a.saved.config.head);
+        let a = super::adapter::load_adapted(path, which, base_model, device)?;
+        if a.head != head {
+            bail!("{}: the adapter was trained with a {:?} head, task {task} needs {head:?}", path.display(), a.head);
         }
-        if head == HeadKind::Cls && a.saved.config.num_labels != num_labels {
-            bail!("{}: the adapter's head has {} labels, task {task} has {num_labels}", path.display(), a.saved.config.num_labels);
+        if head == HeadKind::Cls && a.num_labels != num_labels {
+            bail!("{}: the adapter's head has {} labels, task {task} has {num_labels}", path.display(), a.num_labels);
         }
         return Ok(Loaded { run_cfg, model: a.model, spm: a.model_dir.spm_path(), _vs: a.vs });
     }
@@ -102,7 +104,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     }
     let task = glue::task(args.task)?;
     let split = split_of(args.split)?;
-    let l = load(args.model, args.checkpoint, HeadKind::Cls, task.name, task.num_labels(), args.device)?;
+    let l = load(args.model, args.checkpoint, args.base_model, HeadKind::Cls, task.name, task.num_labels(), args.device)?;
     let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) => crate::train::run::resolve_data(cfg, Path::new("."))?,
@@ -126,7 +128,7 @@ fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
         "validation" | "dev" => SquadSplit::Dev,
         other => bail!("--split {other:?}: SQuAD 2.0 has train and validation (dev)"),
     };
-    let l = load(args.model, args.checkpoint, HeadKind::Qa, squad::TASK, 2, args.device)?;
+    let l = load(args.model, args.checkpoint, args.base_model, HeadKind::Qa, squad::TASK, 2, args.device)?;
     let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) if cfg.task == squad::TASK => crate::train::run::resolve_data(cfg, Path::new("."))?,

@@ -41,18 +41,52 @@ pub struct Prediction {
 }
 
 pub struct PredictArgs<'a> {
+    /// An HF model directory, a run folder or an adapter folder (ours or PEFT's).
     pub model: &'a Path,
     pub input: &'a Path,
-    pub head: HeadKind,
+    /// None: an adapter's own head, else cls.
+    pub head: Option<HeadKind>,
     pub hidden: bool,
     pub device: Device,
     pub max_len: usize,
     /// Under bf16 autocast, as HF under `torch.autocast(device_type, dtype=torch.bfloat16)`.
     pub bf16: bool,
+    /// Of a run folder: its best or last adapter.
+    pub checkpoint: crate::train::checkpoint::Which,
+    /// Replaces the base model an adapter names.
+    pub base_model: Option<&'a Path>,
+}
+
+/// The model to run and where its tokenizer is.
+struct Loaded {
+    model: crate::model::DebertaModel,
+    head: HeadKind,
+    model_dir: ModelDir,
+    _vs: tch::nn::VarStore,
+}
+
+fn load(args: &PredictArgs) -> Result<Loaded> {
+    if super::adapter::is_adapter_or_run(args.model) {
+        let a = super::adapter::load_adapted(args.model, args.checkpoint, args.base_model, args.device)?;
+        if let Some(head) = args.head.filter(|h| *h != a.head) {
+            bail!("--head {head:?}: {} was trained with a {:?} head", args.model.display(), a.head);
+        }
+        return Ok(Loaded { model: a.model, head: a.head, model_dir: a.model_dir, _vs: a.vs });
+    }
+    if args.base_model.is_some() {
+        bail!("--base-model: {} is a model directory, not an adapter or run folder", args.model.display());
+    }
+    let head = args.head.unwrap_or(HeadKind::Cls);
+    let dir = ModelDir::open(args.model)?;
+    let (vs, model, report) = dir.load(head, &PlainLinearFactory, args.device)?;
+    if !report.initialised.is_empty() {
+        eprintln!("note: the checkpoint has no {head:?} head; these tensors are randomly initialised: {}", report.initialised.join(", "));
+    }
+    Ok(Loaded { model, head, model_dir: dir, _vs: vs })
 }
 
 /// Turns one input into (ids, mask, types), checking lengths and id ranges against the model.
-fn to_ids(input: PredictInput, lineno: usize, args: &PredictArgs, tok: &mut Option<crate::data::tokenizer::SpmTokenizer>, vocab: i64) -> Result<[Vec<i64>; 3]> {
+fn to_ids(input: PredictInput, lineno: usize, args: &PredictArgs, spm_dir: &Path, tok: &mut Option<crate::data::tokenizer::SpmTokenizer>, vocab: i64) -> Result<[Vec<i64>; 3]> {
     let [ids, mask, types] = match input {
         PredictInput::Ids { input_ids, attention_mask, token_type_ids } => {
             let n = input_ids.len();
@@ -65,7 +99,7 @@ fn to_ids(input: PredictInput, lineno: usize, args: &PredictArgs, tok: &mut Opti
         }
         PredictInput::Text { text_a, text_b } => {
             if tok.is_none() {
-                *tok = Some(super::tokenize::load_tokenizer(args.model)?);
+                *tok = Some(super::tokenize::load_tokenizer(spm_dir)?);
             }
             let enc = tok.as_ref().expect("loaded above").encode(&text_a, text_b.as_deref(), args.max_len, false);
             [enc.input_ids, enc.attention_mask, enc.token_type_ids]
@@ -84,23 +118,20 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.bf16 {
         crate::precision::enable_bf16(args.device)?;
     }
-    let dir = ModelDir::open(args.model)?;
-    let (_vs, model, report) = dir.load(args.head, &PlainLinearFactory, args.device)?;
-    if !report.initialised.is_empty() {
-        eprintln!("note: the checkpoint has no {:?} head; these tensors are randomly initialised: {}", args.head, report.initialised.join(", "));
-    }
+    let loaded = load(args)?;
+    let (model, dir) = (&loaded.model, &loaded.model_dir);
     let inputs: Vec<PredictInput> = super::read_jsonl(args.input)?;
     let mut tok = None;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (i, input) in inputs.into_iter().enumerate() {
-        let [ids, mask, types] = to_ids(input, i + 1, args, &mut tok, dir.config.vocab_size)
+        let [ids, mask, types] = to_ids(input, i + 1, args, &dir.dir, &mut tok, dir.config.vocab_size)
             .with_context(|| format!("{}", args.input.display()))?;
         let t = |v: &[i64]| Tensor::from_slice(v).unsqueeze(0).to_device(args.device);
         let output = crate::precision::autocast(args.device, args.bf16, || tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false)));
         let vec1 = |x: &Tensor| -> Result<Vec<f32>> { Ok(Vec::<f32>::try_from(x.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?) };
         let mut pred = Prediction { logits: None, start_logits: None, end_logits: None, last_hidden_state: None };
-        match args.head {
+        match loaded.head {
             HeadKind::Cls => pred.logits = Some(vec1(&output.logits.get(0))?),
             HeadKind::Qa => {
                 let l = output.logits.get(0);

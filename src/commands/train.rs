@@ -15,6 +15,8 @@ pub struct TrainArgs<'a> {
     pub device: Option<&'a str>,
     /// Continue the run folder's last checkpoint.
     pub resume: bool,
+    /// Start LoRA from this PEFT LoRA adapter (sets the `init_adapter` key).
+    pub init_adapter: Option<&'a Path>,
 }
 
 /// The run folder when `--out` is not given: results/runs/<task>_<method>_seed<seed>.
@@ -27,6 +29,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut cfg = RunConfig::load(args.config, args.sets)?.with_method(args.method);
     if let Some(d) = args.device {
         cfg.device = d.to_string();
+    }
+    if let Some(dir) = args.init_adapter {
+        cfg.init_adapter = Some(dir.to_path_buf());
     }
     // Relative paths in a config (model, data_dir) are relative to the working directory.
     let base = PathBuf::from(".");

@@ -27,7 +27,8 @@ impl LinearLayer for AdaptedLinear {
 
 /// Builds each targeted matrix's adapter with `make(module_name, d_in, d_out, device)`.
 pub struct AdapterFactory<A: Adapter + 'static> {
-    targets: TargetSpec,
+    /// Whether a module (by HF path) gets an adapter.
+    selects: Box<dyn Fn(&str) -> bool>,
     dropout: f64,
     make: Box<dyn Fn(&str, i64, i64, Device) -> A>,
     created: Mutex<Vec<(String, Shared<A>)>>,
@@ -35,7 +36,12 @@ pub struct AdapterFactory<A: Adapter + 'static> {
 
 impl<A: Adapter + 'static> AdapterFactory<A> {
     pub fn new(targets: TargetSpec, dropout: f64, make: impl Fn(&str, i64, i64, Device) -> A + 'static) -> Self {
-        AdapterFactory { targets, dropout, make: Box::new(make), created: Mutex::new(Vec::new()) }
+        Self::selecting(move |name| targets.matches(name), dropout, make)
+    }
+
+    /// Adapts the modules `selects` accepts (e.g. exactly those of a PEFT adapter file).
+    pub fn selecting(selects: impl Fn(&str) -> bool + 'static, dropout: f64, make: impl Fn(&str, i64, i64, Device) -> A + 'static) -> Self {
+        AdapterFactory { selects: Box::new(selects), dropout, make: Box::new(make), created: Mutex::new(Vec::new()) }
     }
 
     /// The adapters created so far, in model order, with their HF module names.
@@ -48,7 +54,7 @@ impl<A: Adapter + 'static> LinearFactory for AdapterFactory<A> {
     fn linear(&self, path: nn::Path, name: &str, in_dim: i64, out_dim: i64) -> Box<dyn LinearLayer> {
         let device = path.device();
         let base = nn::linear(path, in_dim, out_dim, Default::default());
-        if !self.targets.matches(name) {
+        if !(self.selects)(name) {
             return Box::new(PlainLinear(base));
         }
         let adapter = shared((self.make)(name, in_dim, out_dim, device));

@@ -56,7 +56,15 @@ impl Adapter for LoraAdapter {
     fn set_tensor(&mut self, role: &str, value: Tensor) -> anyhow::Result<()> {
         let dev = self.a.device();
         match role {
-            "lora_A" => self.a = super::leaf(&value, dev),
+            "lora_A" => {
+                // A saved adapter of another rank (a PEFT rank_pattern, --init-adapter) keeps
+                // alpha: the scaling becomes alpha / r of its own rank.
+                let old_rank = self.rank();
+                self.a = super::leaf(&value, dev);
+                if self.rank() != old_rank {
+                    self.scaling = self.scaling * old_rank as f64 / self.rank() as f64;
+                }
+            }
             "lora_B" => self.b = super::leaf(&value, dev),
             _ => return Err(super::unknown_role("LoRA", role)),
         }

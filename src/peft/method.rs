@@ -249,6 +249,18 @@ impl MethodSetup {
         }
     }
 
+    /// Starts the adapters (and the head, from its modules_to_save) at a PEFT LoRA adapter:
+    /// LoRA only.
+    pub fn start_from_peft(&self, peft: &super::import::PeftLora, vs: &tch::nn::VarStore) -> anyhow::Result<()> {
+        match self {
+            MethodSetup::Lora(f) => {
+                super::import::init_lora(peft, &f.adapters())?;
+                super::import::apply_saved_modules(peft, vs)
+            }
+            _ => anyhow::bail!("a PEFT LoRA adapter starts method lora only"),
+        }
+    }
+
     pub fn into_controller(self, cfg: &MethodConfig, total_steps: i64) -> Box<dyn RankController> {
         match self {
             MethodSetup::Full(_) => Box::new(FullController),

@@ -5,6 +5,7 @@
 pub mod adalora;
 pub mod adapted;
 pub mod export;
+pub mod import;
 pub mod increlora;
 pub mod lora;
 pub mod method;

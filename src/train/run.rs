@@ -342,6 +342,10 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let setup = MethodSetup::new(&cfg.method);
     let (vs, model, _report) = p.model_dir.load(p.head(), setup.factory(), device)?;
     let adapters = setup.adapters();
+    if let (Some(dir), None) = (&cfg.init_adapter, &from) {
+        let peft = crate::peft::import::read_peft_lora(dir).context("key `init_adapter`")?;
+        setup.start_from_peft(&peft, &vs).with_context(|| format!("key `init_adapter`: {}", dir.display()))?;
+    }
     if let Some(ckpt) = &from {
         crate::peft::save::apply_adapter(&crate::peft::save::read_adapter(ckpt)?, &adapters, &vs).with_context(|| format!("resuming from {}", ckpt.display()))?;
     }
