@@ -38,9 +38,9 @@ pub struct RunConfig {
     /// glue task (mnli, sst2, cola, qqp, qnli, rte, mrpc, stsb) or squad2.
     pub task: String,
     /// The task's data folder (GLUE TSV or hub parquet layout, or SQuAD JSON); default: the
-    /// fetch cache.
+    /// cache (`triadapt fetch`).
     pub data_dir: Option<PathBuf>,
-    /// A model directory, or a hub name found in the fetch cache.
+    /// A model directory, or a hub name (`owner/name[@revision]`) in the Hugging Face cache.
     pub model: String,
     pub max_seq_length: usize,
     pub batch_size: usize,

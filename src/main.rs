@@ -137,7 +137,7 @@ enum Command {
         /// train, validation, or validation_mismatched (MNLI).
         #[arg(long, default_value = "validation")]
         split: String,
-        /// The task's data folder (default: the run's data_dir, else the fetch cache).
+        /// The task's data folder (default: the run's data_dir, else the cache).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Truncation length (default: the run's max_seq_length, else 512; squad2: 384).
@@ -342,24 +342,30 @@ enum Command {
     /// Download a model, GLUE data or SQuAD 2.0 into the cache and print the directory.
     ///
     /// Forms:
-    ///   triadapt fetch model OWNER/NAME   config.json, spm.model and model.safetensors (else
-    ///                                     pytorch_model.bin) of a hub model, e.g. microsoft/deberta-v3-base
-    ///   triadapt fetch glue TASK|all      the hub's nyu-mll/glue parquet files of cola, sst2, mrpc,
-    ///                                     qqp, stsb, mnli, qnli, rte, or all eight
-    ///   triadapt fetch squad2             SQuAD 2.0 train-v2.0.json and dev-v2.0.json
+    ///   triadapt fetch model OWNER/NAME[@REV]  config.json, spm.model and model.safetensors
+    ///                                          (else pytorch_model.bin) of a hub model at a
+    ///                                          branch, tag or commit (default main)
+    ///   triadapt fetch glue TASK|all           the hub's nyu-mll/glue parquet files of cola, sst2,
+    ///                                          mrpc, qqp, stsb, mnli, qnli, rte, or all eight
+    ///   triadapt fetch squad2                  SQuAD 2.0 train-v2.0.json and dev-v2.0.json
     ///
-    /// The cache is $TRIADAPT_CACHE, else <user cache dir>/triadapt (~/.cache/triadapt on Linux):
-    /// models/<owner>/<name>/, glue/<task>/, squad2/. Complete files are skipped, a partial
-    /// download resumes, sizes and sha256 are checked against the hub's listing. HF_ENDPOINT
-    /// overrides the hub, TRIADAPT_SQUAD_URL the SQuAD base URL; HF_HUB_OFFLINE=1 downloads
-    /// nothing. Without network, place the files in those directories by hand.
+    /// Models and GLUE go to the Hugging Face cache, shared with Python's huggingface_hub
+    /// (what either fetched, the other finds): $HF_HUB_CACHE, else $HF_HOME/hub, else
+    /// ~/.cache/huggingface/hub. Files already there are not fetched again; downloads resume
+    /// and are checked against the hub's size and sha256. HF_ENDPOINT names another hub,
+    /// HF_TOKEN (else the `huggingface-cli login` token file) opens gated models, and
+    /// HF_HUB_OFFLINE=1 downloads nothing. SQuAD 2.0 goes to $TRIADAPT_CACHE/squad2 (default
+    /// ~/.cache/triadapt); TRIADAPT_SQUAD_URL overrides its source. Without network, use
+    /// `huggingface-cli download` elsewhere and copy the cache, or give model and data
+    /// directories as paths.
     #[command(verbatim_doc_comment)]
-    #[command(after_help = "Examples:\n  triadapt fetch model microsoft/deberta-v3-base\n  triadapt fetch glue all\n  HF_HUB_OFFLINE=1 triadapt fetch squad2")]
+    #[command(after_help = "Examples:\n  triadapt fetch model microsoft/deberta-v3-base\n  triadapt fetch model microsoft/deberta-v3-base@main\n  triadapt fetch glue all\n  HF_HUB_OFFLINE=1 triadapt fetch squad2")]
     Fetch {
         /// model, glue or squad2.
         #[arg(value_name = "WHAT")]
         kind: commands::fetch::FetchKind,
-        /// The model's hub name (model), or the task or `all` (glue); none for squad2.
+        /// The model's hub name, OWNER/NAME[@REVISION] (model), or the task or `all` (glue);
+        /// none for squad2.
         #[arg(value_name = "NAME")]
         name: Option<String>,
         /// No progress bar.

@@ -39,17 +39,17 @@ pub fn is_adapter_or_run(path: &Path) -> bool {
     path.join("adapter").is_dir() || path.join(crate::train::checkpoint::BEST).is_dir() || path.join(crate::peft::save::ADAPTER_CONFIG).is_file()
 }
 
-/// The base model an adapter names (`base_model` in adapter_config.json, as the user gave it
-/// when training): a model directory (a relative path resolves against the working directory,
-/// as in `train`), else a hub name found in the model cache.
+/// A model as a user names it (an adapter's `base_model`, `--model`): a model directory (a
+/// relative path resolves against the working directory, as in `train`), else a hub name
+/// (`owner/name[@revision]`) found in the Hugging Face cache.
 pub fn resolve_base_model(given: &Path) -> Result<PathBuf> {
     if given.is_dir() {
         return Ok(given.to_path_buf());
     }
     let name = given.to_string_lossy();
-    crate::data::fetch::resolve_model(&name).map_err(|e| {
+    crate::data::hub::resolve_model(&name).map(|m| m.dir).map_err(|e| {
         anyhow::anyhow!(
-            "the base model {name:?} is neither a model directory (relative paths resolve against the working directory) nor a hub model in the cache ({e:#})"
+            "the base model {name:?} is neither a model directory (relative paths resolve against the working directory) nor a hub model in the Hugging Face cache ({e:#})"
         )
     })
 }

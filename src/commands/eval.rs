@@ -69,7 +69,7 @@ fn load(path: &Path, which: crate::train::checkpoint::Which, base_model: Option<
         }
         return Ok(Loaded { run_cfg, model: a.model, spm: a.model_dir.spm_path(), _vs: a.vs });
     }
-    let mut dir = ModelDir::open(path)?;
+    let mut dir = ModelDir::open(&super::adapter::resolve_base_model(path)?)?;
     if head == HeadKind::Cls && dir.config.num_labels() != num_labels {
         bail!("{}: config.json has {} labels, task {task} has {num_labels}", path.display(), dir.config.num_labels());
     }
@@ -108,7 +108,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) => crate::train::run::resolve_data(cfg, Path::new("."))?,
-        (None, None) => crate::data::fetch::resolve_glue_dir(task.name).context("--data-dir not given")?,
+        (None, None) => crate::data::hub::resolve_glue_dir(task.name).context("--data-dir not given")?,
     };
     let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(512);
     let tok = SpmTokenizer::from_file(&l.spm)?;
@@ -132,7 +132,7 @@ fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
     let data: PathBuf = match (args.data_dir, &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) if cfg.task == squad::TASK => crate::train::run::resolve_data(cfg, Path::new("."))?,
-        _ => crate::data::fetch::resolve_squad_dir().context("--data-dir not given")?,
+        _ => crate::data::hub::resolve_squad_dir().context("--data-dir not given")?,
     };
     let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(384);
     let sq: SquadConfig = l.run_cfg.as_ref().map(|c| c.squad.clone()).unwrap_or_default();

@@ -1,10 +1,11 @@
-//! `triadapt fetch`: download a hub model, GLUE tasks or SQuAD 2.0 into the cache and print where
-//! they are (one directory a line on stdout; progress and per-file notes go to stderr).
+//! `triadapt fetch`: download a hub model or GLUE tasks into the Hugging Face cache, or SQuAD 2.0
+//! into triadapt's, and print where they are (one directory a line on stdout; progress and
+//! per-file notes go to stderr).
 
 use anyhow::{bail, Result};
 
-use crate::data::fetch::{self, Cache, FetchReport, Outcome, Remote, GLUE_TASKS};
-pub use crate::data::fetch::{cache_dir, resolve_glue_dir, resolve_model, resolve_squad_dir};
+use crate::data::fetch::{self, FetchReport, Outcome, Remote};
+use crate::data::hub::{self, GLUE_TASKS};
 
 /// What to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +34,10 @@ impl std::str::FromStr for FetchKind {
 /// directories it is in. `quiet` hides the progress bars.
 pub fn run(kind: FetchKind, name: Option<&str>, quiet: bool) -> Result<()> {
     let remote = Remote::from_env();
-    let cache = Cache::from_env()?;
+    let cache = hub::hub_cache_dir()?;
     let progress = !quiet;
     let reports = match (kind, name) {
-        (FetchKind::Model, Some(repo)) => vec![fetch::fetch_model(&remote, &cache, repo, progress)?],
+        (FetchKind::Model, Some(name)) => vec![fetch::fetch_model(&remote, &cache, name, progress)?],
         (FetchKind::Model, None) => bail!("fetch model needs the hub name, e.g. `triadapt fetch model microsoft/deberta-v3-base`"),
         (FetchKind::Glue, Some("all")) => {
             let mut out = Vec::new();
@@ -48,12 +49,13 @@ pub fn run(kind: FetchKind, name: Option<&str>, quiet: bool) -> Result<()> {
         }
         (FetchKind::Glue, Some(task)) => vec![fetch::fetch_glue(&remote, &cache, task, progress)?],
         (FetchKind::Glue, None) => bail!("fetch glue needs a task: one of {} or all", GLUE_TASKS.join(", ")),
-        (FetchKind::Squad2, None) => vec![fetch::fetch_squad2(&remote, &cache, progress)?],
+        (FetchKind::Squad2, None) => vec![fetch::fetch_squad2(&remote, &hub::own_cache_dir()?, progress)?],
         (FetchKind::Squad2, Some(extra)) => bail!("fetch squad2 takes no name (got {extra:?})"),
     };
-    for FetchReport { dir, files } in reports {
+    for FetchReport { dir, files, commit } in reports {
         let fetched = files.iter().filter(|(_, o)| matches!(o, Outcome::Downloaded(_))).count();
-        eprintln!("{}: {} file(s), {fetched} downloaded, {} already there", dir.display(), files.len(), files.len() - fetched);
+        let at = commit.map(|c| format!(" (commit {c})")).unwrap_or_default();
+        eprintln!("{}{at}: {} file(s), {fetched} downloaded, {} already there", dir.display(), files.len(), files.len() - fetched);
         println!("{}", dir.display());
     }
     Ok(())

@@ -77,7 +77,7 @@ fn load(args: &PredictArgs) -> Result<Loaded> {
         bail!("--base-model: {} is a model directory, not an adapter or run folder", args.model.display());
     }
     let head = args.head.unwrap_or(HeadKind::Cls);
-    let dir = ModelDir::open(args.model)?;
+    let dir = ModelDir::open(&super::adapter::resolve_base_model(args.model)?)?;
     let (vs, model, report) = dir.load(head, &PlainLinearFactory, args.device)?;
     if !report.initialised.is_empty() {
         eprintln!("note: the checkpoint has no {head:?} head; these tensors are randomly initialised: {}", report.initialised.join(", "));

@@ -1,22 +1,18 @@
-//! Downloads into the local cache: HF hub model directories, the hub's GLUE parquet files and the
-//! SQuAD 2.0 JSON files, plus the look-ups the training code uses to find them.
+//! Downloads: hub models and the hub's GLUE parquet files through the `hf-hub` crate into the
+//! Hugging Face cache (see [`super::hub`] for the layout, the variables and the offline look-ups),
+//! and SQuAD 2.0's JSON files (not on the hub) with a small downloader of our own into
+//! triadapt's cache.
 //!
-//! The cache root is `$TRIADAPT_CACHE`, else `<user cache dir>/triadapt` (`~/.cache/triadapt` on
-//! Linux). Layout under it:
+//! Hub files: a file already in the snapshot of the resolved commit is not fetched again; a blob
+//! another revision already holds is linked, not downloaded; a download goes to
+//! `blobs/<etag>.part`, resumes from it, and is checked against the size and (LFS files) the
+//! sha256 the hub sends before it is linked into `snapshots/<commit>/`. `refs/<revision>` records
+//! the commit a branch or tag resolved to.
 //!
-//! ```text
-//! models/<owner>/<name>/   an HF model directory: config.json, spm.model,
-//!                          model.safetensors or pytorch_model.bin
-//! glue/<task>/             the hub's parquet files of `nyu-mll/glue` `<task>/`:
-//!                          train-*.parquet, validation*.parquet, test*.parquet
-//! squad2/                  train-v2.0.json, dev-v2.0.json
-//! ```
-//!
-//! A file is downloaded to `<file>.part`, resumed with an HTTP `Range` request when a `.part` is
-//! already there, checked against the size and sha256 the hub lists, and renamed into place only
-//! when complete; so a file that exists under its final name is whole (or was placed by hand).
-//! `HF_ENDPOINT` overrides the hub (as `huggingface_hub` does), `TRIADAPT_SQUAD_URL` the SQuAD
-//! base URL, and `HF_HUB_OFFLINE=1` (or `TRANSFORMERS_OFFLINE=1`) forbids every download.
+//! SQuAD files are downloaded to `<file>.part`, resumed with an HTTP `Range` request when a
+//! `.part` is already there, and renamed into place only when complete. `TRIADAPT_SQUAD_URL`
+//! overrides their base URL. `HF_HUB_OFFLINE=1` (or `TRANSFORMERS_OFFLINE=1`) forbids every
+//! download.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{IsTerminal, Read, Write};
@@ -24,27 +20,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// Selects the cache root.
-pub const CACHE_ENV: &str = "TRIADAPT_CACHE";
-/// Overrides the hub endpoint, as in `huggingface_hub`.
-pub const HF_ENDPOINT_ENV: &str = "HF_ENDPOINT";
-/// `1`, `ON`, `YES` or `TRUE` forbids downloads, as in `huggingface_hub`.
-pub const HF_OFFLINE_ENV: &str = "HF_HUB_OFFLINE";
+use super::hub::{self, HubRef, RepoKind, CACHE_ENV, GLUE_REPO, HF_OFFLINE_ENV, MODEL_FILES, MODEL_WEIGHTS, SQUAD2_FILES};
+
 /// Overrides the base URL the SQuAD 2.0 files are fetched from (`<base>/train-v2.0.json`).
 pub const SQUAD_URL_ENV: &str = "TRIADAPT_SQUAD_URL";
-pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
 pub const DEFAULT_SQUAD_URL: &str = "https://rajpurkar.github.io/SQuAD-explorer/dataset";
-/// The hub dataset repository holding GLUE as parquet files, one folder per task.
-pub const GLUE_REPO: &str = "nyu-mll/glue";
-pub const GLUE_TASKS: [&str; 8] = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"];
-pub const SQUAD2_FILES: [&str; 2] = ["train-v2.0.json", "dev-v2.0.json"];
-/// Files a model directory needs besides its weights.
-pub const MODEL_FILES: [&str; 2] = ["config.json", "spm.model"];
-/// Weight files in order of preference (`rust_model.ot` is only ever placed by hand).
-pub const MODEL_WEIGHTS: [&str; 3] = ["model.safetensors", "pytorch_model.bin", "rust_model.ot"];
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -61,196 +43,23 @@ pub enum Outcome {
     Downloaded(u64),
 }
 
-/// The cache directory and its layout.
-#[derive(Debug, Clone)]
-pub struct Cache {
-    root: PathBuf,
-}
-
-/// The cache root: `$TRIADAPT_CACHE`, else `<user cache dir>/triadapt`.
-pub fn cache_dir() -> Result<PathBuf> {
-    Ok(Cache::from_env()?.root)
-}
-
-impl Cache {
-    /// `$TRIADAPT_CACHE`, else `<user cache dir>/triadapt`.
-    pub fn from_env() -> Result<Cache> {
-        match std::env::var_os(CACHE_ENV) {
-            Some(v) if !v.is_empty() => Ok(Cache::at(PathBuf::from(v))),
-            _ => dirs::cache_dir()
-                .map(|d| Cache::at(d.join("triadapt")))
-                .ok_or_else(|| anyhow!("this system has no user cache directory; set {CACHE_ENV} to choose one")),
-        }
-    }
-
-    pub fn at(root: impl Into<PathBuf>) -> Cache {
-        Cache { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// `models/<owner>/<name>` for a hub repository id.
-    pub fn model_dir(&self, repo: &str) -> Result<PathBuf> {
-        check_repo_id(repo)?;
-        Ok(repo.split('/').fold(self.root.join("models"), |p, s| p.join(s)))
-    }
-
-    /// `glue/<task>`.
-    pub fn glue_dir(&self, task: &str) -> Result<PathBuf> {
-        check_glue_task(task)?;
-        Ok(self.root.join("glue").join(task))
-    }
-
-    /// `squad2`.
-    pub fn squad_dir(&self) -> PathBuf {
-        self.root.join("squad2")
-    }
-
-    /// An existing directory `name_or_path` as it is; else the cached model of that hub name.
-    pub fn resolve_model(&self, name_or_path: &str) -> Result<PathBuf> {
-        let path = Path::new(name_or_path);
-        if path.is_dir() {
-            return Ok(path.to_path_buf());
-        }
-        if check_repo_id(name_or_path).is_err() || name_or_path.starts_with('.') {
-            bail!("model {name_or_path:?}: no such directory (nor a hub name such as microsoft/deberta-v3-base)");
-        }
-        let dir = self.model_dir(name_or_path)?;
-        let missing = missing_model_files(&dir);
-        if missing.is_empty() {
-            return Ok(dir);
-        }
-        if dir.is_dir() {
-            bail!(
-                "model {name_or_path:?}: the cached copy at {} lacks {}; run `triadapt fetch model {name_or_path}` \
-                 (or place the files there by hand; {CACHE_ENV} selects the cache)",
-                dir.display(),
-                missing.join(", ")
-            );
-        }
-        bail!(
-            "model {name_or_path:?} is not a directory and is not in the cache (looked in {}); run \
-             `triadapt fetch model {name_or_path}` (or place config.json, spm.model and model.safetensors or \
-             pytorch_model.bin there by hand; {CACHE_ENV} selects the cache)",
-            dir.display()
-        );
-    }
-
-    /// The cached GLUE task directory, once it holds training and validation data.
-    pub fn resolve_glue_dir(&self, task: &str) -> Result<PathBuf> {
-        let dir = self.glue_dir(task)?;
-        if glue_dir_complete(&dir) {
-            return Ok(dir);
-        }
-        bail!(
-            "GLUE task {task}: no training and validation data in {} (train-*.parquet and validation*.parquet); \
-             run `triadapt fetch glue {task}` (or place the parquet files of {GLUE_REPO} {task}/ there by hand; \
-             {CACHE_ENV} selects the cache)",
-            dir.display()
-        );
-    }
-
-    /// The cached SQuAD 2.0 directory, once it holds both files.
-    pub fn resolve_squad_dir(&self) -> Result<PathBuf> {
-        let dir = self.squad_dir();
-        let missing: Vec<&str> = SQUAD2_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
-        if missing.is_empty() {
-            return Ok(dir);
-        }
-        bail!(
-            "SQuAD 2.0: {} lacks {}; run `triadapt fetch squad2` (or place the files there by hand; {CACHE_ENV} \
-             selects the cache)",
-            dir.display(),
-            missing.join(", ")
-        );
-    }
-}
-
-/// An existing directory `name_or_path` wins; else the cache directory of that hub name, which
-/// must hold a complete model; else an error telling to run `triadapt fetch model NAME`.
-pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
-    let path = Path::new(name_or_path);
-    if path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    Cache::from_env()?.resolve_model(name_or_path)
-}
-
-/// The cached `glue/<task>` directory; an error telling to run `triadapt fetch glue TASK` if it
-/// lacks training or validation data.
-pub fn resolve_glue_dir(task: &str) -> Result<PathBuf> {
-    Cache::from_env()?.resolve_glue_dir(task)
-}
-
-/// The cached `squad2` directory; an error telling to run `triadapt fetch squad2` if incomplete.
-pub fn resolve_squad_dir() -> Result<PathBuf> {
-    Cache::from_env()?.resolve_squad_dir()
-}
-
-fn check_repo_id(repo: &str) -> Result<()> {
-    let parts: Vec<&str> = repo.split('/').collect();
-    let ok_part = |s: &str| {
-        !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
-    if parts.len() > 2 || !parts.iter().all(|p| ok_part(p)) {
-        bail!("{repo:?} is not a hub repository id (expected OWNER/NAME, e.g. microsoft/deberta-v3-base)");
-    }
-    Ok(())
-}
-
-fn check_glue_task(task: &str) -> Result<()> {
-    if !GLUE_TASKS.contains(&task) {
-        bail!("unknown GLUE task {task:?} (expected one of {} or all)", GLUE_TASKS.join(", "));
-    }
-    Ok(())
-}
-
-fn missing_model_files(dir: &Path) -> Vec<String> {
-    let mut missing: Vec<String> = MODEL_FILES.iter().filter(|f| !dir.join(f).is_file()).map(|f| f.to_string()).collect();
-    if !MODEL_WEIGHTS.iter().any(|f| dir.join(f).is_file()) {
-        missing.push("model.safetensors (or pytorch_model.bin)".to_string());
-    }
-    missing
-}
-
-/// Training data (`train-*.parquet` or `train.tsv`) and validation data (`validation*.parquet`
-/// or `dev*.tsv`) are both there.
-fn glue_dir_complete(dir: &Path) -> bool {
-    let names: Vec<String> = match fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-        Err(_) => return false,
-    };
-    let has = |parquet: &str, tsv: &str| {
-        names.iter().any(|n| (n.starts_with(parquet) && n.ends_with(".parquet")) || (n.starts_with(tsv) && n.ends_with(".tsv")))
-    };
-    has("train-", "train") && has("validation", "dev")
-}
-
-/// Where files come from: the hub endpoint, the SQuAD base URL, and whether downloads are off.
+/// Where downloads come from and what they may do, from the environment.
 #[derive(Debug, Clone)]
 pub struct Remote {
+    /// `$HF_ENDPOINT`, else the public hub.
     pub hf_endpoint: String,
     pub squad_url: String,
+    /// `HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE`.
     pub offline: bool,
+    /// `HF_TOKEN` or the token file, for gated and private repositories.
+    pub token: Option<String>,
 }
 
 impl Remote {
-    /// `HF_ENDPOINT`, `TRIADAPT_SQUAD_URL` and `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`), with
-    /// the public defaults.
     pub fn from_env() -> Remote {
-        let var = |name: &str, default: &str| {
-            std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string()).trim_end_matches('/').to_string()
-        };
-        Remote { hf_endpoint: var(HF_ENDPOINT_ENV, DEFAULT_HF_ENDPOINT), squad_url: var(SQUAD_URL_ENV, DEFAULT_SQUAD_URL), offline: hub_offline() }
+        let squad = std::env::var(SQUAD_URL_ENV).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_SQUAD_URL.to_string());
+        Remote { hf_endpoint: hub::hub_endpoint(), squad_url: squad.trim_end_matches('/').to_string(), offline: hub::hub_offline(), token: hub::hub_token() }
     }
-}
-
-/// `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is 1, ON, YES or TRUE.
-pub fn hub_offline() -> bool {
-    let truthy = |name: &str| std::env::var(name).map(|v| ["1", "ON", "YES", "TRUE"].contains(&v.trim().to_ascii_uppercase().as_str())).unwrap_or(false);
-    truthy(HF_OFFLINE_ENV) || truthy("TRANSFORMERS_OFFLINE")
 }
 
 fn agent() -> ureq::Agent {
@@ -279,7 +88,7 @@ fn offline_error(url: &str, dest: &Path) -> anyhow::Error {
 /// and sha256 when known, and renames into place; a `dest` that is already complete is kept.
 /// Shows a progress bar when `progress` is true and stderr is a terminal.
 pub fn fetch_file(url: &str, dest: &Path, expected_size: Option<u64>, expected_sha256: Option<&str>, progress: bool) -> Result<()> {
-    fetch_file_outcome(url, dest, expected_size, expected_sha256, progress, hub_offline()).map(|_| ())
+    fetch_file_outcome(url, dest, expected_size, expected_sha256, progress, hub::hub_offline()).map(|_| ())
 }
 
 /// `fetch_file`, saying whether anything was downloaded; `offline` refuses to download.
@@ -542,14 +351,14 @@ pub struct RemoteFile {
     pub sha256: Option<String>,
 }
 
-/// What a fetch of a model, GLUE task or SQuAD left where.
+/// What one fetch left where: the directory, each file, and (hub) the commit it came from.
 #[derive(Debug, Clone)]
 pub struct FetchReport {
     pub dir: PathBuf,
     pub files: Vec<(PathBuf, Outcome)>,
+    pub commit: Option<String>,
 }
 
-/// Fetches `files` in order, telling on stderr what each was.
 fn fetch_all(files: &[RemoteFile], progress: bool, offline: bool) -> Result<Vec<(PathBuf, Outcome)>> {
     let mut out = Vec::new();
     for f in files {
@@ -566,176 +375,191 @@ fn fetch_all(files: &[RemoteFile], progress: bool, offline: bool) -> Result<Vec<
     Ok(out)
 }
 
-/// GETs a hub API URL as JSON; follows `Link: <...>; rel="next"` pagination for lists.
-fn get_json_pages(agent: &ureq::Agent, url: &str, hint: &dyn Fn() -> String) -> Result<Vec<serde_json::Value>> {
-    let mut pages = Vec::new();
-    let mut next = Some(url.to_string());
-    while let Some(url) = next.take() {
-        let mut response = agent.get(&url).header("Accept", "application/json").call().map_err(|e| anyhow!("cannot reach {url}: {e}; {}", hint()))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            let why = match status {
-                401 | 403 | 404 => " (not found, private or gated)",
-                _ => "",
-            };
-            bail!("{url}: HTTP {status}{why}; {}", hint());
-        }
-        next = response.headers().get("link").and_then(|v| v.to_str().ok()).and_then(next_link);
-        let text = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_string().map_err(|e| anyhow!("cannot read {url}: {e}; {}", hint()))?;
-        pages.push(serde_json::from_str(&text).with_context(|| format!("{url}: not the JSON the hub API sends"))?);
-    }
-    Ok(pages)
+/// The `hf-hub` client on the Hugging Face cache `cache`, with our endpoint, token and retries.
+fn hub_api(remote: &Remote, cache: &Path, progress: bool) -> Result<hf_hub::api::sync::Api> {
+    hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
+        .with_endpoint(remote.hf_endpoint.clone())
+        .with_token(remote.token.clone())
+        .with_progress(progress && std::io::stderr().is_terminal())
+        .with_retries(RETRIES)
+        .with_user_agent("triadapt", env!("CARGO_PKG_VERSION"))
+        .build()
+        .map_err(|e| anyhow!("cannot set up the hub client: {e}"))
 }
 
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params.split(';').any(|p| p.trim().replace(' ', "") == "rel=\"next\"").then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-    })
-}
-
-/// One entry of `GET /api/models/<repo>?blobs=true`'s `siblings` (see `huggingface_hub`'s
-/// `ModelInfo`/`RepoSibling`): `lfs.sha256` is the file's sha256 for LFS files.
-#[derive(Deserialize)]
-struct Sibling {
-    rfilename: String,
-    size: Option<u64>,
-    lfs: Option<SiblingLfs>,
-}
-
-#[derive(Deserialize)]
-struct SiblingLfs {
-    sha256: Option<String>,
-    size: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ModelInfo {
-    siblings: Option<Vec<Sibling>>,
-}
-
-/// One entry of `GET /api/datasets/<repo>/tree/<rev>/<path>` (see `huggingface_hub`'s
-/// `RepoFile`): `type` is `file` or `directory`; `lfs.oid` is the sha256 for LFS files.
-#[derive(Deserialize)]
-struct TreeEntry {
-    #[serde(rename = "type")]
-    kind: String,
-    path: String,
-    size: Option<u64>,
-    lfs: Option<TreeLfs>,
-}
-
-#[derive(Deserialize)]
-struct TreeLfs {
-    oid: Option<String>,
-    size: Option<u64>,
-}
-
-/// Downloads a hub model's config.json, spm.model and weights (model.safetensors, else
-/// pytorch_model.bin) into `models/<owner>/<name>/`.
-pub fn fetch_model(remote: &Remote, cache: &Cache, repo: &str, progress: bool) -> Result<FetchReport> {
-    let dir = cache.model_dir(repo)?;
-    let page = format!("{}/{repo}", remote.hf_endpoint);
-    let hint = || {
-        format!(
-            "to install it by hand, download config.json, spm.model and model.safetensors (or pytorch_model.bin) \
-             from {page} and place them in {} ({CACHE_ENV} selects the cache directory)",
-            dir.display()
-        )
+/// An `hf-hub` error as a sentence: the URL, the HTTP status and what it usually means.
+fn hub_error(e: hf_hub::api::sync::ApiError, url: &str) -> anyhow::Error {
+    use hf_hub::api::sync::ApiError;
+    let status = match &e {
+        ApiError::RequestError(inner) => match inner.as_ref() {
+            ureq::Error::StatusCode(code) => Some(*code),
+            _ => None,
+        },
+        _ => None,
     };
-    if remote.offline {
-        if missing_model_files(&dir).is_empty() {
-            return Ok(FetchReport { files: present_files(&dir)?, dir });
-        }
-        bail!("{HF_OFFLINE_ENV} is set, so model {repo} is not downloaded; {}", hint());
+    match status {
+        Some(code @ (401 | 403)) => anyhow!("{url}: HTTP {code} (private or gated: accept the model's terms on the hub and set HF_TOKEN, or log in with `huggingface-cli login`)"),
+        Some(404) => anyhow!("{url}: HTTP 404 (no such repository, revision or file; or private: set HF_TOKEN)"),
+        Some(code) => anyhow!("{url}: HTTP {code}"),
+        None => anyhow!("{url}: {e}"),
     }
-    let api = format!("{}/api/models/{repo}?blobs=true", remote.hf_endpoint);
-    let pages = get_json_pages(&agent(), &api, &hint)?;
-    let info: ModelInfo = serde_json::from_value(pages.into_iter().next().unwrap_or_default())
-        .with_context(|| format!("{api}: not the model info the hub API sends"))?;
-    let siblings = info.siblings.ok_or_else(|| anyhow!("{api}: the model info lists no files"))?;
-    let find = |name: &str| siblings.iter().find(|s| s.rfilename == name);
-    let weights = MODEL_WEIGHTS[..2].iter().find(|w| find(w).is_some()).ok_or_else(|| {
-        anyhow!("{repo} has neither model.safetensors nor pytorch_model.bin at its top level ({api})")
-    })?;
-    let mut files = Vec::new();
-    for name in MODEL_FILES.iter().chain(std::iter::once(weights)) {
-        let s = find(name).ok_or_else(|| anyhow!("{repo} has no {name} at its top level ({api}); a DeBERTa model directory needs it"))?;
-        let lfs = s.lfs.as_ref();
-        files.push(RemoteFile {
-            url: format!("{}/{repo}/resolve/main/{name}", remote.hf_endpoint),
-            dest: dir.join(name),
-            size: lfs.and_then(|l| l.size).or(s.size),
-            sha256: lfs.and_then(|l| l.sha256.clone()),
-        });
-    }
-    let files = fetch_all(&files, progress, remote.offline)?;
-    Ok(FetchReport { dir, files })
 }
 
-/// Downloads the hub's parquet files of one GLUE task into `glue/<task>/`.
-pub fn fetch_glue(remote: &Remote, cache: &Cache, task: &str, progress: bool) -> Result<FetchReport> {
-    let dir = cache.glue_dir(task)?;
-    let page = format!("{}/datasets/{GLUE_REPO}/tree/main/{task}", remote.hf_endpoint);
-    let hint = || {
-        format!(
-            "to install it by hand, download the parquet files listed at {page} and place them in {} \
-             ({CACHE_ENV} selects the cache directory)",
-            dir.display()
-        )
+fn hub_repo(kind: RepoKind, r: &HubRef) -> hf_hub::Repo {
+    let t = match kind {
+        RepoKind::Model => hf_hub::RepoType::Model,
+        RepoKind::Dataset => hf_hub::RepoType::Dataset,
     };
+    hf_hub::Repo::with_revision(r.repo.clone(), t, r.revision.clone())
+}
+
+/// The commit `r` resolves to on the hub and the files it holds.
+fn hub_listing(api: &hf_hub::api::sync::Api, kind: RepoKind, r: &HubRef, endpoint: &str) -> Result<(String, Vec<String>)> {
+    let repo = hub_repo(kind, r);
+    let prefix = if kind == RepoKind::Dataset { "datasets" } else { "models" };
+    let url = format!("{endpoint}/api/{prefix}/{}/revision/{}", r.repo, r.revision);
+    let info = api.repo(repo).info().map_err(|e| hub_error(e, &url))?;
+    Ok((info.sha, info.siblings.into_iter().map(|s| s.rfilename).collect()))
+}
+
+/// Points `snapshots/<commit>/<file>` at `blobs/<etag>` with a relative link, as huggingface_hub does.
+fn link_pointer(pointer: &Path, blob: &Path, file: &str) -> Result<()> {
+    if let Some(parent) = pointer.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let ups = Path::new(file).components().count() + 1;
+    let mut target = PathBuf::new();
+    for _ in 0..ups {
+        target.push("..");
+    }
+    target.push("blobs");
+    target.push(blob.file_name().expect("blob has a name"));
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&target, pointer).with_context(|| format!("cannot link {} to {}", pointer.display(), blob.display()))?;
+    #[cfg(not(unix))]
+    fs::copy(blob, pointer).with_context(|| format!("cannot copy {} to {}", blob.display(), pointer.display()))?;
+    Ok(())
+}
+
+/// Checks a downloaded blob against the size and (LFS: a sha256 etag) the digest the hub sent;
+/// removes it and its link when it does not match.
+fn verify_blob(blob: &Path, pointer: &Path, size: usize, etag: &str, url: &str) -> Result<()> {
+    let len = fs::metadata(blob).map(|m| m.len()).unwrap_or(0);
+    let sha = (etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit())).then(|| etag.to_ascii_lowercase());
+    let bad = if len != size as u64 {
+        Some(format!("{len} bytes, the hub lists {size}"))
+    } else if let Some(want) = &sha {
+        let got = sha256_file(blob)?;
+        (&got != want).then(|| format!("sha256 {got}, the hub lists {want}"))
+    } else {
+        None
+    };
+    if let Some(why) = bad {
+        remove_if_exists(pointer)?;
+        remove_if_exists(blob)?;
+        bail!("{url}: the download is {why}; it was removed (rerun to download it again)");
+    }
+    Ok(())
+}
+
+/// Makes `file` of `r` present in the snapshot `commit` of the cache: already there, linked to a
+/// blob the cache holds, or downloaded.
+fn hub_file(api: &hf_hub::api::sync::Api, cache: &Path, kind: RepoKind, r: &HubRef, commit: &str, file: &str) -> Result<(PathBuf, Outcome)> {
+    let folder = hub::repo_folder(cache, kind, &r.repo);
+    let pointer = folder.join("snapshots").join(commit).join(file);
+    if pointer.is_file() {
+        eprintln!("{file}: already in the cache");
+        return Ok((pointer, Outcome::Present));
+    }
+    // The commit, not the branch: every file of one fetch comes from the same revision.
+    let at_commit = HubRef { repo: r.repo.clone(), revision: commit.to_string() };
+    let api_repo = api.repo(hub_repo(kind, &at_commit));
+    let url = api_repo.url(file);
+    let meta = api.metadata(&url).map_err(|e| hub_error(e, &url))?;
+    let blob = folder.join("blobs").join(meta.etag());
+    if blob.is_file() && fs::metadata(&blob).map(|m| m.len()).unwrap_or(0) == meta.size() as u64 {
+        link_pointer(&pointer, &blob, file)?;
+        eprintln!("{file}: already in the cache (another revision's copy)");
+        return Ok((pointer, Outcome::Present));
+    }
+    eprintln!("downloading {file} ({})", indicatif::HumanBytes(meta.size() as u64));
+    let path = api_repo.download(file).map_err(|e| hub_error(e, &url).context(format!("the partial download {}.part is kept; rerun to resume", blob.display())))?;
+    verify_blob(&blob, &path, meta.size(), meta.etag(), &url)?;
+    Ok((path, Outcome::Downloaded(meta.size() as u64)))
+}
+
+/// Records the commit a branch or tag resolved to (`refs/<revision>`), as huggingface_hub does.
+fn write_ref(cache: &Path, kind: RepoKind, r: &HubRef, commit: &str) -> Result<()> {
+    if r.is_commit() {
+        return Ok(());
+    }
+    hf_hub::Cache::new(cache.to_path_buf()).repo(hub_repo(kind, r)).create_ref(commit).with_context(|| format!("cannot write the ref {} of {} in {}", r.revision, r.repo, cache.display()))
+}
+
+fn present_files(dir: &Path, names: &[&str]) -> Vec<(PathBuf, Outcome)> {
+    names.iter().map(|n| dir.join(n)).filter(|p| p.is_file()).map(|p| (p, Outcome::Present)).collect()
+}
+
+/// Fetches a hub model (`owner/name[@revision]`): config.json, spm.model and its weights
+/// (model.safetensors, else pytorch_model.bin) into the Hugging Face cache `cache`.
+pub fn fetch_model(remote: &Remote, cache: &Path, name: &str, progress: bool) -> Result<FetchReport> {
+    let r = HubRef::parse(name)?;
     if remote.offline {
-        if glue_dir_complete(&dir) {
-            return Ok(FetchReport { files: present_files(&dir)?, dir });
-        }
-        bail!("{HF_OFFLINE_ENV} is set, so GLUE {task} is not downloaded; {}", hint());
+        let found = hub::resolve_model_in(cache, name).map_err(|e| anyhow!("{HF_OFFLINE_ENV} is set, so model {r} is not downloaded: {e:#}"))?;
+        let files = present_files(&found.dir, &[MODEL_FILES[0], MODEL_FILES[1], MODEL_WEIGHTS[0], MODEL_WEIGHTS[1]]);
+        return Ok(FetchReport { dir: found.dir, files, commit: found.commit });
     }
-    let api = format!("{}/api/datasets/{GLUE_REPO}/tree/main/{task}", remote.hf_endpoint);
-    let mut entries = Vec::new();
-    for page in get_json_pages(&agent(), &api, &hint)? {
-        let list: Vec<TreeEntry> = serde_json::from_value(page).with_context(|| format!("{api}: not the tree listing the hub API sends"))?;
-        entries.extend(list);
-    }
+    let api = hub_api(remote, cache, progress)?;
+    let (commit, listed) = hub_listing(&api, RepoKind::Model, &r, &remote.hf_endpoint)?;
+    let weights = MODEL_WEIGHTS[..2].iter().find(|w| listed.iter().any(|f| f == *w)).ok_or_else(|| anyhow!("{r} has neither model.safetensors nor pytorch_model.bin at its top level ({}/{})", remote.hf_endpoint, r.repo))?;
     let mut files = Vec::new();
-    for e in entries.iter().filter(|e| e.kind == "file" && e.path.ends_with(".parquet")) {
-        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-        let lfs = e.lfs.as_ref();
-        files.push(RemoteFile {
-            url: format!("{}/datasets/{GLUE_REPO}/resolve/main/{}", remote.hf_endpoint, e.path),
-            dest: dir.join(name),
-            size: lfs.and_then(|l| l.size).or(e.size),
-            sha256: lfs.and_then(|l| l.oid.clone()),
-        });
+    for file in MODEL_FILES.iter().chain(std::iter::once(weights)) {
+        if !listed.iter().any(|f| f == file) {
+            bail!("{r} has no {file} at its top level ({}/{}); a DeBERTa model directory needs it", remote.hf_endpoint, r.repo);
+        }
+        files.push(hub_file(&api, cache, RepoKind::Model, &r, &commit, file)?);
     }
-    let named = |prefix: &str| files.iter().any(|f| f.dest.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)));
+    write_ref(cache, RepoKind::Model, &r, &commit)?;
+    let dir = hub::repo_folder(cache, RepoKind::Model, &r.repo).join("snapshots").join(&commit);
+    Ok(FetchReport { dir, files, commit: Some(commit) })
+}
+
+/// Fetches the hub's parquet files of one GLUE task (`nyu-mll/glue`, `<task>/`) into the
+/// Hugging Face cache `cache`.
+pub fn fetch_glue(remote: &Remote, cache: &Path, task: &str, progress: bool) -> Result<FetchReport> {
+    hub::check_glue_task(task)?;
+    if remote.offline {
+        let dir = hub::resolve_glue_dir_in(cache, task).map_err(|e| anyhow!("{HF_OFFLINE_ENV} is set, so GLUE {task} is not downloaded: {e:#}"))?;
+        let mut files: Vec<(PathBuf, Outcome)> = fs::read_dir(&dir)?.filter_map(|e| e.ok()).map(|e| (e.path(), Outcome::Present)).collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(FetchReport { dir, files, commit: None });
+    }
+    let r = HubRef { repo: GLUE_REPO.into(), revision: "main".into() };
+    let api = hub_api(remote, cache, progress)?;
+    let (commit, listed) = hub_listing(&api, RepoKind::Dataset, &r, &remote.hf_endpoint)?;
+    let wanted: Vec<&String> = listed.iter().filter(|f| f.starts_with(&format!("{task}/")) && f.ends_with(".parquet")).collect();
+    let named = |prefix: &str| wanted.iter().any(|f| f.starts_with(&format!("{task}/{prefix}")));
     if !named("train-") || !named("validation") {
-        bail!("{api} lists no train-*.parquet and validation*.parquet files for {task}; {}", hint());
+        bail!("{}/datasets/{GLUE_REPO} lists no {task}/train-*.parquet and {task}/validation*.parquet", remote.hf_endpoint);
     }
-    let files = fetch_all(&files, progress, remote.offline)?;
-    Ok(FetchReport { dir, files })
+    let mut files = Vec::new();
+    for file in wanted {
+        files.push(hub_file(&api, cache, RepoKind::Dataset, &r, &commit, file)?);
+    }
+    write_ref(cache, RepoKind::Dataset, &r, &commit)?;
+    let dir = hub::repo_folder(cache, RepoKind::Dataset, GLUE_REPO).join("snapshots").join(&commit).join(task);
+    Ok(FetchReport { dir, files, commit: Some(commit) })
 }
 
 /// Downloads SQuAD 2.0's train-v2.0.json and dev-v2.0.json into `squad2/`.
-pub fn fetch_squad2(remote: &Remote, cache: &Cache, progress: bool) -> Result<FetchReport> {
-    let dir = cache.squad_dir();
+pub fn fetch_squad2(remote: &Remote, own_cache: &Path, progress: bool) -> Result<FetchReport> {
+    let dir = own_cache.join("squad2");
     let files: Vec<RemoteFile> = SQUAD2_FILES
         .iter()
         .map(|f| RemoteFile { url: format!("{}/{f}", remote.squad_url), dest: dir.join(f), size: None, sha256: None })
         .collect();
     let files = fetch_all(&files, progress, remote.offline)?;
-    Ok(FetchReport { dir, files })
-}
-
-fn present_files(dir: &Path) -> Result<Vec<(PathBuf, Outcome)>> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_none_or(|x| x != "part"))
-        .collect();
-    files.sort();
-    Ok(files.into_iter().map(|p| (p, Outcome::Present)).collect())
+    Ok(FetchReport { dir, files, commit: None })
 }
 
 #[cfg(test)]
@@ -743,24 +567,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_range_and_link_headers() {
+    fn content_range_headers() {
         assert_eq!(parse_content_range("bytes 100-199/200"), Some((100, Some(200))));
         assert_eq!(parse_content_range("bytes */200"), Some((0, Some(200))));
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
-        assert_eq!(next_link("<https://h/api?cursor=x>; rel=\"next\""), Some("https://h/api?cursor=x".to_string()));
-        assert_eq!(next_link("<https://h/a>; rel=\"prev\""), None);
-    }
-
-    #[test]
-    fn cache_layout_and_names() {
-        let cache = Cache::at("/c");
-        assert_eq!(cache.model_dir("microsoft/deberta-v3-base").unwrap(), Path::new("/c/models/microsoft/deberta-v3-base"));
-        assert_eq!(cache.glue_dir("rte").unwrap(), Path::new("/c/glue/rte"));
-        assert_eq!(cache.squad_dir(), Path::new("/c/squad2"));
-        assert!(cache.model_dir("../x").is_err());
-        assert!(cache.model_dir("a/b/c").is_err());
-        assert!(cache.glue_dir("wnli").is_err());
         assert_eq!(part_path(Path::new("/c/x.bin")), Path::new("/c/x.bin.part"));
     }
 }

@@ -24,6 +24,11 @@ pub struct RunInfo {
     #[serde(default)]
     pub resumed_at: Vec<String>,
     pub command_line: Vec<String>,
+    /// The model as the config names it and, for a hub model, the commit its files came from.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub model_commit: Option<String>,
 }
 
 /// The time now as RFC 3339 UTC.
@@ -52,7 +57,7 @@ fn host_name() -> String {
 }
 
 /// Writes `run_info.json` at the start of a run (a resume keeps the first start).
-pub fn start(run: &Path, device: tch::Device) -> Result<RunInfo> {
+pub fn start(run: &Path, device: tch::Device, model: &str, model_commit: Option<&str>) -> Result<RunInfo> {
     let path = run.join("run_info.json");
     let now = utc_now();
     let previous: Option<RunInfo> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
@@ -61,6 +66,8 @@ pub fn start(run: &Path, device: tch::Device) -> Result<RunInfo> {
         Some(mut p) => {
             p.resumed_at.push(now);
             p.ended = None;
+            p.model = Some(model.to_string());
+            p.model_commit = model_commit.map(str::to_string);
             p
         }
         None => RunInfo {
@@ -76,6 +83,8 @@ pub fn start(run: &Path, device: tch::Device) -> Result<RunInfo> {
             ended: None,
             resumed_at: Vec::new(),
             command_line: std::env::args().collect(),
+            model: Some(model.to_string()),
+            model_commit: model_commit.map(str::to_string),
         },
     };
     std::fs::write(&path, serde_json::to_string_pretty(&info)?)?;

@@ -20,6 +20,7 @@ use crate::data::batch::{encode_all, epoch_order, make_batch, Encoded};
 use crate::data::glue::{self, Split, TaskSpec};
 use crate::data::squad::{self, QaFeature, SquadExample, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
+use crate::data::hub::{self, ResolvedModel};
 use crate::model::{HeadKind, ModelDir};
 use crate::peft::method::MethodSetup;
 
@@ -58,21 +59,22 @@ pub struct RunResult {
     pub examples_per_second: f64,
 }
 
-/// Where the model and the task's data are: paths relative to `base`, else the fetch cache.
-pub fn resolve_model(cfg: &RunConfig, base: &Path) -> Result<PathBuf> {
+/// Where the model and the task's data are: paths relative to `base`, else the Hugging Face
+/// cache (a hub name, `owner/name[@revision]`; the commit is recorded) or triadapt's (SQuAD).
+pub fn resolve_model(cfg: &RunConfig, base: &Path) -> Result<ResolvedModel> {
     let p = base.join(&cfg.model);
     if p.is_dir() {
-        return Ok(p);
+        return Ok(ResolvedModel { dir: p, commit: None });
     }
-    crate::data::fetch::resolve_model(&cfg.model).map_err(|e| anyhow::anyhow!("key `model`: {e:#}"))
+    hub::resolve_model(&cfg.model).map_err(|e| anyhow::anyhow!("key `model`: {e:#}"))
 }
 
 pub fn resolve_data(cfg: &RunConfig, base: &Path) -> Result<PathBuf> {
     match &cfg.data_dir {
         Some(d) if d.is_absolute() => Ok(d.clone()),
         Some(d) => Ok(base.join(d)),
-        None if cfg.task == "squad2" => crate::data::fetch::resolve_squad_dir().map_err(|e| anyhow::anyhow!("key `data_dir`: {e:#}")),
-        None => crate::data::fetch::resolve_glue_dir(&cfg.task).map_err(|e| anyhow::anyhow!("key `data_dir`: {e:#}")),
+        None if cfg.task == "squad2" => hub::resolve_squad_dir().map_err(|e| anyhow::anyhow!("key `data_dir`: {e:#}")),
+        None => hub::resolve_glue_dir(&cfg.task).map_err(|e| anyhow::anyhow!("key `data_dir`: {e:#}")),
     }
 }
 
@@ -93,6 +95,8 @@ pub struct Prepared {
     pub data: TaskData,
     pub tokenizer: SpmTokenizer,
     pub model_dir: ModelDir,
+    /// The hub commit the model's files came from (None for a model directory).
+    pub model_commit: Option<String>,
     pub total_steps: i64,
     pub steps_per_epoch: i64,
 }
@@ -201,7 +205,8 @@ pub fn prepare(cfg: &RunConfig, base: &Path) -> Result<Prepared> {
     cfg.validate()?;
     let glue_task = if cfg.task == squad::TASK { None } else { Some(glue::task(&cfg.task).map_err(|e| anyhow::anyhow!("key `task`: {e}"))?) };
     let data = resolve_data(cfg, base)?;
-    let mut model_dir = ModelDir::open(&resolve_model(cfg, base)?)?;
+    let model = resolve_model(cfg, base)?;
+    let mut model_dir = ModelDir::open(&model.dir)?;
     model_dir.config.num_labels = Some(glue_task.map_or(2, |t| t.num_labels()));
     model_dir.config.id2label = None;
     if let Some(p) = cfg.cls_dropout {
@@ -212,7 +217,7 @@ pub fn prepare(cfg: &RunConfig, base: &Path) -> Result<Prepared> {
         Some(task) => load_glue(cfg, task, &data, &tokenizer)?,
         None => load_squad(cfg, &data, &tokenizer)?,
     };
-    let mut p = Prepared { data, tokenizer, model_dir, total_steps: 0, steps_per_epoch: 0 };
+    let mut p = Prepared { data, tokenizer, model_dir, model_commit: model.commit, total_steps: 0, steps_per_epoch: 0 };
     p.steps_per_epoch = p.train_len().div_ceil(cfg.batch_size) as i64;
     p.total_steps = cfg.max_steps.unwrap_or_else(|| (p.steps_per_epoch as f64 * cfg.epochs).ceil() as i64);
     cfg.method.validate(p.model_dir.config.num_hidden_layers, p.total_steps)?;
@@ -333,7 +338,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         let _ = std::fs::remove_file(out.join("run_info.json"));
     }
     std::fs::write(out.join("config.yaml"), cfg.to_yaml())?;
-    let info = super::provenance::start(out, device)?;
+    let info = super::provenance::start(out, device, &cfg.model, p.model_commit.as_deref())?;
     if cfg.bf16 {
         crate::precision::enable_bf16(device).context("key `bf16`")?;
     }
