@@ -13,13 +13,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use crate::model::{DebertaConfig, DebertaModel, HeadKind};
+use crate::model::{DebertaConfig, HeadKind};
 use crate::optim::LrPolicy;
-use crate::peft::method::{MethodConfig, MethodName, MethodSetup};
+use crate::peft::method::{MethodConfig, MethodName};
 use crate::peft::RankController;
-use crate::train::{Batch, OptimConfig, Trainer};
+use crate::data::batch::Batch;
+use crate::optim::OptimConfig;
+use crate::train::{Trainer, TrainerConfig};
 
 /// Model shapes with random weights (no checkpoint needed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -336,6 +338,9 @@ impl RankController for TimedController {
     fn grown_weight_decay(&self) -> Option<f64> {
         self.inner.grown_weight_decay()
     }
+    fn adapters(&self) -> Vec<(String, crate::peft::DynAdapter)> {
+        self.inner.adapters()
+    }
     fn regularization(&self) -> Option<Tensor> {
         self.inner.regularization()
     }
@@ -519,14 +524,12 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     mcfg.validate(config.num_hidden_layers, total)?;
     let (rss_before, _) = process_memory_kb();
     tch::manual_seed(spec.seed);
-    let vs = nn::VarStore::new(device);
-    let setup = MethodSetup::new(&mcfg);
-    let model = DebertaModel::new(&vs.root(), &config, HeadKind::Cls, setup.factory());
-    let adapters = setup.adapters();
+    let attached = crate::peft::attach_random(&config, HeadKind::Cls, &mcfg, device);
     let times = CallTimes::default();
-    let controller = TimedController { inner: setup.into_controller(&mcfg, total), times: times.clone(), device, before: Duration::ZERO };
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, ..Default::default() };
-    let mut trainer = Trainer::new(vs, model, Box::new(controller), adapters, mcfg.name, optim, mcfg.lr_policy, total, spec.seed)?;
+    let timed = times.clone();
+    let cfg = TrainerConfig { optim, total_steps: total, seed: spec.seed };
+    let mut trainer = Trainer::with_controller(attached, &mcfg, cfg, |inner| Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO }))?;
     trainer.bf16 = spec.precision == Precision::Bf16;
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let n_adapted = trainer.adapters().len();
@@ -579,7 +582,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         seq: spec.seq,
         warmup: spec.warmup,
         steps: spec.steps,
-        device: crate::commands::bench::device_name(device),
+        device: crate::device::device_name(device),
         precision: spec.precision.as_str(),
         threads: tch::get_num_threads(),
         optim: "triadapt AdamW (src/optim.rs)",

@@ -2,6 +2,7 @@
 //! Every key has a default, so an experiment file names only what differs; unknown keys are
 //! errors that name the file and the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -9,24 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use crate::peft::method::{MethodConfig, MethodName};
-use crate::train::OptimConfig;
-
-/// SQuAD 2.0 feature and decoding settings (the HF run_qa defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SquadConfig {
-    pub doc_stride: usize,
-    pub max_answer_length: usize,
-    pub n_best: usize,
-    /// Predict no answer when null score - best span score exceeds this.
-    pub null_score_diff_threshold: f64,
-}
-
-impl Default for SquadConfig {
-    fn default() -> Self {
-        SquadConfig { doc_stride: 128, max_answer_length: 30, n_best: 20, null_score_diff_threshold: 0.0 }
-    }
-}
+use crate::optim::OptimConfig;
+pub use crate::data::squad::SquadConfig;
 
 /// One training run. The same keys are what `--set` and sweep grids take (dotted paths for
 /// nested blocks, e.g. `method.triadapt.ref_rank`).
@@ -116,7 +101,7 @@ fn parse_value(raw: &str) -> Value {
 }
 
 /// Whether the dotted `key` exists in `tree` (the fully defaulted config).
-fn key_exists(tree: &Value, key: &str) -> bool {
+pub fn key_exists(tree: &Value, key: &str) -> bool {
     let mut node = tree;
     for part in key.split('.') {
         match node {
@@ -251,6 +236,52 @@ impl RunConfig {
         Ok(())
     }
 }
+
+/// Flattens a JSON tree to dotted leaves (lists are leaves).
+fn flatten(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(v, &path, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+fn flat(cfg: &RunConfig) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    flatten(&serde_json::to_value(cfg).expect("config serialises"), "", &mut out);
+    out
+}
+
+/// The canonical text of a configuration (what a run id hashes, what `train --resume` compares): one `key=value` line per dotted
+/// key whose value differs from the built-in default, sorted by key, values as compact JSON
+/// (shortest round-trip floats). Configurations that mean the same give the same text, and a
+/// key added to the configuration later (with a default) changes no existing id.
+pub fn canonical_form(cfg: &RunConfig) -> String {
+    let defaults = flat(&RunConfig::default());
+    let mut text = String::new();
+    for (k, v) in flat(cfg) {
+        // How often a run logs does not make it another run.
+        if NOT_IDENTITY.contains(&k.as_str()) {
+            continue;
+        }
+        if defaults.get(&k) != Some(&v) {
+            text.push_str(&k);
+            text.push('=');
+            text.push_str(&serde_json::to_string(&v).expect("json"));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// Keys that change how a run reports, not what it computes: left out of its id.
+pub const NOT_IDENTITY: [&str; 3] = ["log_steps", "save_steps", "save_total_limit"];
 
 #[cfg(test)]
 mod tests {

@@ -69,3 +69,33 @@ pub fn read_vec_bool(t: &tch::Tensor) -> Vec<bool> {
 pub fn scalar_on(v: f64, device: Device) -> tch::Tensor {
     tch::Tensor::full([] as [i64; 0], v, (tch::Kind::Float, device))
 }
+
+/// A device as the CLI and result files name it: `cpu` or `cuda:N`.
+pub fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+/// What a run folder records of its environment (`run_info.json`).
+pub struct Environment {
+    pub libtorch: String,
+    pub cuda_available: bool,
+    /// The CUDA version the LibTorch build targets (`+cu130` in its version: "13.0").
+    pub cuda_version: Option<String>,
+    /// The first GPU's name as nvidia-smi reports it, when CUDA is available.
+    pub device_name: Option<String>,
+}
+
+pub fn environment() -> Environment {
+    let libtorch = env!("TRIADAPT_TORCH_VERSION").to_string();
+    let cuda_available = tch::Cuda::is_available();
+    let cuda_version = libtorch.split("+cu").nth(1).filter(|v| v.len() >= 3 && v.chars().all(|c| c.is_ascii_digit())).map(|v| format!("{}.{}", &v[..v.len() - 1], &v[v.len() - 1..]));
+    let device_name = cuda_available
+        .then(|| std::process::Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok())
+        .flatten()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.trim().to_string()));
+    Environment { libtorch, cuda_available, cuda_version, device_name }
+}

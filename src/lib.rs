@@ -4,6 +4,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod files;
 pub mod metrics;
 pub mod optim;
 pub mod precision;

@@ -55,6 +55,29 @@ pub enum AdamWVariant {
     LegacyHf,
 }
 
+/// Optimisation settings of a run (docs/method.md, "Optimizer"; the shipped values: experiments/).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Linear warm-up steps of the learning rate.
+    pub warmup_steps: i64,
+    pub max_grad_norm: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    /// The AdamW arithmetic: `torch` (torch.optim.AdamW) or `legacy_hf` (the old HF transformers
+    /// AdamW of the reference harnesses; docs/method.md, "Optimizer").
+    pub adamw: AdamWVariant,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig { lr: 1e-3, weight_decay: 0.01, warmup_steps: 100, max_grad_norm: 1.0, adam_beta1: 0.9, adam_beta2: 0.999, adam_eps: 1e-8, adamw: AdamWVariant::Torch }
+    }
+}
+
 /// Linear warm-up over `warmup` steps from `birth`, then linear decay to zero at `total`
 /// (HF's `get_linear_schedule_with_warmup`, shifted to start at `birth`).
 pub fn linear_schedule(step: i64, birth: i64, warmup: i64, total: i64) -> f64 {

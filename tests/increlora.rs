@@ -22,9 +22,7 @@ fn increlora_trains_and_grows_to_its_budget() {
     cfg.validate(2, total).unwrap();
 
     let dir = ModelDir::open(&model_dir("v3")).unwrap();
-    let setup = MethodSetup::new(&cfg);
-    let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
-    let mut controller = setup.into_controller(&cfg, total);
+    let (vs, model, _, mut controller) = triadapt::peft::attach(&dir, HeadKind::Cls, &cfg, Device::Cpu).unwrap().into_parts(&cfg, total);
 
     let o = oracle("v3_batch");
     // E = 0: dW = 0, so the adapted model is the frozen model at step 0.

@@ -9,17 +9,6 @@ use triadapt::peft::Adapter;
 
 
 #[test]
-fn adapted_models_start_equal_to_the_frozen_model() {
-    let _rng = crate::common::torch_rng();
-    let o = oracle("v3_batch");
-    for name in [MethodName::Lora, MethodName::Triadapt] {
-        let t = trainer(&method(name), 10);
-        let out = run_eval(&t.model, &o);
-        assert_close(&format!("{name:?} logits at step 0"), &out.logits, &o["logits"], 1e-6);
-    }
-}
-
-#[test]
 fn triadapt_per_rank_growth_keeps_old_entries_and_adds_triangles() {
     let _rng = crate::common::torch_rng();
     tch::manual_seed(3);
@@ -292,49 +281,6 @@ fn triadapt_allocates_from_the_importance_before_the_update() {
     assert_eq!(c.ranks().into_iter().map(|(_, r)| r).sum::<i64>(), 4, "step 3 grows m1 (budget 4)");
 }
 
-/// A trainer like `trainer` on the v3 model with every dropout off, so that two precisions
-/// see the same network (dropout masks drawn for bf16 and float32 tensors differ).
-fn trainer_without_dropout(cfg: &MethodConfig, total_steps: i64) -> triadapt::train::Trainer {
-    use triadapt::model::{HeadKind, ModelDir};
-    use triadapt::peft::method::MethodSetup;
-    tch::manual_seed(7);
-    let mut dir = ModelDir::open(&model_dir("v3")).unwrap();
-    dir.config.hidden_dropout_prob = 0.0;
-    dir.config.attention_probs_dropout_prob = 0.0;
-    dir.config.pooler_dropout = 0.0;
-    dir.config.cls_dropout = Some(0.0);
-    let setup = MethodSetup::new(cfg);
-    let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
-    let adapters = setup.adapters();
-    let controller = setup.into_controller(cfg, total_steps);
-    let optim = triadapt::train::OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() };
-    triadapt::train::Trainer::new(vs, model, controller, adapters, cfg.name, optim, triadapt::optim::LrPolicy::Restart, total_steps, 1).unwrap()
-}
-
-/// bf16 autocast on CPU for every method: a few steps run, stay finite, and the first step's
-/// loss is within 0.05 of the fp32 one (same weights, same batch, dropout off; HF's own bf16
-/// and fp32 losses on this batch differ by 6e-4: tests/fixtures/oracle/v3_bf16.safetensors).
-#[test]
-fn every_method_trains_under_bf16_autocast_on_cpu() {
-    let _rng = crate::common::torch_rng();
-    triadapt::precision::enable_bf16(Device::Cpu).unwrap();
-    let b = batch();
-    for name in MethodName::ALL {
-        let cfg = method(name);
-        let mut fp32 = trainer_without_dropout(&cfg, 12);
-        let first_fp32 = fp32.step(&b, 0).unwrap().loss_value();
-        let mut t = trainer_without_dropout(&cfg, 12);
-        t.bf16 = true;
-        let first = t.step(&b, 0).unwrap().loss_value();
-        assert!((first - first_fp32).abs() <= 0.05, "{name:?}: bf16 first loss {first} vs fp32 {first_fp32}");
-        for step in 1..12 {
-            let loss = t.step(&b, step).unwrap().loss_value();
-            assert!(loss.is_finite(), "{name:?}: loss {loss} at step {step}");
-        }
-        // Weights and optimizer state stay float32.
-        assert!(t.trainable().iter().all(|p| p.kind() == Kind::Float), "{name:?}: a trainable tensor left float32");
-    }
-}
 
 /// No training step waits for the device except where it must: every device-to-host read of
 /// the training path goes through `triadapt::device::read_*`, which counts them. A step makes

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use tch::{Device, Kind, Tensor};
 use triadapt::model::{HeadKind, ModelDir};
 use triadapt::peft::import::read_peft_lora;
-use triadapt::peft::method::{MethodConfig, MethodName, MethodSetup};
+use triadapt::peft::method::{MethodConfig, MethodName};
 
 use crate::common::*;
 
@@ -152,19 +152,17 @@ fn lora_starts_from_a_peft_adapter_exactly() {
     let cfg = lora_method(&["query_proj", "value_proj", "attention.output.dense", "intermediate.dense"]);
     let mut dir = ModelDir::open(&model_dir("v3_backbone")).unwrap();
     dir.config.num_labels = Some(3);
-    let setup = MethodSetup::new(&cfg);
-    let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
-    setup.start_from_peft(&peft, &vs).unwrap();
-    let ranks: Vec<i64> = setup.adapters().iter().map(|(_, a)| a.lock().unwrap().rank()).collect();
+    let m = triadapt::peft::attach(&dir, HeadKind::Cls, &cfg, Device::Cpu).unwrap();
+    triadapt::peft::import::start_from_peft(&m.setup, &peft, &m.vs).unwrap();
+    let ranks: Vec<i64> = m.adapters.iter().map(|(_, a)| a.lock().unwrap().rank()).collect();
     assert_eq!(ranks.iter().sum::<i64>(), 2 * (4 + 4 + 4 + 3) - 2, "PEFT's ranks (layer 1 query_proj has 2): {ranks:?}");
     let o = oracle("v3_batch");
-    let logits = run_eval(&model, &o).logits;
+    let logits = run_eval(&m.model, &o).logits;
     assert_close("LoRA started from the PEFT adapter against PEFT", &logits, &expected("cls_patterns"), 1e-5);
     // Other target matrices than the adapter's: both sides named.
     let cfg = lora_method(&["query_proj", "key_proj", "value_proj", "attention.output.dense"]);
-    let setup = MethodSetup::new(&cfg);
-    let (vs, _model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
-    let e = format!("{:#}", setup.start_from_peft(&peft, &vs).unwrap_err());
+    let m = triadapt::peft::attach(&dir, HeadKind::Cls, &cfg, Device::Cpu).unwrap();
+    let e = format!("{:#}", triadapt::peft::import::start_from_peft(&m.setup, &peft, &m.vs).unwrap_err());
     assert!(e.contains("layer.0.intermediate.dense") && e.contains("layer.0.attention.self.key_proj") && e.contains("target_modules"), "{e}");
 }
 

@@ -141,7 +141,7 @@ fn run_ids_are_stable() {
     // Only values that differ from the defaults, sorted, as compact JSON (lora_dropout 0.0 is the
     // default): adding a config key later changes no id.
     assert_eq!(
-        sweep::canonical_form(&cfg),
+        triadapt::config::canonical_form(&cfg),
         "method.name=\"increlora\"\nmethod.triadapt.ref_rank=8\noptim.lr=0.00035\nseed=7\ntask=\"mnli\"\n"
     );
     // sha256 of that text, first 12 hex digits (python: hashlib.sha256(text).hexdigest()[:12]).
@@ -406,7 +406,7 @@ fn collect_merges_shard_copies() {
     for (k, copy) in copies.iter().enumerate() {
         for r in s.shard(Some(Shard { index: k, count: 2 })) {
             let mut row = s.row_for(r);
-            row.status = "finished".into();
+            row.status = triadapt::train::result::RunStatus::Finished;
             row.best_score = Some(0.5 + r.index as f64 / 100.0);
             row.main_metric = Some("accuracy".into());
             row.best_metrics.insert("accuracy".into(), row.best_score.unwrap());
@@ -420,7 +420,7 @@ fn collect_merges_shard_copies() {
     }
     let r0 = &s.runs[0];
     let mut failed = s.row_for(r0);
-    failed.status = "failed".into();
+    failed.status = triadapt::train::result::RunStatus::Failed;
     failed.error = Some("out of memory".into());
     let d = copies[1].join("runs").join(&r0.id);
     std::fs::create_dir_all(&d).unwrap();

@@ -12,7 +12,6 @@ use crate::peft::import::{apply_modules, apply_saved_modules, check_modules_cove
 use crate::peft::lora::LoraAdapter;
 use crate::peft::AdapterFactory;
 use crate::peft::export::{export_peft, head_tensors, merged_weights, write_hf_checkpoint};
-use crate::peft::method::MethodSetup;
 use crate::peft::save::{apply_adapter, read_adapter};
 use crate::peft::DynAdapter;
 use crate::train::checkpoint::{adapter_dir, Which};
@@ -71,12 +70,10 @@ pub fn load_adapted(path: &Path, which: Which, base_model: Option<&Path>, device
     let mut model_dir = open_base(&base, || format!("the adapter's base model (adapter_config.json `base_model`) for {}", dir.display()))?;
     model_dir.config.num_labels = Some(saved.config.num_labels);
     model_dir.config.id2label = None;
-    let setup = MethodSetup::new(&saved.config.method);
-    let (vs, model, _) = model_dir.load(saved.config.head, setup.factory(), device)?;
-    let adapters = setup.adapters();
-    apply_adapter(&saved, &adapters, &vs).with_context(|| format!("{}", path.display()))?;
+    let m = crate::peft::attach(&model_dir, saved.config.head, &saved.config.method, device)?;
+    apply_adapter(&saved, &m.adapters, &m.vs).with_context(|| format!("{}", path.display()))?;
     let c = saved.config;
-    Ok(Adapted { head: c.head, num_labels: c.num_labels, task: c.task, base_model: base, model_dir, vs, model, adapters })
+    Ok(Adapted { head: c.head, num_labels: c.num_labels, task: c.task, base_model: base, model_dir, vs: m.vs, model: m.model, adapters: m.adapters })
 }
 
 /// A PEFT LoRA adapter on its base model, computing what `PeftModel` computes: each module with

@@ -1,7 +1,6 @@
 //! `triadapt bench`: training-step timings on random weights of a real DeBERTa-v3 shape.
 
 use anyhow::Result;
-use tch::Device;
 
 use crate::bench::{self, BenchResult, BenchSpec, Precision, Shape, Variant};
 
@@ -60,13 +59,6 @@ pub struct BenchArgs {
 }
 
 /// `cpu`, `cuda:N`.
-pub fn device_name(d: Device) -> String {
-    match d {
-        Device::Cuda(i) => format!("cuda:{i}"),
-        _ => "cpu".into(),
-    }
-}
-
 fn print_text(r: &BenchResult) {
     println!("triadapt bench: {} {} (batch {}, seq {}, {} {}, {} threads, {} warm-up + {} timed steps)", r.model_config, r.method, r.batch, r.seq, r.device, r.precision, r.threads, r.warmup, r.steps);
     println!("  throughput        {:.2} examples/s (mean over the steps {:.2})", r.examples_per_s, r.examples_per_s_mean);
@@ -92,11 +84,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let device = crate::device::parse_device(&args.device)?;
     if args.matmul {
         let gflops = bench::matmul_gflops(2048, 10, device);
-        let out = serde_json::json!({"matmul_n": 2048, "matmul_gflops": gflops, "threads": tch::get_num_threads(), "device": device_name(device)});
+        let out = serde_json::json!({"matmul_n": 2048, "matmul_gflops": gflops, "threads": tch::get_num_threads(), "device": crate::device::device_name(device)});
         if args.json {
             println!("{out}");
         } else {
-            println!("matmul 2048^3 fp32: {gflops:.1} GFLOP/s, fastest of 10 ({} threads, {})", tch::get_num_threads(), device_name(device));
+            println!("matmul 2048^3 fp32: {gflops:.1} GFLOP/s, fastest of 10 ({} threads, {})", tch::get_num_threads(), crate::device::device_name(device));
         }
         return Ok(());
     }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::train::result::RunStatus;
 use crate::sweep::{self, PlannedRun, Row, RunState, Shard, Sweep, CSV_FILE, RESOLVED_FILE};
 
 pub struct SweepArgs<'a> {
@@ -77,7 +78,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 if let Some(m) = sweep::read_metrics(&dir) {
                     row.fill_from_metrics(&m);
                 }
-                row.status = "finished".into();
+                row.status = RunStatus::Finished;
                 row.error = None;
                 sweep::write_row(&dir, &row)?;
             }
@@ -116,7 +117,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let report = |run: &PlannedRun, row: &Row| {
         let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
         d.0 += 1;
-        if row.status != "finished" {
+        if row.status != RunStatus::Finished {
             d.1 += 1;
         }
         let line = format!("[{}/{total}] {}", d.0, describe(run, row));
@@ -154,7 +155,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 // The row could not be written (e.g. a full disk): say so, keep going.
                 failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", run.id));
                 let mut row = sweep.row_for(run);
-                row.status = "failed".into();
+                row.status = RunStatus::Failed;
                 row.error = Some(format!("{e:#}"));
                 report(run, &row);
             }
@@ -255,7 +256,7 @@ fn describe(run: &PlannedRun, row: &Row) -> String {
     let swept: Vec<String> = run.swept.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", sweep::value_text(v)))).collect();
     let what = format!("{}{}{}", describe_planned(run), if swept.is_empty() { "" } else { " " }, swept.join(" "));
     let secs = row.wall_seconds.map(|s| format!(" ({s:.1} s)")).unwrap_or_default();
-    if row.status == "finished" {
+    if row.status == RunStatus::Finished {
         let score = match (&row.main_metric, row.best_score) {
             (Some(m), Some(s)) => format!(" {m} {s:.4}"),
             _ => String::new(),
@@ -331,7 +332,7 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     let _ = std::fs::remove_file(dir.join(sweep::ROW_FILE));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let resolved = dir.join(RESOLVED_FILE);
-    sweep::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
+    crate::files::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
     let log_path = dir.join("train.log");
     // A resumed run appends to the log of its earlier attempts.
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
@@ -358,10 +359,10 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     }
     let finished = status.success() && metrics.as_ref().and_then(|m| m.get("status")).and_then(|s| s.as_str()) == Some("finished");
     if finished {
-        row.status = "finished".into();
+        row.status = RunStatus::Finished;
         row.error = None;
     } else {
-        row.status = "failed".into();
+        row.status = RunStatus::Failed;
         if row.error.is_none() {
             row.error = Some(last_error_line(&log_path).unwrap_or_else(|| status_text(status)));
         }

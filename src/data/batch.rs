@@ -5,7 +5,15 @@ use tch::{Device, Kind, Tensor};
 
 use super::glue::{Example, Label};
 use super::tokenizer::SpmTokenizer;
-use crate::train::Batch;
+
+/// One batch on the model's device. Labels: class ids (int64), regression targets (float), or
+/// for QA a [batch, 2] tensor of start and end positions.
+pub struct Batch {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub token_type_ids: Tensor,
+    pub labels: Tensor,
+}
 
 /// One tokenised example.
 #[derive(Debug, Clone, PartialEq)]

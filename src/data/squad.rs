@@ -33,13 +33,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::tokenizer::SpmTokenizer;
-use crate::config::SquadConfig;
 use crate::metrics::{squad_v2_eval, SquadGold, SquadScores, SQUAD_NA_PROB_THRESH};
-use crate::train::Batch;
+use super::batch::Batch;
+
+/// SQuAD 2.0 feature and decoding settings (the HF run_qa defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SquadConfig {
+    pub doc_stride: usize,
+    pub max_answer_length: usize,
+    pub n_best: usize,
+    /// Predict no answer when null score - best span score exceeds this.
+    pub null_score_diff_threshold: f64,
+}
+
+impl Default for SquadConfig {
+    fn default() -> Self {
+        SquadConfig { doc_stride: 128, max_answer_length: 30, n_best: 20, null_score_diff_threshold: 0.0 }
+    }
+}
 
 /// The task name in `RunConfig.task`.
 pub const TASK: &str = "squad2";

@@ -5,7 +5,7 @@
 //! cubic budget schedule. Tensors never change shape: pruned triplets stay trainable (PEFT masks,
 //! it does not resize), so the optimizer never grows anything.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -36,6 +36,36 @@ pub struct AdaLoraConfig {
 impl Default for AdaLoraConfig {
     fn default() -> Self {
         AdaLoraConfig { init_rank: 3, target_rank: 2, tinit: 0, tfinal: 0, delta_t: 1, beta1: 0.85, beta2: 0.85 }
+    }
+}
+
+impl AdaLoraConfig {
+    /// Checks the block's values against a run of `total_steps`; errors name the key.
+    pub fn validate(&self, total_steps: i64) -> Result<()> {
+        if self.init_rank < 1 {
+            bail!("key `method.adalora.init_rank` = {}: must be at least 1", self.init_rank);
+        }
+        if self.target_rank < 1 {
+            bail!("key `method.adalora.target_rank` = {}: must be at least 1", self.target_rank);
+        }
+        if self.target_rank > self.init_rank {
+            bail!("key `method.adalora.target_rank` = {}: the starting rank init_rank = {} is below the budget (AdaLoRA only prunes)", self.target_rank, self.init_rank);
+        }
+        if self.tinit < 0 || self.tfinal < 0 {
+            bail!("key `method.adalora.tinit` = {} / `tfinal` = {}: must not be negative", self.tinit, self.tfinal);
+        }
+        if self.tinit + self.tfinal >= total_steps {
+            bail!("key `method.adalora.tinit` = {} (with tfinal = {}): leaves no budget phase in the total of {total_steps} training steps", self.tinit, self.tfinal);
+        }
+        if self.delta_t < 1 {
+            bail!("key `method.adalora.delta_t` = {}: must be at least 1", self.delta_t);
+        }
+        for (key, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(beta > 0.0 && beta < 1.0) {
+                bail!("key `method.adalora.{key}` = {beta}: must be in (0, 1)");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -142,6 +172,19 @@ impl Adapter for AdaLoraAdapter {
     /// Every entry of A, B and E: masked triplets stay trainable, as in PEFT.
     fn trainable_count(&self) -> i64 {
         (self.a.numel() + self.b.numel() + self.e.numel()) as i64
+    }
+
+    /// Exact factors of the update: every triplet whose E is non-zero, i.e. the kept ones and,
+    /// between two masks, pruned ones that trained again since the last (PEFT's forward uses
+    /// them too). Their number can exceed `rank()` mid-run; right after a mask it equals it.
+    fn lora_factors(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let e = self.e.detach();
+            let used = e.view([-1]).ne(0.0).nonzero().view([-1]);
+            let a = (&self.a.detach() * &e).index_select(0, &used).contiguous();
+            let b = (self.b.detach().index_select(1, &used) * self.scaling / &self.ranknum).contiguous();
+            (a, b)
+        })
     }
 
     /// The rank pattern (1 = kept), saved so that a loaded adapter reports the same ranks.
@@ -337,6 +380,10 @@ impl AdaLoraController {
 }
 
 impl RankController for AdaLoraController {
+    fn adapters(&self) -> Vec<(String, super::DynAdapter)> {
+        super::dyn_adapters(&self.adapters)
+    }
+
     /// PEFT's `update_and_allocate(global_step = step)`. Before T - t_f: statistics update, then
     /// a mask to the scheduled budget when due. At T - t_f: a forced mask to the final budget
     /// with the statistics of the previous steps (no update at this step), then the statistics
@@ -373,21 +420,10 @@ impl RankController for AdaLoraController {
         super::orthogonality_regularization(&self.adapters, self.orth_reg_weight, |a| (a.a.shallow_clone(), a.b.shallow_clone()))
     }
 
-    fn ranks(&self) -> Vec<(String, i64)> {
-        super::ranks_of(&self.adapters)
-    }
-
     fn budget(&self) -> Option<i64> {
         Some(self.target_budget())
     }
 
-    fn named_params(&self) -> Vec<(String, Tensor)> {
-        super::named_params_of(&self.adapters)
-    }
-
-    fn trainable_count(&self) -> i64 {
-        super::trainable_count_of(&self.adapters)
-    }
 
     /// The moving averages of every matrix's A, B and E (present only between the first update
     /// and the final-phase reset), so a resumed run allocates as the uninterrupted one.

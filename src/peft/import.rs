@@ -278,6 +278,18 @@ pub fn check_modules_covered(peft: &PeftLora, built: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Starts a method's fresh adapters (and the head, from its modules_to_save) at a PEFT LoRA
+/// adapter: LoRA only (`train --init-adapter`).
+pub fn start_from_peft(setup: &super::method::MethodSetup, peft: &PeftLora, vs: &tch::nn::VarStore) -> Result<()> {
+    match setup {
+        super::method::MethodSetup::Lora(f) => {
+            init_lora(peft, &f.adapters())?;
+            apply_saved_modules(peft, vs)
+        }
+        _ => bail!("a PEFT LoRA adapter starts method lora only"),
+    }
+}
+
 /// Puts each module's PEFT factors and scaling into the adapter built for it.
 pub fn apply_modules(peft: &PeftLora, adapters: &[(String, Shared<LoraAdapter>)]) -> Result<()> {
     for (name, adapter) in adapters {

@@ -85,6 +85,34 @@ impl IncreLoraConfig {
     pub fn incre_rank_num(&self) -> i64 {
         self.incre_rank_num.unwrap_or_else(|| default_growth_step(self.target_rank))
     }
+
+    /// Checks the block's values against a run of `total_steps`; errors name the key.
+    pub fn validate(&self, total_steps: i64) -> Result<()> {
+        if self.init_rank < 1 {
+            bail!("key `method.increlora.init_rank` = {}: must be at least 1", self.init_rank);
+        }
+        if self.target_rank < self.init_rank {
+            bail!("key `method.increlora.target_rank` = {}: budget below the start (init_rank = {})", self.target_rank, self.init_rank);
+        }
+        if self.init_warmup >= total_steps {
+            bail!("key `method.increlora.init_warmup` = {}: past the total of {total_steps} training steps", self.init_warmup);
+        }
+        if self.incre_interval < 1 {
+            bail!("key `method.increlora.incre_interval` = {}: must be at least 1", self.incre_interval);
+        }
+        if self.top_h < 1 {
+            bail!("key `method.increlora.top_h` = {}: must be at least 1", self.top_h);
+        }
+        if self.incre_rank_num.is_some_and(|d| d < 1) {
+            bail!("key `method.increlora.incre_rank_num`: must be at least 1");
+        }
+        for (key, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(beta > 0.0 && beta < 1.0) {
+                bail!("key `method.increlora.{key}` = {beta}: must be in (0, 1)");
+            }
+        }
+        Ok(())
+    }
 }
 
 fn randn(shape: &[i64], std: f64, device: Device) -> Tensor {
@@ -476,6 +504,10 @@ impl IncreLoraController {
 }
 
 impl RankController for IncreLoraController {
+    fn adapters(&self) -> Vec<(String, super::DynAdapter)> {
+        super::dyn_adapters(&self.adapters)
+    }
+
     /// `update_and_increase` for global step `step`. Its allocator runs between backward and the
     /// optimizer step, ours right after the step; parameters it adds then get no update before
     /// step + 1 (their gradient is None at `step`), which is their birth here.
@@ -524,21 +556,10 @@ impl RankController for IncreLoraController {
         super::orthogonality_regularization(&self.adapters, self.orth_reg_weight, |a| (a.full_a(), a.full_b()))
     }
 
-    fn ranks(&self) -> Vec<(String, i64)> {
-        super::ranks_of(&self.adapters)
-    }
-
     fn budget(&self) -> Option<i64> {
         Some(self.total_budget())
     }
 
-    fn named_params(&self) -> Vec<(String, Tensor)> {
-        super::named_params_of(&self.adapters)
-    }
-
-    fn trainable_count(&self) -> i64 {
-        super::trainable_count_of(&self.adapters)
-    }
 
     /// The active ranks' A rows, E entries and B columns: r (d_in + d_out + 1) per matrix, as
     /// IncreLoRA counts its parameters (the reserve trained ahead is left out).
@@ -589,8 +610,10 @@ mod tests {
     /// An optimizer holding every adapter tensor, born at step 0 (as the trainer registers them).
     fn optimizer(adapters: &[(String, Shared<IncreLoraAdapter>)]) -> AdamW {
         let mut opt = AdamW::new(AdamWConfig::default());
-        for (name, p) in super::super::named_params_of(adapters) {
-            opt.add(&name, &p, 0, 0.0).unwrap();
+        for (module, a) in adapters {
+            for (role, p) in a.lock().unwrap().params() {
+                opt.add(&format!("{module}.{role}"), &p, 0, 0.0).unwrap();
+            }
         }
         opt
     }

@@ -85,6 +85,16 @@ impl Default for LoraConfig {
     }
 }
 
+impl LoraConfig {
+    /// Checks the block's values; errors name the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.rank < 1 {
+            anyhow::bail!("key `method.lora.rank` = {}: must be at least 1", self.rank);
+        }
+        Ok(())
+    }
+}
+
 /// LoRA's ranks never change; the controller only reports them.
 #[derive(Debug)]
 pub struct LoraController {
@@ -98,22 +108,7 @@ impl LoraController {
 }
 
 impl super::RankController for LoraController {
-    fn after_step(&mut self, _step: i64, _opt: &mut crate::optim::AdamW) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn regularization(&self) -> Option<Tensor> {
-        None
-    }
-    fn ranks(&self) -> Vec<(String, i64)> {
-        super::ranks_of(&self.adapters)
-    }
-    fn budget(&self) -> Option<i64> {
-        None
-    }
-    fn named_params(&self) -> Vec<(String, Tensor)> {
-        super::named_params_of(&self.adapters)
-    }
-    fn trainable_count(&self) -> i64 {
-        super::trainable_count_of(&self.adapters)
+    fn adapters(&self) -> Vec<(String, super::DynAdapter)> {
+        super::dyn_adapters(&self.adapters)
     }
 }

@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use super::adalora::{AdaLoraAdapter, AdaLoraConfig, AdaLoraController};
 use super::increlora::{IncreLoraAdapter, IncreLoraConfig, IncreLoraController};
@@ -12,7 +11,7 @@ use super::schedule::BudgetMode;
 use super::triadapt::{TriAdaptConfig, TriAdaptController, TriAdapter};
 use super::{AdapterFactory, RankController, TargetSpec};
 use crate::model::linear::{LinearFactory, PlainLinearFactory};
-use crate::optim::{AdamW, LrPolicy};
+use crate::optim::LrPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +33,59 @@ impl MethodName {
             MethodName::Triadapt => "triadapt",
             MethodName::Adalora => "adalora",
             MethodName::Increlora => "increlora",
+        }
+    }
+
+    /// The paper's name, as figures, tables and legends print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            MethodName::Full => "Full FT",
+            MethodName::Lora => "LoRA",
+            MethodName::Triadapt => "TriAdaptLoRA",
+            MethodName::Adalora => "AdaLoRA",
+            MethodName::Increlora => "IncreLoRA",
+        }
+    }
+
+    /// Position in every figure and legend: TriAdaptLoRA first, then AdaLoRA, IncreLoRA, LoRA,
+    /// full fine-tuning.
+    pub fn figure_order(self) -> usize {
+        match self {
+            MethodName::Triadapt => 0,
+            MethodName::Adalora => 1,
+            MethodName::Increlora => 2,
+            MethodName::Lora => 3,
+            MethodName::Full => 4,
+        }
+    }
+
+    /// Position in the GLUE table: the baselines first, TriAdaptLoRA last (the paper's table).
+    pub fn table_order(self) -> usize {
+        match self {
+            MethodName::Full => 0,
+            MethodName::Lora => 1,
+            MethodName::Adalora => 2,
+            MethodName::Increlora => 3,
+            MethodName::Triadapt => 4,
+        }
+    }
+
+    /// The method's colour (RGB) in every figure.
+    pub fn colour(self) -> (u8, u8, u8) {
+        match self {
+            MethodName::Triadapt => (214, 39, 40),
+            MethodName::Adalora => (31, 119, 180),
+            MethodName::Increlora => (44, 160, 44),
+            MethodName::Lora => (255, 127, 14),
+            MethodName::Full => (110, 110, 110),
+        }
+    }
+
+    /// The block of the method's own settings (`method.<block>.*`); full fine-tuning has none.
+    pub fn config_block(self) -> Option<&'static str> {
+        match self {
+            MethodName::Full => None,
+            other => Some(other.as_str()),
         }
     }
 }
@@ -107,89 +159,12 @@ impl MethodConfig {
         }
         self.targets().validate(num_layers).map_err(|e| anyhow::anyhow!("method.{e}"))?;
         match self.name {
-            MethodName::Full => {}
-            MethodName::Lora => {
-                if self.lora.rank < 1 {
-                    bail!("key `method.lora.rank` = {}: must be at least 1", self.lora.rank);
-                }
-            }
-            MethodName::Triadapt => {
-                let c = &self.triadapt;
-                if c.init_rank < 1 {
-                    bail!("key `method.triadapt.init_rank` = {}: must be at least 1", c.init_rank);
-                }
-                if c.ref_rank < c.init_rank {
-                    bail!("key `method.triadapt.ref_rank` = {}: the budget is below the starting rank init_rank = {}", c.ref_rank, c.init_rank);
-                }
-                if c.warmup_steps >= total_steps {
-                    bail!("key `method.triadapt.warmup_steps` = {}: past the total of {total_steps} training steps", c.warmup_steps);
-                }
-                if c.interval < 1 {
-                    bail!("key `method.triadapt.interval` = {}: must be at least 1", c.interval);
-                }
-                if c.growth_step.is_some_and(|d| d < 1) {
-                    bail!("key `method.triadapt.growth_step`: must be at least 1");
-                }
-                if !(c.grown_weight_decay >= 0.0) {
-                    bail!("key `method.triadapt.grown_weight_decay` = {}: must not be negative", c.grown_weight_decay);
-                }
-            }
-            MethodName::Adalora => {
-                let c = &self.adalora;
-                if c.init_rank < 1 {
-                    bail!("key `method.adalora.init_rank` = {}: must be at least 1", c.init_rank);
-                }
-                if c.target_rank < 1 {
-                    bail!("key `method.adalora.target_rank` = {}: must be at least 1", c.target_rank);
-                }
-                if c.target_rank > c.init_rank {
-                    bail!("key `method.adalora.target_rank` = {}: the starting rank init_rank = {} is below the budget (AdaLoRA only prunes)", c.target_rank, c.init_rank);
-                }
-                if c.tinit < 0 || c.tfinal < 0 {
-                    bail!("key `method.adalora.tinit` = {} / `tfinal` = {}: must not be negative", c.tinit, c.tfinal);
-                }
-                if c.tinit + c.tfinal >= total_steps {
-                    bail!("key `method.adalora.tinit` = {} (with tfinal = {}): leaves no budget phase in the total of {total_steps} training steps", c.tinit, c.tfinal);
-                }
-                if c.delta_t < 1 {
-                    bail!("key `method.adalora.delta_t` = {}: must be at least 1", c.delta_t);
-                }
-                if !(c.beta1 > 0.0 && c.beta1 < 1.0) {
-                    bail!("key `method.adalora.beta1` = {}: must be in (0, 1)", c.beta1);
-                }
-                if !(c.beta2 > 0.0 && c.beta2 < 1.0) {
-                    bail!("key `method.adalora.beta2` = {}: must be in (0, 1)", c.beta2);
-                }
-            }
-            MethodName::Increlora => {
-                let c = &self.increlora;
-                if c.init_rank < 1 {
-                    bail!("key `method.increlora.init_rank` = {}: must be at least 1", c.init_rank);
-                }
-                if c.target_rank < c.init_rank {
-                    bail!("key `method.increlora.target_rank` = {}: budget below the start (init_rank = {})", c.target_rank, c.init_rank);
-                }
-                if c.init_warmup >= total_steps {
-                    bail!("key `method.increlora.init_warmup` = {}: past the total of {total_steps} training steps", c.init_warmup);
-                }
-                if c.incre_interval < 1 {
-                    bail!("key `method.increlora.incre_interval` = {}: must be at least 1", c.incre_interval);
-                }
-                if c.top_h < 1 {
-                    bail!("key `method.increlora.top_h` = {}: must be at least 1", c.top_h);
-                }
-                if c.incre_rank_num.is_some_and(|d| d < 1) {
-                    bail!("key `method.increlora.incre_rank_num`: must be at least 1");
-                }
-                if !(c.beta1 > 0.0 && c.beta1 < 1.0) {
-                    bail!("key `method.increlora.beta1` = {}: must be in (0, 1)", c.beta1);
-                }
-                if !(c.beta2 > 0.0 && c.beta2 < 1.0) {
-                    bail!("key `method.increlora.beta2` = {}: must be in (0, 1)", c.beta2);
-                }
-            }
+            MethodName::Full => Ok(()),
+            MethodName::Lora => self.lora.validate(),
+            MethodName::Triadapt => self.triadapt.validate(total_steps),
+            MethodName::Adalora => self.adalora.validate(total_steps),
+            MethodName::Increlora => self.increlora.validate(total_steps),
         }
-        Ok(())
     }
 }
 
@@ -249,18 +224,6 @@ impl MethodSetup {
         }
     }
 
-    /// Starts the adapters (and the head, from its modules_to_save) at a PEFT LoRA adapter:
-    /// LoRA only.
-    pub fn start_from_peft(&self, peft: &super::import::PeftLora, vs: &tch::nn::VarStore) -> anyhow::Result<()> {
-        match self {
-            MethodSetup::Lora(f) => {
-                super::import::init_lora(peft, &f.adapters())?;
-                super::import::apply_saved_modules(peft, vs)
-            }
-            _ => anyhow::bail!("a PEFT LoRA adapter starts method lora only"),
-        }
-    }
-
     pub fn into_controller(self, cfg: &MethodConfig, total_steps: i64) -> Box<dyn RankController> {
         match self {
             MethodSetup::Full(_) => Box::new(FullController),
@@ -283,22 +246,7 @@ impl MethodSetup {
 pub struct FullController;
 
 impl RankController for FullController {
-    fn after_step(&mut self, _step: i64, _opt: &mut AdamW) -> Result<()> {
-        Ok(())
-    }
-    fn regularization(&self) -> Option<Tensor> {
-        None
-    }
-    fn ranks(&self) -> Vec<(String, i64)> {
+    fn adapters(&self) -> Vec<(String, super::DynAdapter)> {
         Vec::new()
-    }
-    fn budget(&self) -> Option<i64> {
-        None
-    }
-    fn named_params(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-    fn trainable_count(&self) -> i64 {
-        0
     }
 }

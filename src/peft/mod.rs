@@ -4,6 +4,7 @@
 
 pub mod adalora;
 pub mod adapted;
+pub mod attach;
 pub mod export;
 pub mod import;
 pub mod increlora;
@@ -22,6 +23,7 @@ use tch::Tensor;
 use crate::optim::AdamW;
 
 pub use adapted::{AdaptedLinear, AdapterFactory};
+pub use attach::{attach, attach_random, Attached};
 pub use targets::TargetSpec;
 
 /// `base + h B^T` in one `addmm` over the flattened leading dimensions: `h` is the scaled
@@ -61,7 +63,8 @@ pub trait Adapter: Send + std::fmt::Debug {
     /// any rank: loading a grown adapter). Parameters come back as trainable leaves.
     fn set_tensor(&mut self, role: &str, value: Tensor) -> Result<()>;
     /// Plain LoRA factors (A': r x d_in, B': d_out x r) with the scaling folded into B', such
-    /// that `B' A' == delta_weight()`; r is `rank()`. This is what `export-peft` writes. The
+    /// that `B' A' == delta_weight()`; r is `rank()` (AdaLoRA between masks: every triplet
+    /// still contributing). This is what `export-peft` writes. The
     /// default factorises `delta_weight()` by a truncated SVD; methods override it with their
     /// exact factors.
     fn lora_factors(&self) -> (Tensor, Tensor) {
@@ -116,17 +119,34 @@ pub trait RankController: Send + std::fmt::Debug {
     /// After the optimizer step of global step `step` (0-based), with that step's gradients still
     /// in place (PEFT's order: backward, optimizer step, `update_and_allocate`, zero_grad).
     /// Growing methods grow here and register the grown tensors with `opt` (born at step+1).
-    fn after_step(&mut self, step: i64, opt: &mut AdamW) -> Result<()>;
+    /// Methods whose ranks never change keep the default.
+    fn after_step(&mut self, step: i64, opt: &mut AdamW) -> Result<()> {
+        let _ = (step, opt);
+        Ok(())
+    }
+    /// The adapters the controller drives, with their HF module names, in model order (none for
+    /// full fine-tuning). The defaults below read everything else from them.
+    fn adapters(&self) -> Vec<(String, DynAdapter)>;
     /// A term added to the task loss (orthogonal regularisation), if the method has one.
-    fn regularization(&self) -> Option<Tensor>;
+    fn regularization(&self) -> Option<Tensor> {
+        None
+    }
     /// The current rank of every adapted matrix, in model order (the heatmap data).
-    fn ranks(&self) -> Vec<(String, i64)>;
+    fn ranks(&self) -> Vec<(String, i64)> {
+        self.adapters().iter().map(|(n, a)| (n.clone(), a.lock().expect("adapter lock poisoned").rank())).collect()
+    }
     /// The total-rank budget, for methods that have one.
-    fn budget(&self) -> Option<i64>;
+    fn budget(&self) -> Option<i64> {
+        None
+    }
     /// The adapters' trainable tensors as `<module>.<role>`.
-    fn named_params(&self) -> Vec<(String, Tensor)>;
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        self.adapters().iter().flat_map(|(n, a)| a.lock().expect("adapter lock poisoned").params().into_iter().map(move |(role, t)| (format!("{n}.{role}"), t))).collect()
+    }
     /// Trainable adapter scalars (heads not included).
-    fn trainable_count(&self) -> i64;
+    fn trainable_count(&self) -> i64 {
+        self.adapters().iter().map(|(_, a)| a.lock().expect("adapter lock poisoned").trainable_count()).sum()
+    }
     /// Adapter scalars as the papers' #Params counts them (docs/method.md, "Counting
     /// parameters"): by default every trainable one; IncreLoRA leaves out its reserve.
     fn reported_param_count(&self) -> i64 {
@@ -161,18 +181,6 @@ pub(crate) fn unknown_role(kind: &str, role: &str) -> anyhow::Error {
 
 fn read<A>(a: &Shared<A>) -> std::sync::MutexGuard<'_, A> {
     a.lock().expect("adapter lock poisoned")
-}
-
-pub(crate) fn ranks_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -> Vec<(String, i64)> {
-    adapters.iter().map(|(n, a)| (n.clone(), read(a).rank())).collect()
-}
-
-pub(crate) fn named_params_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -> Vec<(String, Tensor)> {
-    adapters.iter().flat_map(|(n, a)| read(a).params().into_iter().map(move |(role, t)| (format!("{n}.{role}"), t))).collect()
-}
-
-pub(crate) fn trainable_count_of<A: Adapter>(adapters: &[(String, Shared<A>)]) -> i64 {
-    adapters.iter().map(|(_, a)| read(a).trainable_count()).sum()
 }
 
 /// gamma / (2n) * sum over matrices of the orthogonality penalty of (A, B) (docs/method.md, "Orthogonal regularisation").

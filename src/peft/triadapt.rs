@@ -2,7 +2,7 @@
 //! upper-triangular, grown by rows and columns respectively; normalised-Frobenius importance;
 //! rank growth driven by dynamic thresholds under a reference-rank budget.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -72,6 +72,31 @@ impl Default for TriAdaptConfig {
             init_std: 0.02,
             grown_weight_decay: 0.0,
         }
+    }
+}
+
+impl TriAdaptConfig {
+    /// Checks the block's values against a run of `total_steps`; errors name the key.
+    pub fn validate(&self, total_steps: i64) -> Result<()> {
+        if self.init_rank < 1 {
+            bail!("key `method.triadapt.init_rank` = {}: must be at least 1", self.init_rank);
+        }
+        if self.ref_rank < self.init_rank {
+            bail!("key `method.triadapt.ref_rank` = {}: the budget is below the starting rank init_rank = {}", self.ref_rank, self.init_rank);
+        }
+        if self.warmup_steps >= total_steps {
+            bail!("key `method.triadapt.warmup_steps` = {}: past the total of {total_steps} training steps", self.warmup_steps);
+        }
+        if self.interval < 1 {
+            bail!("key `method.triadapt.interval` = {}: must be at least 1", self.interval);
+        }
+        if self.growth_step.is_some_and(|d| d < 1) {
+            bail!("key `method.triadapt.growth_step`: must be at least 1");
+        }
+        if !(self.grown_weight_decay >= 0.0) {
+            bail!("key `method.triadapt.grown_weight_decay` = {}: must not be negative", self.grown_weight_decay);
+        }
+        Ok(())
     }
 }
 
@@ -280,7 +305,6 @@ impl TriAdaptController {
         self
     }
 
-
     /// Scores (docs/method.md, "Importance") at this allocation step; updates the remembered
     /// importance. One device-to-host read for all matrices.
     pub fn scores(&mut self) -> Vec<f64> {
@@ -296,6 +320,10 @@ impl TriAdaptController {
 }
 
 impl RankController for TriAdaptController {
+    fn adapters(&self) -> Vec<(String, super::DynAdapter)> {
+        super::dyn_adapters(&self.adapters)
+    }
+
     /// Decides the growth of step `step` from the importance before this step's update, as the
     /// reference calls its allocator after clipping and before `optimizer.step()`.
     fn before_step(&mut self, step: i64) -> Result<()> {
@@ -331,21 +359,10 @@ impl RankController for TriAdaptController {
         super::orthogonality_regularization(&self.adapters, self.orth_reg_weight, |a| (a.a.shallow_clone(), a.b.shallow_clone()))
     }
 
-    fn ranks(&self) -> Vec<(String, i64)> {
-        super::ranks_of(&self.adapters)
-    }
-
     fn budget(&self) -> Option<i64> {
         Some(self.config.ref_rank * self.adapters.len() as i64)
     }
 
-    fn named_params(&self) -> Vec<(String, Tensor)> {
-        super::named_params_of(&self.adapters)
-    }
-
-    fn trainable_count(&self) -> i64 {
-        super::trainable_count_of(&self.adapters)
-    }
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         vec![("previous_importance".into(), Tensor::from_slice(&self.previous))]

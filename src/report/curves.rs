@@ -25,7 +25,7 @@
 //! settings at the budget (other swept keys), the setting with the highest mean `best_score` is
 //! drawn and named in the legend.
 //!
-//! Every figure draws the methods in `super::FIGURE_ORDER` with `super::method_color`, and writes
+//! Every figure draws the methods in `super::figure_rank` order with `super::method_color`, and writes
 //! `<stem>.csv` (the plotted numbers) and `<stem>.runs.csv` (the runs behind each line).
 
 use std::collections::BTreeMap;

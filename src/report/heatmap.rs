@@ -12,7 +12,7 @@
 //! else its total rank, LoRA's fixed budget), so a figure never sets methods at different
 //! budgets side by side. Where a method has several runs at a budget (seeds, other swept values),
 //! its panel shows the one with the highest `best_score`, ties broken by the lowest seed
-//! (`super::representative`). Panel order: `super::FIGURE_ORDER` (TriAdaptLoRA first). Captions
+//! (`super::representative`). Panel order: `super::figure_rank` (TriAdaptLoRA first). Captions
 //! name the method, its dev score and total rank; the run shown (id, seed, folder) is in the
 //! sidecar `heatmap_<task>_budget<B>.runs.csv`, the cells in `heatmap_<task>_budget<B>.csv`.
 

@@ -16,7 +16,7 @@
 //! plotted numbers (to redraw the figure in another style), and `<stem>.runs.csv`, the runs
 //! drawn (run ids, seeds, scores, run folders; figures name no run ids). Text is drawn with the
 //! bundled DejaVu Sans (`assets/fonts/`), laid out by `canvas.rs`, so no system font or
-//! fontconfig is needed. Every figure draws the methods in one order (`FIGURE_ORDER`,
+//! fontconfig is needed. Every figure draws the methods in one order (`figure_rank`, from `MethodName`:
 //! TriAdaptLoRA first) and colours (`method_color`).
 
 pub mod canvas;
@@ -32,6 +32,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use polars::prelude::*;
+
+use crate::peft::method::MethodName;
 
 /// Columns every `runs.csv` must have.
 const REQUIRED: [&str; 2] = ["task", "method"];
@@ -274,32 +276,22 @@ pub fn representative<'a>(runs: &[&'a RunRecord]) -> Option<&'a RunRecord> {
 // Names
 // ---------------------------------------------------------------------------------------------
 
-/// The paper's name of a method (`triadapt` -> `TriAdaptLoRA`); unknown names unchanged.
+/// The paper's name of a method (`triadapt` -> `TriAdaptLoRA`, from [`MethodName::label`]);
+/// unknown names unchanged.
 pub fn method_label(method: &str) -> String {
-    match method {
-        "full" => "Full FT".into(),
-        "lora" => "LoRA".into(),
-        "adalora" => "AdaLoRA".into(),
-        "increlora" => "IncreLoRA".into(),
-        "triadapt" => "TriAdaptLoRA".into(),
-        other => other.into(),
-    }
+    method.parse::<MethodName>().map(|m| m.label().to_string()).unwrap_or_else(|_| method.to_string())
 }
 
-/// The order of methods in every figure and legend (heatmap panels, curves, legends):
-/// TriAdaptLoRA first, then AdaLoRA, IncreLoRA, LoRA, full fine-tuning, then others by name.
-pub const FIGURE_ORDER: [&str; 5] = ["triadapt", "adalora", "increlora", "lora", "full"];
-
-/// Sort key of methods in figures (`FIGURE_ORDER`).
+/// Sort key of methods in every figure and legend ([`MethodName::figure_order`]: TriAdaptLoRA
+/// first); unknown methods after, by name.
 pub fn figure_rank(method: &str) -> (usize, String) {
-    (FIGURE_ORDER.iter().position(|m| *m == method).unwrap_or(FIGURE_ORDER.len()), method.to_string())
+    (method.parse::<MethodName>().map_or(MethodName::ALL.len(), MethodName::figure_order), method.to_string())
 }
 
-/// Sort key of methods in the GLUE table: baselines first, TriAdaptLoRA last (the paper's
-/// table); unknown methods after, by name.
+/// Sort key of methods in the GLUE table ([`MethodName::table_order`]: baselines first,
+/// TriAdaptLoRA last); unknown methods after, by name.
 pub fn method_rank(method: &str) -> (usize, String) {
-    let i = ["full", "lora", "adalora", "increlora", "triadapt"].iter().position(|m| *m == method).unwrap_or(5);
-    (i, method.to_string())
+    (method.parse::<MethodName>().map_or(MethodName::ALL.len(), MethodName::table_order), method.to_string())
 }
 
 /// The paper's name of a task (`sst2` -> `SST-2`); unknown names upper-cased.
@@ -435,13 +427,12 @@ pub fn knob_label(key: &str) -> String {
 /// methods get one of the palette's remaining colours, chosen from the name (the same in every
 /// figure).
 pub fn method_color(method: &str) -> RGBColor {
-    match method {
-        "triadapt" => RGBColor(214, 39, 40),
-        "adalora" => RGBColor(31, 119, 180),
-        "increlora" => RGBColor(44, 160, 44),
-        "lora" => RGBColor(255, 127, 14),
-        "full" => RGBColor(110, 110, 110),
-        other => palette(4 + other.bytes().map(|b| b as usize).sum::<usize>() % 6),
+    match method.parse::<MethodName>() {
+        Ok(m) => {
+            let (r, g, b) = m.colour();
+            RGBColor(r, g, b)
+        }
+        Err(_) => palette(4 + method.bytes().map(|b| b as usize).sum::<usize>() % 6),
     }
 }
 

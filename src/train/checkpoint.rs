@@ -14,9 +14,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::run::RunResult;
+use tch::{Device, Tensor};
+
+use super::result::RunResult;
 use super::Trainer;
 use crate::config::RunConfig;
+use crate::peft::method::MethodConfig;
+use crate::peft::save::{read_adapter, AdapterConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS, OPTIMIZER_STATE};
 
 pub const CHECKPOINTS: &str = "checkpoints";
 /// The adapter of the best evaluation so far.
@@ -52,7 +56,7 @@ pub fn save(run: &Path, t: &Trainer, cfg: &RunConfig, state: &TrainerState, keep
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
     }
-    crate::peft::save::save_adapter(&tmp, t, &cfg.method, state.step, Path::new(&cfg.model), &cfg.task)?;
+    save_adapter(&tmp, t, &cfg.method, state.step, Path::new(&cfg.model), &cfg.task)?;
     std::fs::write(tmp.join(STATE_FILE), serde_json::to_string_pretty(state)?).with_context(|| format!("cannot write {}", tmp.join(STATE_FILE).display()))?;
     let dest = root.join(&name);
     replace_dir(&tmp, &dest)?;
@@ -70,7 +74,7 @@ pub fn save_best(run: &Path, t: &Trainer, cfg: &RunConfig, step: i64) -> Result<
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
     }
-    crate::peft::save::save_adapter(&tmp, t, &cfg.method, step, Path::new(&cfg.model), &cfg.task)?;
+    save_adapter(&tmp, t, &cfg.method, step, Path::new(&cfg.model), &cfg.task)?;
     replace_dir(&tmp, &run.join(BEST))
 }
 
@@ -154,4 +158,66 @@ pub fn adapter_dir(path: &Path, which: Which) -> PathBuf {
         }
         Which::Last => path.join("adapter"),
     }
+}
+
+fn cpu(t: &Tensor) -> Tensor {
+    t.detach().to_device(Device::Cpu).contiguous()
+}
+
+/// Writes the adapter folder of a trainer at `step` (everything needed to resume exactly).
+pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, base_model: &Path, task: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut weights: Vec<(String, Tensor)> = t.adapters().iter().flat_map(|(name, a)| {
+        let a = a.lock().expect("adapter lock");
+        a.params().into_iter().chain(a.buffers()).map(|(role, x)| (format!("{name}.{role}"), cpu(&x))).collect::<Vec<_>>()
+    }).collect();
+    weights.extend(t.trainable_vars().iter().map(|(n, x)| (n.clone(), cpu(x))));
+    Tensor::write_safetensors(&weights, dir.join(ADAPTER_WEIGHTS)).with_context(|| format!("cannot write {}", dir.display()))?;
+    let mut state: Vec<(String, Tensor)> = Vec::new();
+    for name in t.opt.names() {
+        let [m, v, b] = t.opt.state(name).expect("named parameter");
+        state.push((format!("{name}.exp_avg"), cpu(m)));
+        state.push((format!("{name}.exp_avg_sq"), cpu(v)));
+        state.push((format!("{name}.birth"), cpu(b)));
+    }
+    state.extend(t.controller.state_tensors().into_iter().map(|(n, x)| (format!("controller.{n}"), cpu(&x))));
+    Tensor::write_safetensors(&state, dir.join(OPTIMIZER_STATE))?;
+    let config = AdapterConfig {
+        format: "triadapt-adapter".into(),
+        method: method.clone(),
+        rank_pattern: t.controller.ranks().into_iter().collect(),
+        step,
+        total_steps: t.total_steps,
+        trainable_params: t.trainable_count(),
+        // As the user gave it (a hub name, or a path as written): a run folder copied to
+        // another machine still finds its model there (`commands::adapter::resolve_base_model`).
+        base_model: base_model.to_path_buf(),
+        head: t.model.kind,
+        num_labels: t.model.config.num_labels(),
+        task: Some(task.to_string()),
+    };
+    std::fs::write(dir.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)?)?;
+    Ok(())
+}
+
+/// Restores the optimizer moments and birth steps and the controller state saved with the
+/// adapter, so that training continues exactly where it stopped. Returns the saved step.
+pub fn resume(t: &mut Trainer, dir: &Path) -> Result<i64> {
+    let saved = read_adapter(dir)?;
+    let dir = if dir.join(ADAPTER_CONFIG).is_file() { dir.to_path_buf() } else { dir.join("adapter") };
+    let state: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join(OPTIMIZER_STATE))
+        .with_context(|| format!("cannot read {}", dir.join(OPTIMIZER_STATE).display()))?
+        .into_iter()
+        .collect();
+    let names: Vec<String> = t.opt.names().map(str::to_string).collect();
+    for name in names {
+        let get = |k: &str| state.get(&format!("{name}.{k}")).with_context(|| format!("saved optimizer state lacks `{name}.{k}`"));
+        t.opt.set_state(&name, get("exp_avg")?, get("exp_avg_sq")?, get("birth")?)?;
+    }
+    let controller_state: std::collections::HashMap<String, Tensor> = state
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("controller.").map(|k| (k.to_string(), v.shallow_clone())))
+        .collect();
+    t.controller.load_state(&controller_state)?;
+    Ok(saved.config.step)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use tch::{Device, Kind};
 
-use crate::config::SquadConfig;
+use crate::data::squad::SquadConfig;
 use crate::data::batch::{make_batch, Encoded};
 use crate::data::glue::{Label, TaskSpec};
 use crate::data::squad::{self, QaFeature, QaPredictions, SquadExample};

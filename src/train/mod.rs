@@ -4,45 +4,14 @@
 //! at any step reproduces the uninterrupted one bit for bit on CPU.
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
 use crate::model::{DebertaModel, HeadKind};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWVariant, LrPolicy};
-use crate::peft::method::MethodName;
+use crate::data::batch::Batch;
+use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, LrPolicy, OptimConfig};
+use crate::peft::method::{MethodConfig, MethodName};
+use crate::peft::Attached;
 use crate::peft::RankController;
-
-/// Optimisation settings of a run (docs/method.md, "Optimizer"; the shipped values: experiments/).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OptimConfig {
-    pub lr: f64,
-    pub weight_decay: f64,
-    /// Linear warm-up steps of the learning rate.
-    pub warmup_steps: i64,
-    pub max_grad_norm: f64,
-    pub adam_beta1: f64,
-    pub adam_beta2: f64,
-    pub adam_eps: f64,
-    /// The AdamW arithmetic: `torch` (torch.optim.AdamW) or `legacy_hf` (the old HF transformers
-    /// AdamW of the reference harnesses; docs/method.md, "Optimizer").
-    pub adamw: AdamWVariant,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        OptimConfig { lr: 1e-3, weight_decay: 0.01, warmup_steps: 100, max_grad_norm: 1.0, adam_beta1: 0.9, adam_beta2: 0.999, adam_eps: 1e-8, adamw: AdamWVariant::Torch }
-    }
-}
-
-/// One batch on the model's device. Labels: class ids (int64), regression targets (float), or
-/// for QA a [batch, 2] tensor of start and end positions.
-pub struct Batch {
-    pub input_ids: Tensor,
-    pub attention_mask: Tensor,
-    pub token_type_ids: Tensor,
-    pub labels: Tensor,
-}
 
 /// The task loss HF computes for each head: cross-entropy, MSE for one label, and the mean of
 /// the start and end cross-entropies for QA.
@@ -101,20 +70,38 @@ impl StepStats {
     }
 }
 
+/// How a trainer optimises: AdamW settings, the run's length (schedules) and its seed (dropout).
+#[derive(Debug, Clone)]
+pub struct TrainerConfig {
+    pub optim: OptimConfig,
+    pub total_steps: i64,
+    pub seed: i64,
+}
+
 impl Trainer {
-    /// Freezes the backbone (all of it trains for full fine-tuning; the head always trains) and
-    /// registers every trainable tensor with AdamW, born at step 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(vs: nn::VarStore, model: DebertaModel, controller: Box<dyn RankController>, adapters: Vec<(String, crate::peft::DynAdapter)>, method: MethodName, optim: OptimConfig, lr_policy: LrPolicy, total_steps: i64, seed: i64) -> Result<Self> {
+    /// A trainer for `model` (from [`crate::peft::attach`]) running `method`: freezes the backbone
+    /// (all of it trains for full fine-tuning; the head always trains) and registers every
+    /// trainable tensor with AdamW, born at step 0.
+    pub fn new(model: Attached, method: &MethodConfig, cfg: TrainerConfig) -> Result<Self> {
+        Self::with_controller(model, method, cfg, |c| c)
+    }
+
+    /// As [`Trainer::new`], with the rank controller passed through `wrap` (benchmarks time it).
+    pub fn with_controller(model: Attached, method: &MethodConfig, cfg: TrainerConfig, wrap: impl FnOnce(Box<dyn RankController>) -> Box<dyn RankController>) -> Result<Self> {
+        let TrainerConfig { optim, total_steps, seed } = cfg;
         if total_steps < 1 {
             bail!("key `total_steps`: a run needs at least one training step");
         }
+        let (vs, model, adapters, controller) = model.into_parts(method, total_steps);
+        let controller = wrap(controller);
+        let lr_policy = method.lr_policy;
+        let full = method.name == MethodName::Full;
         let heads = crate::model::heads::head_prefixes(model.kind);
         let mut trainable_vars = Vec::new();
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, t) in vars {
-            let train = method == MethodName::Full || heads.iter().any(|p| name.starts_with(p));
+            let train = full || heads.iter().any(|p| name.starts_with(p));
             let t = t.set_requires_grad(train);
             if train {
                 trainable_vars.push((name, t));
@@ -230,5 +217,6 @@ pub mod checkpoint;
 pub mod eval;
 pub mod log;
 pub mod provenance;
+pub mod result;
 pub mod run;
 pub mod signals;

@@ -61,7 +61,7 @@ pub fn start(run: &Path, device: tch::Device, model: &str, model_commit: Option<
     let path = run.join("run_info.json");
     let now = utc_now();
     let previous: Option<RunInfo> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let env = crate::commands::env::environment();
+    let env = crate::device::environment();
     let info = match previous {
         Some(mut p) => {
             p.resumed_at.push(now);

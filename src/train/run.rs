@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::eval::{gold, predict, score, squad_scores};
 use super::log::{LogWindow, PendingRow};
-use super::{Batch, StepStats, Trainer};
+use super::result::{read_result, RunResult, RunStatus};
+use super::{StepStats, Trainer, TrainerConfig};
+use crate::data::batch::Batch;
 use crate::config::RunConfig;
 use crate::data::batch::{encode_all, epoch_order, make_batch, Encoded};
 use crate::data::glue::{self, Split, TaskSpec};
@@ -22,42 +23,7 @@ use crate::data::squad::{self, QaFeature, SquadExample, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
 use crate::data::hub::{self, ResolvedModel};
 use crate::model::{HeadKind, ModelDir};
-use crate::peft::method::MethodSetup;
 
-/// metrics.json: the outcome of a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResult {
-    /// running, finished or failed.
-    pub status: String,
-    pub error: Option<String>,
-    pub task: String,
-    pub method: String,
-    /// The metric that picks the best evaluation (e.g. `accuracy`; `f1` for squad2).
-    pub main_metric: String,
-    pub best_step: Option<i64>,
-    pub best_score: Option<f64>,
-    /// Every metric at the best evaluation (MNLI: `m_` and `mm_` prefixes). GLUE metrics are
-    /// fractions; squad2's are the official evaluate-v2.0.py's, in percent: `exact`, `f1`,
-    /// `HasAns_exact`, `HasAns_f1`, `NoAns_exact`, `NoAns_f1` and the counts `total`,
-    /// `HasAns_total`, `NoAns_total`.
-    pub best_metrics: BTreeMap<String, f64>,
-    pub final_metrics: BTreeMap<String, f64>,
-    pub steps: i64,
-    pub total_steps: i64,
-    /// Everything the optimizer updates (adapters and head).
-    pub trainable_params: i64,
-    /// The adapters' trainable parameters (the backbone's for full fine-tuning): the GLUE
-    /// table's #Params, as the papers count it.
-    #[serde(default)]
-    pub adapter_params: i64,
-    /// The task head's trainable parameters (pooler and classifier), reported apart.
-    #[serde(default)]
-    pub head_params: i64,
-    pub total_rank: i64,
-    pub rank_budget: Option<i64>,
-    pub wall_seconds: f64,
-    pub examples_per_second: f64,
-}
 
 /// Where the model and the task's data are: paths relative to `base`, else the Hugging Face
 /// cache (a hub name, `owner/name[@revision]`; the commit is recorded) or triadapt's (SQuAD).
@@ -255,11 +221,6 @@ fn evaluate_all(t: &Trainer, p: &Prepared, cfg: &RunConfig, device: tch::Device)
     Ok((all, main.context("the task has no dev split")?, None))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
 
 /// How [`run`] starts and reports.
 #[derive(Debug, Clone, Copy, Default)]
@@ -271,11 +232,11 @@ pub struct RunOptions {
 }
 
 /// The dotted keys whose values differ between two configs, with both values. Left out: the
-/// keys that are no part of a run's identity (`sweep::NOT_IDENTITY`: how it logs and saves;
+/// keys that are no part of a run's identity (`config::NOT_IDENTITY`: how it logs and saves;
 /// `canonical_form` drops them) and the device, which a resumed run may change.
 pub fn config_differences(old: &RunConfig, new: &RunConfig) -> Vec<String> {
     let flat = |c: &RunConfig| -> BTreeMap<String, String> {
-        crate::sweep::canonical_form(c).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        crate::config::canonical_form(c).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
     };
     let (a, b) = (flat(old), flat(new));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -319,7 +280,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let device = crate::device::parse_device(&cfg.device)?;
     let from = if opts.resume { resume_point(cfg, out)? } else { None };
     if opts.resume {
-        if let Some(done) = read_result(out).filter(|r| r.status == "finished") {
+        if let Some(done) = read_result(out).filter(|r| r.status == RunStatus::Finished) {
             eprintln!("{}: the run has finished already (metrics.json): nothing to resume", out.display());
             return Ok(done);
         }
@@ -344,22 +305,19 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     }
     crate::precision::set_tf32(cfg.tf32).context("key `tf32`")?;
     tch::manual_seed(cfg.seed);
-    let setup = MethodSetup::new(&cfg.method);
-    let (vs, model, _report) = p.model_dir.load(p.head(), setup.factory(), device)?;
-    let adapters = setup.adapters();
+    let attached = crate::peft::attach(&p.model_dir, p.head(), &cfg.method, device)?;
     if let (Some(dir), None) = (&cfg.init_adapter, &from) {
         let peft = crate::peft::import::read_peft_lora(dir).context("key `init_adapter`")?;
-        setup.start_from_peft(&peft, &vs).with_context(|| format!("key `init_adapter`: {}", dir.display()))?;
+        crate::peft::import::start_from_peft(&attached.setup, &peft, &attached.vs).with_context(|| format!("key `init_adapter`: {}", dir.display()))?;
     }
     if let Some(ckpt) = &from {
-        crate::peft::save::apply_adapter(&crate::peft::save::read_adapter(ckpt)?, &adapters, &vs).with_context(|| format!("resuming from {}", ckpt.display()))?;
+        crate::peft::save::apply_adapter(&crate::peft::save::read_adapter(ckpt)?, &attached.adapters, &attached.vs).with_context(|| format!("resuming from {}", ckpt.display()))?;
     }
-    let controller = setup.into_controller(&cfg.method, p.total_steps);
-    let mut t = Trainer::new(vs, model, controller, adapters, cfg.method.name, cfg.optim.clone(), cfg.method.lr_policy, p.total_steps, cfg.seed)?;
+    let mut t = Trainer::new(attached, &cfg.method, TrainerConfig { optim: cfg.optim.clone(), total_steps: p.total_steps, seed: cfg.seed })?;
     t.bf16 = cfg.bf16;
 
     let fresh_result = RunResult {
-        status: "running".into(),
+        status: RunStatus::Running,
         error: None,
         task: cfg.task.clone(),
         method: cfg.method.name.as_str().into(),
@@ -381,11 +339,11 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let (mut step, mut seen, mut result, mut last_ranks, wall_before) = match &from {
         Some(ckpt) => {
             let state = checkpoint::load_state(ckpt)?;
-            let saved_step = crate::peft::save::resume(&mut t, ckpt)?;
+            let saved_step = super::checkpoint::resume(&mut t, ckpt)?;
             anyhow::ensure!(saved_step == state.step, "{}: adapter step {saved_step} but trainer state step {}", ckpt.display(), state.step);
             checkpoint::truncate_logs(out, &state.files)?;
             let mut result = state.result;
-            result.status = "running".into();
+            result.status = RunStatus::Running;
             result.error = None;
             eprintln!("resuming {} from step {} of {} ({})", out.display(), state.step, p.total_steps, ckpt.display());
             (state.step, state.seen, result, state.last_ranks, state.wall_seconds)
@@ -450,7 +408,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                     let (metrics, main, answers) = crate::precision::autocast(device, cfg.bf16, || evaluate_all(&t, &p, cfg, device))?;
                     if let Some(answers) = answers {
                         // SQuAD: the latest evaluation's answers, in the official prediction format.
-                        write_json(&out.join("predictions.json"), &answers)?;
+                        crate::files::write_json(&out.join("predictions.json"), &answers)?;
                     }
                     dev_metric = format!("{main}");
                     if result.best_score.is_none_or(|b| main > b) {
@@ -495,7 +453,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                     bar.set_message(format!("loss {loss:.4} lr {lr:.2e}{budget} {:.1} ex/s", result.examples_per_second));
                 }
                 if eval_now || save_now {
-                    write_json(&out.join("metrics.json"), &result)?;
+                    crate::files::write_json(&out.join("metrics.json"), &result)?;
                 }
                 if save_now {
                     history.flush()?;
@@ -521,27 +479,27 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     result.wall_seconds = wall_before + started.elapsed().as_secs_f64();
     set_param_counts(&mut result, &t);
     let ranks: BTreeMap<String, i64> = t.controller.ranks().into_iter().collect();
-    write_json(&out.join("rank_pattern.json"), &ranks)?;
+    crate::files::write_json(&out.join("rank_pattern.json"), &ranks)?;
     let interrupted = outcome.as_ref().err().and_then(|e| e.downcast_ref::<super::signals::Interrupted>()).map(|i| (i.signal, i.step));
     match &outcome {
         Ok(()) => {
-            result.status = "finished".into();
-            crate::peft::save::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, Path::new(&cfg.model), &cfg.task)?;
+            result.status = RunStatus::Finished;
+            super::checkpoint::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, Path::new(&cfg.model), &cfg.task)?;
             // adapter/ is the end state (optimizer included): the checkpoints are done with.
             if out.join(checkpoint::CHECKPOINTS).exists() {
                 std::fs::remove_dir_all(out.join(checkpoint::CHECKPOINTS)).with_context(|| format!("cannot remove {}", out.join(checkpoint::CHECKPOINTS).display()))?;
             }
         }
         Err(e) if interrupted.is_some() => {
-            result.status = "interrupted".into();
+            result.status = RunStatus::Interrupted;
             result.error = Some(format!("{e:#}"));
         }
         Err(e) => {
-            result.status = "failed".into();
+            result.status = RunStatus::Failed;
             result.error = Some(format!("{e:#}"));
         }
     }
-    write_json(&out.join("metrics.json"), &result)?;
+    crate::files::write_json(&out.join("metrics.json"), &result)?;
     super::provenance::end(out, info)?;
     if let Some((signal, step)) = interrupted {
         return Err(super::signals::Interrupted { signal, step }.into());
@@ -559,7 +517,3 @@ fn set_param_counts(result: &mut RunResult, t: &Trainer) {
     result.head_params = t.head_param_count();
 }
 
-/// A run folder's metrics.json, if readable.
-pub fn read_result(out: &Path) -> Option<RunResult> {
-    std::fs::read_to_string(out.join("metrics.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
-}

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
 use triadapt::model::{DebertaModel, HeadKind, ModelDir, PlainLinearFactory};
-use triadapt::optim::LrPolicy;
-use triadapt::peft::method::{MethodConfig, MethodName, MethodSetup};
-use triadapt::train::{Batch, OptimConfig, Trainer};
+use triadapt::peft::method::{MethodConfig, MethodName};
+use triadapt::data::batch::Batch;
+use triadapt::optim::OptimConfig;
+use triadapt::train::{Trainer, TrainerConfig};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -57,12 +58,27 @@ pub fn method(name: MethodName) -> MethodConfig {
 pub fn trainer(cfg: &MethodConfig, total_steps: i64) -> Trainer {
     tch::manual_seed(7);
     let dir = ModelDir::open(&model_dir("v3")).unwrap();
-    let setup = MethodSetup::new(cfg);
-    let (vs, model, _) = dir.load(HeadKind::Cls, setup.factory(), Device::Cpu).unwrap();
-    let adapters = setup.adapters();
-    let controller = setup.into_controller(cfg, total_steps);
-    let optim = OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() };
-    Trainer::new(vs, model, controller, adapters, cfg.name, optim, LrPolicy::Restart, total_steps, 1).unwrap()
+    let model = triadapt::peft::attach(&dir, HeadKind::Cls, cfg, Device::Cpu).unwrap();
+    Trainer::new(model, cfg, trainer_config(total_steps)).unwrap()
+}
+
+/// The optimisation of the test trainers: lr 5e-3, 2 warm-up steps, weight decay 0.01, seed 1.
+pub fn trainer_config(total_steps: i64) -> TrainerConfig {
+    TrainerConfig { optim: OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() }, total_steps, seed: 1 }
+}
+
+/// A trainer like `trainer` on the v3 model with every dropout off, so that two precisions
+/// see the same network (dropout masks drawn for bf16 and float32 tensors differ).
+pub fn trainer_without_dropout(cfg: &MethodConfig, total_steps: i64) -> triadapt::train::Trainer {
+    use triadapt::model::{HeadKind, ModelDir};
+    tch::manual_seed(7);
+    let mut dir = ModelDir::open(&model_dir("v3")).unwrap();
+    dir.config.hidden_dropout_prob = 0.0;
+    dir.config.attention_probs_dropout_prob = 0.0;
+    dir.config.pooler_dropout = 0.0;
+    dir.config.cls_dropout = Some(0.0);
+    let model = triadapt::peft::attach(&dir, HeadKind::Cls, cfg, Device::Cpu).unwrap();
+    triadapt::train::Trainer::new(model, cfg, trainer_config(total_steps)).unwrap()
 }
 
 /// The v3_batch oracle inputs with fixed labels.

@@ -1,37 +1,19 @@
-//! Sweeps: a YAML file that expands one or more experiment files into many runs (methods x seeds x
-//! grid points x zip rows), a stable id per run, sharding, and the results table.
-//!
-//! Layout of a sweep's results folder (`out`, default `results/<name>`):
-//!
-//! ```text
-//! runs/<id>/resolved.yaml   the run's configuration as the sweep resolved it (hashes to <id>)
-//! runs/<id>/...             the run folder `triadapt train` writes (config.yaml, metrics.json, ...)
-//! runs/<id>/train.log       the child process's stdout and stderr
-//! runs/<id>/row.json        the run's row of runs.csv, written atomically when the run ends
-//! runs.csv                  regenerated from every row.json (temporary file + rename)
-//! ```
-//!
-//! A row file exists only for a run that ended (finished or failed), and `runs.csv` is always
-//! rebuilt from the row files as a whole, so a process killed at any moment leaves neither a
-//! partial nor a duplicated row. See README.md (section "Sweeps") for the file format.
+//! Expanding a sweep file into runs: parts, bases, methods x seeds x grid points x zip rows,
+//! method-specific keys, merging identical runs, and sharding.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
-use sha2::{Digest, Sha256};
 
-use crate::config::{set_key, RunConfig};
+use super::id::{run_id, value_text};
+use super::store::Row;
+use crate::config::{key_exists, set_key, RunConfig};
 use crate::peft::method::MethodName;
+use crate::train::result::RunStatus;
 
-/// Hex digits of a run id.
-pub const ID_LEN: usize = 12;
-
-/// Methods that own a `method.<name>` block: a key inside such a block only applies to runs of
-/// that method.
-const METHOD_BLOCKS: [&str; 4] = ["lora", "adalora", "increlora", "triadapt"];
 
 /// `base:` is one experiment file or a list of them.
 #[derive(Debug, Clone, Deserialize)]
@@ -183,23 +165,12 @@ fn yaml_error(file: &Path, e: serde_yaml_ng::Error) -> anyhow::Error {
     }
 }
 
-/// Whether the dotted `key` names an entry of the configuration.
-fn key_exists(defaults: &Value, key: &str) -> bool {
-    let mut node = defaults;
-    for part in key.split('.') {
-        match node.as_mapping().and_then(|m| m.get(part)) {
-            Some(v) => node = v,
-            None => return false,
-        }
-    }
-    true
-}
-
 /// The method whose block `key` is in (`method.triadapt.ref_rank` -> triadapt), if any.
 fn key_method(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("method.")?;
     let (block, _) = rest.split_once('.')?;
-    METHOD_BLOCKS.contains(&block).then_some(block)
+    // A key inside a method's own block (`MethodName::config_block`) applies to that method only.
+    MethodName::ALL.iter().any(|m| m.config_block() == Some(block)).then_some(block)
 }
 
 /// Whether `key` is applied to a run of `method`.
@@ -254,75 +225,6 @@ fn cartesian(grid: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
             .collect();
     }
     points
-}
-
-/// Flattens a JSON tree to dotted leaves (lists are leaves).
-fn flatten(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, serde_json::Value>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(v, &path, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.clone());
-        }
-    }
-}
-
-fn flat(cfg: &RunConfig) -> BTreeMap<String, serde_json::Value> {
-    let mut out = BTreeMap::new();
-    flatten(&serde_json::to_value(cfg).expect("config serialises"), "", &mut out);
-    out
-}
-
-/// The canonical text of a configuration that a run id hashes: one `key=value` line per dotted
-/// key whose value differs from the built-in default, sorted by key, values as compact JSON
-/// (shortest round-trip floats). Configurations that mean the same give the same text, and a
-/// key added to the configuration later (with a default) changes no existing id.
-pub fn canonical_form(cfg: &RunConfig) -> String {
-    let defaults = flat(&RunConfig::default());
-    let mut text = String::new();
-    for (k, v) in flat(cfg) {
-        // How often a run logs does not make it another run.
-        if NOT_IDENTITY.contains(&k.as_str()) {
-            continue;
-        }
-        if defaults.get(&k) != Some(&v) {
-            text.push_str(&k);
-            text.push('=');
-            text.push_str(&serde_json::to_string(&v).expect("json"));
-            text.push('\n');
-        }
-    }
-    text
-}
-
-/// Keys that change how a run reports, not what it computes: left out of its id.
-pub const NOT_IDENTITY: [&str; 3] = ["log_steps", "save_steps", "save_total_limit"];
-
-/// A run's id: the first 12 hex digits of the SHA-256 of [`canonical_form`].
-pub fn run_id(cfg: &RunConfig) -> String {
-    let digest = Sha256::digest(canonical_form(cfg).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..ID_LEN].to_string()
-}
-
-/// A short text of a YAML value for tables (`2`, `0.001`, `linear`, `[0, 1]`).
-pub fn value_text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => json_text(&serde_json::to_value(other).unwrap_or(serde_json::Value::Null)),
-    }
-}
-
-fn json_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// Finds an experiment file named by a sweep: relative to the sweep file's folder, else to the
@@ -534,7 +436,7 @@ impl Sweep {
             method: run.method.as_str().into(),
             seed: run.seed,
             swept: run.swept.iter().map(|(k, v)| (k.clone(), v.as_ref().and_then(|v| serde_json::to_value(v).ok()).unwrap_or(serde_json::Value::Null))).collect(),
-            status: "pending".into(),
+            status: RunStatus::Pending,
             error: None,
             main_metric: None,
             best_score: None,
@@ -579,241 +481,6 @@ fn merge_part(top: &PartFile, part: &PartFile) -> PartFile {
         set: Some(set),
         method_set: Some(method_set),
     }
-}
-
-/// One line of runs.csv, stored as `runs/<id>/row.json` when a run ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    pub run_id: String,
-    /// The sweep's name.
-    pub name: String,
-    /// Position in the sweep's expansion (orders the table).
-    pub index: usize,
-    pub task: String,
-    pub method: String,
-    pub seed: i64,
-    /// (dotted key, value) of each swept key; null where the key does not apply to the method.
-    pub swept: Vec<(String, serde_json::Value)>,
-    /// finished or failed.
-    pub status: String,
-    pub error: Option<String>,
-    pub main_metric: Option<String>,
-    pub best_score: Option<f64>,
-    pub best_step: Option<i64>,
-    pub best_metrics: BTreeMap<String, f64>,
-    pub trainable_params: Option<i64>,
-    /// Adapter parameters (the table's #Params) and head parameters, counted apart.
-    #[serde(default)]
-    pub adapter_params: Option<i64>,
-    #[serde(default)]
-    pub head_params: Option<i64>,
-    pub total_rank: Option<i64>,
-    pub rank_budget: Option<i64>,
-    pub wall_seconds: Option<f64>,
-}
-
-impl Row {
-    /// Fills the outcome from a run folder's metrics.json (read loosely, by field name).
-    pub fn fill_from_metrics(&mut self, metrics: &serde_json::Value) {
-        let f = |k: &str| metrics.get(k).and_then(serde_json::Value::as_f64);
-        let i = |k: &str| metrics.get(k).and_then(serde_json::Value::as_i64);
-        self.main_metric = metrics.get("main_metric").and_then(|v| v.as_str()).map(str::to_string);
-        self.best_score = f("best_score");
-        self.best_step = i("best_step");
-        self.best_metrics = metrics
-            .get("best_metrics")
-            .and_then(|v| v.as_object())
-            .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))).collect())
-            .unwrap_or_default();
-        self.trainable_params = i("trainable_params");
-        self.adapter_params = i("adapter_params");
-        self.head_params = i("head_params");
-        self.total_rank = i("total_rank");
-        self.rank_budget = i("rank_budget");
-        self.wall_seconds = f("wall_seconds");
-        if let Some(e) = metrics.get("error").and_then(|v| v.as_str()) {
-            self.error = Some(e.to_string());
-        }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader (or a process killed midway) sees the old file or the new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let file_name = path.file_name().and_then(|s| s.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().ok();
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-pub const ROW_FILE: &str = "row.json";
-pub const METRICS_FILE: &str = "metrics.json";
-pub const RESOLVED_FILE: &str = "resolved.yaml";
-pub const CSV_FILE: &str = "runs.csv";
-
-pub fn write_row(run_dir: &Path, row: &Row) -> Result<()> {
-    write_atomic(&run_dir.join(ROW_FILE), serde_json::to_string_pretty(row)?.as_bytes())
-}
-
-/// The row file of a run folder, if the run ended.
-pub fn read_row(run_dir: &Path) -> Result<Option<Row>> {
-    let p = run_dir.join(ROW_FILE);
-    match std::fs::read_to_string(&p) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: not a row file", p.display()))?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
-    }
-}
-
-/// A run folder's metrics.json, if present and readable.
-pub fn read_metrics(run_dir: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(run_dir.join(METRICS_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Where a planned run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// Its row says finished: skipped.
-    Finished,
-    /// Its training finished (metrics.json) but the sweep died before writing the row: the row
-    /// is written from metrics.json without training again.
-    Adoptable,
-    /// Its row says failed: retried.
-    Failed,
-    /// Never ran, or was interrupted: run.
-    Pending,
-}
-
-impl RunState {
-    pub fn label(self) -> &'static str {
-        match self {
-            RunState::Finished | RunState::Adoptable => "done",
-            RunState::Failed => "failed",
-            RunState::Pending => "pending",
-        }
-    }
-}
-
-pub fn run_state(run_dir: &Path) -> RunState {
-    match read_row(run_dir) {
-        Ok(Some(r)) if r.status == "finished" => return RunState::Finished,
-        Ok(Some(_)) => return RunState::Failed,
-        _ => {}
-    }
-    match read_metrics(run_dir) {
-        Some(m) if m.get("status").and_then(|s| s.as_str()) == Some("finished") => RunState::Adoptable,
-        _ => RunState::Pending,
-    }
-}
-
-/// Every row file under `<dir>/runs/*/row.json`, with its run folder.
-pub fn read_rows(dir: &Path) -> Result<Vec<(Row, PathBuf)>> {
-    let runs = dir.join("runs");
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&runs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", runs.display())),
-    };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
-    for d in dirs {
-        if let Some(row) = read_row(&d)? {
-            out.push((row, d));
-        }
-    }
-    Ok(out)
-}
-
-/// The fixed columns before the swept keys, between them and the metrics, and after the metrics.
-pub const LEAD_COLUMNS: [&str; 5] = ["run_id", "name", "task", "method", "seed"];
-pub const MID_COLUMNS: [&str; 5] = ["status", "error", "main_metric", "best_score", "best_step"];
-pub const TAIL_COLUMNS: [&str; 7] = ["trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
-
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(T::to_string).unwrap_or_default()
-}
-
-/// The text of runs.csv for these rows (merged by run id: a finished row wins over a failed one,
-/// then the first given).
-pub fn csv_text(rows: Vec<(Row, PathBuf)>) -> Result<(String, usize)> {
-    let mut best: Vec<(Row, PathBuf)> = Vec::new();
-    let mut pos: HashMap<String, usize> = HashMap::new();
-    for (row, dir) in rows {
-        match pos.get(&row.run_id) {
-            Some(&i) => {
-                if best[i].0.status != "finished" && row.status == "finished" {
-                    best[i] = (row, dir);
-                }
-            }
-            None => {
-                pos.insert(row.run_id.clone(), best.len());
-                best.push((row, dir));
-            }
-        }
-    }
-    let mut name_order: Vec<String> = Vec::new();
-    for (r, _) in &best {
-        if !name_order.contains(&r.name) {
-            name_order.push(r.name.clone());
-        }
-    }
-    best.sort_by(|(a, _), (b, _)| {
-        let na = name_order.iter().position(|n| n == &a.name);
-        let nb = name_order.iter().position(|n| n == &b.name);
-        (na, a.index, &a.run_id).cmp(&(nb, b.index, &b.run_id))
-    });
-    let mut swept: Vec<String> = Vec::new();
-    let mut metrics: BTreeSet<String> = BTreeSet::new();
-    for (r, _) in &best {
-        for (k, _) in &r.swept {
-            if !swept.contains(k) {
-                swept.push(k.clone());
-            }
-        }
-        metrics.extend(r.best_metrics.keys().cloned());
-    }
-    let fixed: HashSet<&str> = LEAD_COLUMNS.iter().chain(&MID_COLUMNS).chain(&TAIL_COLUMNS).copied().collect();
-    let metric_col = |m: &str| if fixed.contains(m) || swept.iter().any(|s| s == m) { format!("metric_{m}") } else { m.to_string() };
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
-    header.extend(swept.iter().cloned());
-    header.extend(MID_COLUMNS.iter().map(|s| s.to_string()));
-    header.extend(metrics.iter().map(|m| metric_col(m)));
-    header.extend(TAIL_COLUMNS.iter().map(|s| s.to_string()));
-    w.write_record(&header)?;
-    for (r, dir) in &best {
-        let mut rec: Vec<String> = vec![r.run_id.clone(), r.name.clone(), r.task.clone(), r.method.clone(), r.seed.to_string()];
-        let sw: HashMap<&str, &serde_json::Value> = r.swept.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        rec.extend(swept.iter().map(|k| sw.get(k.as_str()).map(|v| json_text(v)).unwrap_or_default()));
-        rec.extend([r.status.clone(), opt(&r.error), opt(&r.main_metric), opt(&r.best_score), opt(&r.best_step)]);
-        rec.extend(metrics.iter().map(|m| opt(&r.best_metrics.get(m))));
-        rec.extend([opt(&r.trainable_params), opt(&r.adapter_params), opt(&r.head_params), opt(&r.total_rank), opt(&r.rank_budget), opt(&r.wall_seconds), dir.display().to_string()]);
-        w.write_record(&rec)?;
-    }
-    let n = best.len();
-    Ok((String::from_utf8(w.into_inner().map_err(|e| anyhow!("csv: {e}"))?)?, n))
-}
-
-/// Rebuilds `out` (runs.csv) from the row files of every results folder in `dirs`. Returns the
-/// number of rows.
-pub fn collect(dirs: &[PathBuf], out: &Path) -> Result<usize> {
-    let mut rows = Vec::new();
-    for d in dirs {
-        if !d.is_dir() {
-            bail!("{}: not a results folder", d.display());
-        }
-        rows.extend(read_rows(d)?);
-    }
-    let (text, n) = csv_text(rows)?;
-    write_atomic(out, text.as_bytes())?;
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -1,0 +1,49 @@
+//! One call that builds a trainable model: the backbone from a model directory (or a config, for
+//! random-weight benchmarks) with a method's adapters on its target matrices, as PEFT's
+//! `get_peft_model` does; the rank controller over those adapters comes with it.
+
+use anyhow::Result;
+use tch::{nn, Device};
+
+use super::method::{MethodConfig, MethodSetup};
+use super::{DynAdapter, RankController};
+use crate::model::checkpoint::LoadReport;
+use crate::model::config::DebertaConfig;
+use crate::model::{DebertaModel, HeadKind, ModelDir};
+
+/// A model with a method attached.
+pub struct Attached {
+    pub vs: nn::VarStore,
+    pub model: DebertaModel,
+    /// The adapters, with their HF module names, in model order (none for full fine-tuning).
+    pub adapters: Vec<(String, DynAdapter)>,
+    /// Head tensors left at their initialisation, checkpoint tensors skipped.
+    pub report: LoadReport,
+    /// The typed set-up (e.g. to start LoRA from a PEFT adapter before training).
+    pub setup: MethodSetup,
+}
+
+/// Loads `dir` with `head` and `method`'s adapters on `device`.
+pub fn attach(dir: &ModelDir, head: HeadKind, method: &MethodConfig, device: Device) -> Result<Attached> {
+    let setup = MethodSetup::new(method);
+    let (vs, model, report) = dir.load(head, setup.factory(), device)?;
+    let adapters = setup.adapters();
+    Ok(Attached { vs, model, adapters, report, setup })
+}
+
+/// Builds a model of `config` with random weights (benchmarks) and `method`'s adapters.
+pub fn attach_random(config: &DebertaConfig, head: HeadKind, method: &MethodConfig, device: Device) -> Attached {
+    let setup = MethodSetup::new(method);
+    let vs = nn::VarStore::new(device);
+    let model = DebertaModel::new(&vs.root(), config, head, setup.factory());
+    let adapters = setup.adapters();
+    Attached { vs, model, adapters, report: LoadReport::default(), setup }
+}
+
+impl Attached {
+    /// The parts a trainer holds, with the rank controller for a run of `total_steps`.
+    pub fn into_parts(self, method: &MethodConfig, total_steps: i64) -> (nn::VarStore, DebertaModel, Vec<(String, DynAdapter)>, Box<dyn RankController>) {
+        let controller = self.setup.into_controller(method, total_steps);
+        (self.vs, self.model, self.adapters, controller)
+    }
+}
