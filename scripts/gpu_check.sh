@@ -53,7 +53,8 @@
 # fp32 bf16), PEFT_PRECISIONS (bf16 fp32 / fp32: bench_peft.py's bf16 is CUDA autocast only),
 # TRAIN_STEPS (80 / 30), SWEEP_STEPS (20 / 12), SMOKE_STEPS (3), JOBS (parallel train runs, 4 / 2),
 # CPU_THREADS (OMP_NUM_THREADS of each cpu train run, 4 / 1; on cpu also the default
-# OMP_NUM_THREADS of everything), SWEEP_DEVICES (0,0 / cpu,cpu), PACK (unset).
+# OMP_NUM_THREADS of everything), SWEEP_DEVICES (0,0 / cpu,cpu), METHODS (all five), PEFT_METHODS
+# (lora adalora full: the PEFT peers of the bench step), PACK (unset).
 
 CALLER=$(pwd)
 cd "$(dirname "$0")/.." || exit 1
@@ -91,8 +92,8 @@ else
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$CPU_THREADS}
 fi
 SMOKE_STEPS=${SMOKE_STEPS:-3}
-METHODS="full lora adalora increlora triadapt"
-PEFT_METHODS="lora adalora full"
+METHODS=${METHODS:-full lora adalora increlora triadapt}
+PEFT_METHODS=${PEFT_METHODS:-lora adalora full}
 CONFIG=$ROOT/experiments/synthetic_rte.yaml
 
 if [ -n "${OUT:-}" ]; then OUT=$(abs "$OUT"); else OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX"); fi

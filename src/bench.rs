@@ -106,14 +106,22 @@ pub enum Variant {
 impl Variant {
     pub const ALL: [Variant; 6] = [Variant::Full, Variant::Lora, Variant::Adalora, Variant::Increlora, Variant::Triadapt, Variant::TriadaptGrow];
 
+    /// The method the variant trains.
+    pub fn method(self) -> MethodName {
+        match self {
+            Variant::Full => MethodName::Full,
+            Variant::Lora => MethodName::Lora,
+            Variant::Adalora => MethodName::Adalora,
+            Variant::Increlora => MethodName::Increlora,
+            Variant::Triadapt | Variant::TriadaptGrow => MethodName::Triadapt,
+        }
+    }
+
+    /// The method's name; `triadapt-grow` for the growing TriAdaptLoRA variant.
     pub fn as_str(self) -> &'static str {
         match self {
-            Variant::Full => "full",
-            Variant::Lora => "lora",
-            Variant::Adalora => "adalora",
-            Variant::Increlora => "increlora",
-            Variant::Triadapt => "triadapt",
             Variant::TriadaptGrow => "triadapt-grow",
+            other => other.method().as_str(),
         }
     }
 }
@@ -207,33 +215,26 @@ impl BenchSpec {
     /// The method block of this variant (all six matrices of every layer adapted).
     pub fn method_config(&self) -> MethodConfig {
         let r = self.rank;
-        let mut m = MethodConfig { lora_alpha: self.lora_alpha, lora_dropout: self.lora_dropout, orth_reg_weight: self.orth_reg_weight, lr_policy: LrPolicy::Restart, ..Default::default() };
+        let mut m = MethodConfig { name: self.variant.method(), lora_alpha: self.lora_alpha, lora_dropout: self.lora_dropout, orth_reg_weight: self.orth_reg_weight, lr_policy: LrPolicy::Restart, ..Default::default() };
         match self.variant {
-            Variant::Full => m.name = MethodName::Full,
-            Variant::Lora => {
-                m.name = MethodName::Lora;
-                m.lora.rank = r;
-            }
+            Variant::Full => {}
+            Variant::Lora => m.lora.rank = r,
             Variant::Adalora => {
-                m.name = MethodName::Adalora;
                 m.adalora.init_rank = (r * 3 / 2).max(r);
                 m.adalora.target_rank = r;
                 (m.adalora.tinit, m.adalora.tfinal, m.adalora.delta_t) = (0, 0, 1);
             }
             Variant::Increlora => {
-                m.name = MethodName::Increlora;
                 m.increlora.init_rank = (r / 2).max(1);
                 m.increlora.target_rank = r;
                 m.increlora.init_warmup = self.warmup;
                 m.increlora.incre_interval = 1;
             }
             Variant::Triadapt => {
-                m.name = MethodName::Triadapt;
                 (m.triadapt.init_rank, m.triadapt.ref_rank) = (r, r);
                 m.triadapt.warmup_steps = 0;
             }
             Variant::TriadaptGrow => {
-                m.name = MethodName::Triadapt;
                 (m.triadapt.init_rank, m.triadapt.ref_rank) = ((r / 2).max(1), r);
                 // Allocation at every step after the untimed warm-up: growth happens in the
                 // timed window, a few matrices at a time (linear threshold).

@@ -1,5 +1,6 @@
 //! triadapt: TriAdaptLoRA and its baselines on DeBERTaV2/V3, built on tch (LibTorch).
 pub mod bench;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;

@@ -16,20 +16,30 @@ fn triadapt(args: &[&str]) {
     assert!(o.status.success(), "triadapt {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
 }
 
-fn oracle(model: &Path, peft: Option<&Path>, inputs: &Path, out: &Path) -> Tensor {
-    let mut cmd = Command::new(root().join(".venv/bin/python"));
-    cmd.current_dir(root()).args(["scripts/peft_oracle.py", "logits", "--model"]).arg(model);
-    if let Some(p) = peft {
-        cmd.arg("--peft").arg(p);
-    }
-    let o = cmd.arg("--inputs").arg(inputs).arg("--out").arg(out).output().expect("the venv's python (make test creates it)");
+/// HF transformers / peft logits for several (model, adapter) jobs in one Python process (torch
+/// and transformers are imported once).
+fn oracle_jobs(jobs: &[(PathBuf, Option<PathBuf>)], inputs: &Path, dir: &Path) -> Vec<Tensor> {
+    let list: Vec<serde_json::Value> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (model, peft))| serde_json::json!({"model": model, "peft": peft, "head": "cls", "inputs": inputs, "out": dir.join(format!("oracle_{i}.safetensors"))}))
+        .collect();
+    let file = dir.join("jobs.json");
+    std::fs::write(&file, serde_json::Value::Array(list).to_string()).unwrap();
+    let o = Command::new(root().join(".venv/bin/python")).current_dir(root()).args(["scripts/peft_oracle.py", "logits", "--jobs"]).arg(&file).output().expect("the venv's python (make test creates it)");
     assert!(o.status.success(), "oracle failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    Tensor::read_safetensors(out).unwrap().into_iter().find(|(n, _)| n == "logits").unwrap().1
+    (0..jobs.len())
+        .map(|i| Tensor::read_safetensors(dir.join(format!("oracle_{i}.safetensors"))).unwrap().into_iter().find(|(n, _)| n == "logits").unwrap().1)
+        .collect()
 }
 
 #[test]
 fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
     let tmp = tempfile::tempdir().unwrap();
+    let o = crate::common::oracle("v3_batch");
+    let inputs = tmp.path().join("inputs.safetensors");
+    Tensor::write_safetensors(&[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])], &inputs).unwrap();
+    let (mut jobs, mut ours_all) = (Vec::new(), Vec::new());
     for method in ["triadapt", "adalora"] {
         let run = tmp.path().join(method);
         let extra: &[&str] = if method == "adalora" {
@@ -45,14 +55,10 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
 
         let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, None, Device::Cpu).unwrap();
-        let o = crate::common::oracle("v3_batch");
         let ours = tch::no_grad(|| a.model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits);
-        let inputs = tmp.path().join("inputs.safetensors");
-        Tensor::write_safetensors(&[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])], &inputs).unwrap();
-        let hf = oracle(&merged, None, &inputs, &tmp.path().join("hf.safetensors"));
-        crate::common::assert_close(&format!("{method}: HF on the merged checkpoint"), &hf, &ours, 1e-5);
-        let pf = oracle(&a.model_dir.dir, Some(&peft), &inputs, &tmp.path().join("peft.safetensors"));
-        crate::common::assert_close(&format!("{method}: PEFT on the exported adapter"), &pf, &ours, 1e-5);
+        jobs.push((merged.clone(), None));
+        jobs.push((a.model_dir.dir.clone(), Some(peft.clone())));
+        ours_all.push((method, ours.shallow_clone()));
         // The adapter actually changed the model (otherwise the comparison proves little).
         let base = tch::no_grad(|| {
             let dir = triadapt::model::ModelDir::open(&a.model_dir.dir).unwrap();
@@ -65,5 +71,10 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         });
         let effect = crate::common::max_abs_diff(&base, &ours);
         assert!(effect > 1e-6, "{method}: the adapter has no effect ({effect:e})");
+    }
+    let theirs = oracle_jobs(&jobs, &inputs, tmp.path());
+    for (i, (method, ours)) in ours_all.iter().enumerate() {
+        crate::common::assert_close(&format!("{method}: HF on the merged checkpoint"), &theirs[2 * i], ours, 1e-5);
+        crate::common::assert_close(&format!("{method}: PEFT on the exported adapter"), &theirs[2 * i + 1], ours, 1e-5);
     }
 }

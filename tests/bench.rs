@@ -26,7 +26,8 @@ fn bench_on_the_tiny_shape_prints_its_fields() {
 }
 
 /// scripts/gpu_check.sh, the one-call check for a lent GPU machine, run end to end on CPU with
-/// tiny budgets (DEVICE=cpu), so that the script cannot rot: every step must pass.
+/// tiny budgets (DEVICE=cpu; short runs and one PEFT peer), so that the script cannot rot: every
+/// step must pass.
 #[test]
 fn gpu_check_script_passes_every_step_on_cpu() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -39,6 +40,10 @@ fn gpu_check_script_passes_every_step_on_cpu() {
         .env("PY", root.join(".venv/bin/python"))
         .env("OUT", out.path())
         .env("BUDGET_S", "200")
+        .env("TRAIN_STEPS", "16")
+        .env("SWEEP_STEPS", "8")
+        .env("BENCH_STEPS", "2")
+        .env("PEFT_METHODS", "lora")
         .env_remove("PACK")
         .output()
         .expect("run scripts/gpu_check.sh");
