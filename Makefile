@@ -12,9 +12,11 @@ BIN := target/release/triadapt
 
 all: build
 
+# --no-compile: byte-compiling all 10k files of the venv takes ~50 s; Python compiles (and caches)
+# only what the oracles import, on first use.
 $(STAMP): scripts/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -r scripts/requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -604,3 +604,23 @@ fn fetch_help_explains_each_form() {
     let out = triadapt(&["fetch", "model"], &[]);
     assert!(!out.status.success() && stderr(&out).contains("microsoft/deberta-v3-base"));
 }
+
+/// `triadapt env` says where models and data are looked for, with huggingface_hub's precedence
+/// (HF_HUB_CACHE over HF_HOME/hub), and whether a token was found (never the token).
+#[test]
+fn env_reports_the_caches_and_the_token_without_showing_it() {
+    let home = tempfile::tempdir().unwrap();
+    let env = |envs: &[(&str, &str)]| -> serde_json::Value {
+        let o = triadapt(&["env"], envs);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let h = home.path().to_str().unwrap();
+    let v = env(&[("HF_HOME", h), ("TRIADAPT_CACHE", "/data/own")]);
+    assert_eq!(v["hf_hub_cache"], home.path().join("hub").display().to_string());
+    assert_eq!((v["triadapt_cache"].as_str(), v["hf_hub_offline"].as_bool(), v["hf_token_found"].as_bool()), (Some("/data/own"), Some(false), Some(false)));
+    std::fs::write(home.path().join("token"), "hf_abc\n").unwrap();
+    let v = env(&[("HF_HOME", h), ("HF_HUB_CACHE", "/data/hub"), ("HF_HUB_OFFLINE", "1")]);
+    assert_eq!((v["hf_hub_cache"].as_str(), v["hf_hub_offline"].as_bool(), v["hf_token_found"].as_bool()), (Some("/data/hub"), Some(true), Some(true)));
+    assert!(!v.to_string().contains("hf_abc"), "the token itself is never printed");
+}

@@ -11,6 +11,15 @@ pub struct EnvReport {
     pub cudnn_available: bool,
     pub cuda_device_count: i64,
     pub threads: i32,
+    /// Where hub models and GLUE are looked for (`HF_HUB_CACHE`, `HF_HOME`, ...).
+    pub hf_hub_cache: Option<String>,
+    /// Where SQuAD 2.0 is looked for (`TRIADAPT_CACHE`).
+    pub triadapt_cache: Option<String>,
+    pub hf_endpoint: String,
+    /// `HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE`: no downloads.
+    pub hf_hub_offline: bool,
+    /// Whether a hub token was found (`HF_TOKEN` or the token file); never the token itself.
+    pub hf_token_found: bool,
 }
 
 pub fn report() -> EnvReport {
@@ -22,6 +31,11 @@ pub fn report() -> EnvReport {
         cudnn_available: tch::Cuda::cudnn_is_available(),
         cuda_device_count: tch::Cuda::device_count(),
         threads: tch::get_num_threads(),
+        hf_hub_cache: crate::data::hub::hub_cache_dir().ok().map(|p| p.display().to_string()),
+        triadapt_cache: crate::data::hub::own_cache_dir().ok().map(|p| p.display().to_string()),
+        hf_endpoint: crate::data::hub::hub_endpoint(),
+        hf_hub_offline: crate::data::hub::hub_offline(),
+        hf_token_found: crate::data::hub::hub_token().is_some(),
     }
 }
 

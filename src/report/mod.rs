@@ -102,7 +102,7 @@ impl Runs {
         let df = if names.iter().any(|n| n == "status") {
             let status = str_values(&df, "status")?;
             let mask: BooleanChunked =
-                status.iter().map(|s| s.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case("finished"))).collect();
+                status.iter().map(|s| s.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case(crate::train::result::RunStatus::Finished.as_str()))).collect();
             df.filter(&mask)?
         } else {
             df

@@ -76,6 +76,21 @@ impl SweepFile {
     }
 }
 
+/// One part of a sweep with its keys checked against the configuration, ready to expand.
+struct ResolvedPart {
+    /// `parts[i]: ` for error messages (empty without parts).
+    where_: String,
+    bases: Vec<String>,
+    grid: Vec<(String, Vec<Value>)>,
+    zip: Vec<(String, Vec<Value>)>,
+    set: Vec<(String, Value)>,
+    method_set: Vec<(MethodName, Vec<(String, Value)>)>,
+    /// None: each base's own method.
+    methods: Option<Vec<MethodName>>,
+    /// None: each base's own seed.
+    seeds: Option<Vec<i64>>,
+}
+
 /// One run of a sweep, fully resolved.
 #[derive(Debug, Clone)]
 pub struct PlannedRun {
@@ -333,14 +348,14 @@ impl Sweep {
             if part.seeds.as_ref().is_some_and(|s| s.is_empty()) {
                 bail!("{}: {where_}`seeds` is an empty list", at(path, text, "seeds"));
             }
-            resolved_parts.push((where_, bases, grid, zip, set, method_set, part.methods.clone(), part.seeds.clone()));
+            resolved_parts.push(ResolvedPart { where_, bases, grid, zip, set, method_set, methods: part.methods.clone(), seeds: part.seeds.clone() });
         }
 
         let mut runs: Vec<PlannedRun> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut merged = 0;
         let mut base_cache: HashMap<PathBuf, (Value, RunConfig)> = HashMap::new();
-        for (where_, bases, grid, zip, set, method_set, methods, seeds) in resolved_parts {
+        for ResolvedPart { where_, bases, grid, zip, set, method_set, methods, seeds } in resolved_parts {
             let points = cartesian(&grid);
             let zip_rows: Vec<Vec<(String, Value)>> = match zip.first() {
                 None => vec![Vec::new()],
