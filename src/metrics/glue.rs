@@ -179,15 +179,7 @@ pub fn all_average_inputs(task: &str, metrics: &BTreeMap<String, f64>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn close(a: f64, b: f64) {
-        assert!((a - b).abs() < 1e-12, "{a} != {b}");
-    }
-
-    fn map(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-        pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
-    }
+    use crate::metrics::test_util::{close, map};
 
     #[test]
     fn glue_metric_names_and_main_scores() {

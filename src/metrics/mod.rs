@@ -16,3 +16,17 @@ pub mod squad;
 pub use glue::*;
 pub use scores::*;
 pub use squad::*;
+
+/// Helpers of the hand-computed unit tests of every metrics file.
+#[cfg(test)]
+mod test_util {
+    use std::collections::BTreeMap;
+
+    pub fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    pub fn map(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
+    }
+}

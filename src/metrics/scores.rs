@@ -137,10 +137,7 @@ fn is_constant(x: &[f64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(a: f64, b: f64) {
-        assert!((a - b).abs() < 1e-12, "{a} != {b}");
-    }
+    use crate::metrics::test_util::close;
 
     #[test]
     fn accuracy_counts_matches() {

@@ -225,15 +225,7 @@ pub fn squad_v2_eval(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn close(a: f64, b: f64) {
-        assert!((a - b).abs() < 1e-12, "{a} != {b}");
-    }
-
-    fn map(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-        pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
-    }
+    use crate::metrics::test_util::{close, map};
 
     #[test]
     fn normalize_answer_like_the_official_script() {

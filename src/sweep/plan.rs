@@ -45,7 +45,8 @@ struct PartFile {
     method_set: Option<Mapping>,
 }
 
-/// The sweep file as written.
+/// The sweep file as written. It repeats `PartFile`'s fields rather than flattening it: serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`, and an unknown key must be an error.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SweepFile {
