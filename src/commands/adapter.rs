@@ -96,13 +96,12 @@ fn load_peft(path: &Path, base_model: Option<&Path>, device: Device) -> Result<A
         model_dir.config.num_labels = Some(num_labels);
         model_dir.config.id2label = None;
     }
-    let modules: Vec<(String, i64, f64)> = peft.modules.iter().map(|m| (m.name.clone(), m.rank(), m.scaling)).collect();
-    let names: Vec<String> = modules.iter().map(|m| m.0.clone()).collect();
+    // Adapters of each module's rank; `apply_modules` then puts in PEFT's factors and scaling.
+    let ranks: Vec<(String, i64)> = peft.modules.iter().map(|m| (m.name.clone(), m.rank())).collect();
+    let names: Vec<String> = ranks.iter().map(|m| m.0.clone()).collect();
     let factory = AdapterFactory::selecting(move |name| names.iter().any(|n| n == name), 0.0, move |name, d_in, d_out, dev| {
-        let (_, r, scaling) = modules.iter().find(|m| m.0 == name).expect("selected module");
-        let mut a = LoraAdapter::new(d_in, d_out, *r, 1.0, dev);
-        a.scaling = *scaling;
-        a
+        let (_, r) = ranks.iter().find(|m| m.0 == name).expect("selected module");
+        LoraAdapter::new(d_in, d_out, *r, 1.0, dev)
     });
     let (vs, model, report) = model_dir.load(head, &factory, device)?;
     let typed = factory.adapters();
