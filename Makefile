@@ -24,11 +24,20 @@ venv: $(STAMP)
 build: $(STAMP)
 	$(CARGO) build --release
 
+## Tests against fixtures made on another machine, run a second time under other CPU kernels
+## (ATen's unvectorised `default` kernels; MKL limited to AVX2, which matters on Intel AVX-512
+## CPUs): a tolerance that holds on one instruction set only fails here, not on a user's machine.
+## The bounds are derived from float32 rounding (tests/common/tolerance.rs).
+OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=AVX2
+PARITY_TESTS := hf_parity:: checkpoints:: cli::predict_on_ids starts_equal_to_the_frozen_model increlora::increlora_trains \
+	adalora_peft:: export::lora_matches_peft_on_the_fixture peft_import::peft_lora_adapters_predict peft_import::lora_starts_from
+
 ## The test command (README, .ci/run): set-up, build, every Rust and oracle test. In CI
 ## (CI=true) also the real-Slurm check, which brings up Slurm as root (SKIPPED where it cannot);
 ## on a developer's machine run it with `make test-slurm`.
 test: $(STAMP)
 	$(CARGO) test --release
+	$(OTHER_KERNELS) $(CARGO) test --release -- $(PARITY_TESTS)
 	@if [ "$${CI:-}" = true ]; then bash scripts/slurm_test.sh $(BIN); fi
 
 ## End-to-end check of `sweep --slurm` on a real single-node Slurm that the script brings up (as
@@ -52,7 +61,7 @@ demo: build
 
 ## The paper's experiments end to end (resumable: finished runs are skipped). Needs the network
 ## for the downloads, and a GPU to finish in reasonable time.
-PAPER_SWEEPS := sweeps/glue_r2.yaml sweeps/glue_r8.yaml sweeps/mnli_ranks.yaml sweeps/rte_warmup.yaml sweeps/rte_interval.yaml sweeps/rte_refrank.yaml sweeps/squad_v2.yaml
+PAPER_SWEEPS := sweeps/glue_r2.yaml sweeps/glue_r8.yaml sweeps/glue_r2_adalora_matched.yaml sweeps/glue_r8_adalora_matched.yaml sweeps/mnli_ranks.yaml sweeps/rte_warmup.yaml sweeps/rte_interval.yaml sweeps/rte_refrank.yaml sweeps/squad_v2.yaml
 reproduce: build
 	@for s in $(PAPER_SWEEPS); do printf '%s: ' $$s; $(BIN) sweep $$s --dry-run | grep -c pending || true; done
 	@echo "GPU-hour estimate: sum over runs of (epochs x train examples) / throughput. This machine"

@@ -152,10 +152,40 @@ def run(model: torch.nn.Module, head: str, inputs: dict[str, torch.Tensor]) -> t
     return out.logits.contiguous()
 
 
-def logits_job(model_dir: str, adapter_dir: str | None, head: str, inputs: str, out: str) -> None:
+def frozen_position_query(model: torch.nn.Module) -> None:
+    """IncreLoRA's and AdaLoRA's GLUE harnesses project the relative-position embeddings for the
+    p2c term with `nn.Linear.forward(self.query_proj, rel_embeddings)`: the frozen layer, without
+    its adapter (key_proj keeps its adapter). PEFT wraps query_proj in a LoRA layer whose frozen
+    layer is `base_layer`; during every `disentangled_attention_bias` call that layer stands in."""
+    from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
+
+    patched = 0
+    for module in model.modules():
+        if isinstance(module, DisentangledSelfAttention):
+            bias = module.disentangled_attention_bias
+
+            def harness_bias(*args, _module=module, _bias=bias, **kwargs):
+                adapted = _module.query_proj
+                _module.query_proj = getattr(adapted, "base_layer", adapted)
+                try:
+                    return _bias(*args, **kwargs)
+                finally:
+                    _module.query_proj = adapted
+
+            module.disentangled_attention_bias = harness_bias
+            patched += 1
+    if patched == 0:
+        raise OracleError("position_query frozen: the model has no DisentangledSelfAttention")
+
+
+def logits_job(model_dir: str, adapter_dir: str | None, head: str, inputs: str, out: str, position_query: str = "adapted") -> None:
     model = load_hf(model_dir, head, adapter_dir)
     if adapter_dir:
         model = apply_peft(model, adapter_dir)
+    if position_query == "frozen":
+        frozen_position_query(model)
+    elif position_query != "adapted":
+        raise OracleError(f"unknown position_query {position_query!r} (expected adapted or frozen)")
     save_file({"logits": run(model, head, read_inputs(inputs))}, out)
 
 
@@ -172,7 +202,7 @@ def cmd_logits(args: argparse.Namespace) -> None:
         head = job.get("head", "cls")
         if head not in ("cls", "qa"):
             raise OracleError(f"unknown head {head!r} (expected cls or qa)")
-        logits_job(job["model"], job.get("peft"), head, job["inputs"], job["out"])
+        logits_job(job["model"], job.get("peft"), head, job["inputs"], job["out"], job.get("position_query", "adapted"))
 
 
 def fixture_readme(modules: list[str], logits_shape: list[int]) -> str:
@@ -355,7 +385,7 @@ def main() -> int:
     p.add_argument("--head", choices=["cls", "qa"], default="cls")
     p.add_argument("--inputs", help="safetensors with input_ids, attention_mask, token_type_ids")
     p.add_argument("--out", help="safetensors file to write `logits` to")
-    p.add_argument("--jobs", help="JSON list of {model, peft, head, inputs, out} run in one process")
+    p.add_argument("--jobs", help="JSON list of {model, peft, head, inputs, out, position_query (adapted|frozen)} run in one process")
     p.set_defaults(func=cmd_logits)
     p = sub.add_parser("lora-fixture", help="write tests/fixtures/peft (PEFT LoRA parameters and logits)")
     p.add_argument("--model", required=True, help="HF model directory (tests/fixtures/models/v3)")

@@ -62,9 +62,10 @@ enum Command {
     /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps,
     /// adamw (torch | legacy_hf)}, method.{name, lora_alpha, lora_dropout, orth_reg_weight,
     /// lr_policy (restart | follow | constant), budget (strict | reference), target_modules,
-    /// target_layers}, method.lora.rank, method.triadapt.{init_rank, ref_rank, warmup_steps,
-    /// interval, growth_step, threshold, top_k, importance, growth, init_std,
-    /// grown_weight_decay}, method.adalora.*, method.increlora.*, squad.*. See README.md for
+    /// target_layers, position_query (adapted | frozen), train_pooler}, method.lora.{rank,
+    /// dropout}, method.triadapt.{init_rank, ref_rank, warmup_steps, interval, growth_step,
+    /// threshold, top_k, importance, growth, init_std, grown_weight_decay}, method.adalora.*,
+    /// method.increlora.*, squad.*. See README.md for
     /// each, and docs/method.md for what each computes and the reference it follows.
     #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --out runs/rte --resume\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict\n  triadapt train --config experiments/synthetic_rte.yaml --method lora --init-adapter peft/my-lora")]
     Train {

@@ -58,6 +58,7 @@ fn adalora_matches_peft_step_by_step() {
         delta_t: int(&c["deltaT"]),
         beta1: float(&c["beta1"]),
         beta2: float(&c["beta2"]),
+        dropout: None,
     };
     let (alpha, total_steps, orth) = (float(&c["lora_alpha"]), int(&c["total_step"]), float(&c["orth_reg_weight"]));
     let names: Vec<String> = meta["modules"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();

@@ -19,10 +19,17 @@ fn triadapt(args: &[&str]) {
 /// HF transformers / peft logits for several (model, adapter) jobs in one Python process (torch
 /// and transformers are imported once).
 fn oracle_jobs(jobs: &[(PathBuf, Option<PathBuf>)], inputs: &Path, dir: &Path) -> Vec<Tensor> {
+    let jobs: Vec<(PathBuf, Option<PathBuf>, &str)> = jobs.iter().map(|(m, p)| (m.clone(), p.clone(), "adapted")).collect();
+    oracle_jobs_with_position_query(&jobs, inputs, dir)
+}
+
+/// As [`oracle_jobs`], each job with the relative-position path of its query projections
+/// (`adapted`: stock HF + PEFT; `frozen`: the IncreLoRA/AdaLoRA GLUE harnesses').
+fn oracle_jobs_with_position_query(jobs: &[(PathBuf, Option<PathBuf>, &str)], inputs: &Path, dir: &Path) -> Vec<Tensor> {
     let list: Vec<serde_json::Value> = jobs
         .iter()
         .enumerate()
-        .map(|(i, (model, peft))| serde_json::json!({"model": model, "peft": peft, "head": "cls", "inputs": inputs, "out": dir.join(format!("oracle_{i}.safetensors"))}))
+        .map(|(i, (model, peft, pq))| serde_json::json!({"model": model, "peft": peft, "head": "cls", "inputs": inputs, "out": dir.join(format!("oracle_{i}.safetensors")), "position_query": pq}))
         .collect();
     let file = dir.join("jobs.json");
     std::fs::write(&file, serde_json::Value::Array(list).to_string()).unwrap();
@@ -77,4 +84,42 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         crate::common::assert_close(&format!("{method}: HF on the merged checkpoint"), &theirs[2 * i], ours, 1e-5);
         crate::common::assert_close(&format!("{method}: PEFT on the exported adapter"), &theirs[2 * i + 1], ours, 1e-5);
     }
+}
+
+/// `method.position_query: frozen` computes the IncreLoRA/AdaLoRA GLUE harnesses' attention: HF +
+/// PEFT with `query_proj`'s frozen layer on the relative-position path (`peft_oracle.py`,
+/// `position_query: frozen`) give our logits, and stock HF + PEFT does not. Without a pooler
+/// update (`method.train_pooler: false`) the saved pooler is the base model's initial one.
+#[test]
+fn frozen_position_query_is_the_glue_harness_attention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = crate::common::oracle("v3_batch");
+    let inputs = tmp.path().join("inputs.safetensors");
+    Tensor::write_safetensors(&[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])], &inputs).unwrap();
+    let (run, peft) = (tmp.path().join("run"), tmp.path().join("peft"));
+    triadapt(&[
+        "train", "--config", "experiments/synthetic_rte.yaml", "--method", "lora", "--out", run.to_str().unwrap(),
+        "--set", "max_steps=30", "--set", "eval_steps=30", "--set", "method.position_query=frozen", "--set", "method.train_pooler=false",
+    ]);
+    triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
+    let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, None, Device::Cpu).unwrap();
+    let ours = tch::no_grad(|| a.model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits);
+
+    let base = a.model_dir.dir.clone();
+    let jobs = [(base.clone(), Some(peft.clone()), "frozen"), (base, Some(peft), "adapted")];
+    let theirs = oracle_jobs_with_position_query(&jobs, &inputs, tmp.path());
+    crate::common::assert_close("the GLUE harness's attention (PEFT, frozen query on positions)", &theirs[0], &ours, 1e-5);
+    let stock = crate::common::max_abs_diff(&theirs[1], &ours);
+    assert!(stock > 1e-4, "stock HF + PEFT gives our frozen-path logits ({stock:e}): the switch changed nothing");
+
+    // The pooler did not train: the adapter holds the tensors the run drew at its start.
+    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(run.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
+    let first = tmp.path().join("first");
+    triadapt(&[
+        "train", "--config", "experiments/synthetic_rte.yaml", "--method", "lora", "--out", first.to_str().unwrap(),
+        "--set", "max_steps=1", "--set", "eval_steps=1", "--set", "optim.lr=1e-12", "--set", "method.position_query=frozen", "--set", "method.train_pooler=false",
+    ]);
+    let initial: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(first.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
+    assert!(saved["pooler.dense.weight"].equal(&initial["pooler.dense.weight"]), "the frozen pooler moved");
+    assert!(!saved["classifier.weight"].equal(&initial["classifier.weight"]), "the classifier must still train");
 }

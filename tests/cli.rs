@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use crate::common::tolerance::assert_forward_close;
 use crate::common::*;
 
 fn triadapt(args: &[&str]) -> std::process::Output {
@@ -29,14 +30,11 @@ fn predict_on_ids_gives_hf_logits_and_hidden_states() {
     assert_eq!(lines.len(), 1);
     let logits: Vec<f32> = serde_json::from_value(lines[0]["logits"].clone()).unwrap();
     let hidden: Vec<Vec<f32>> = serde_json::from_value(lines[0]["last_hidden_state"].clone()).unwrap();
-    let hf_logits: Vec<f32> = Vec::try_from(o["logits"].get(1)).unwrap();
-    for (a, b) in logits.iter().zip(&hf_logits) {
-        assert!((a - b).abs() <= 1e-5, "logits {logits:?} vs HF {hf_logits:?}");
-    }
+    assert_forward_close("predict logits", "v3", len, &tch::Tensor::from_slice(&logits), &o["logits"].get(1));
     assert_eq!(hidden.len() as i64, len);
     let hf_hidden = o["last_hidden_state"].get(1).narrow(0, 0, len);
     let ours = tch::Tensor::from_slice(&hidden.concat()).view([len, -1]);
-    assert_close("predict --hidden", &ours, &hf_hidden, 1e-5);
+    assert_forward_close("predict --hidden", "v3", len, &ours, &hf_hidden);
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! What every fine-tuning method must do, as one table driven by `MethodName::ALL`: a method
-//! added to the enum is checked by every row without a change here. Rows: the adapted model
+//! What every fine-tuning method must do: one test per (method, check), e.g.
+//! `conformance::adalora::a_resumed_run_is_bit_identical` (modules are named so that no module
+//! shadows the `triadapt` crate: `triadaptlora`, `full_ft`); a method added to `MethodName::ALL`
+//! but not to `conformance_tests!` fails `every_method_has_its_conformance_tests`. Checks: the adapted model
 //! starts equal to the frozen one; a saved adapter loads back to the same outputs; the merged
 //! weights, the exported LoRA factors and the live model compute the same; a run resumed from a
 //! checkpoint is bit-identical to an uninterrupted one; training under bf16 autocast works.
@@ -11,17 +13,10 @@ use triadapt::peft::save::{apply_adapter, read_adapter};
 use triadapt::train::checkpoint::{resume, save_adapter};
 use triadapt::train::Trainer;
 
+use crate::common::tolerance::forward_bound;
 use crate::common::*;
 
 type Check = fn(&MethodConfig) -> Result<(), String>;
-
-const CHECKS: [(&str, Check); 5] = [
-    ("starts equal to the frozen model", starts_equal),
-    ("a saved adapter loads back to the same outputs", save_load_round_trip),
-    ("merged weights = exported LoRA factors = live model", merge_export_live),
-    ("a resumed run is bit-identical to an uninterrupted one", resume_is_exact),
-    ("trains under bf16 autocast", bf16_trains),
-];
 
 /// Steps of the short runs below.
 const STEPS: i64 = 20;
@@ -56,8 +51,10 @@ fn trained(cfg: &MethodConfig, steps: i64) -> Trainer {
 
 fn starts_equal(cfg: &MethodConfig) -> Result<(), String> {
     let t = trainer(cfg, STEPS);
-    let d = max_abs_diff(&logits(&t.model), &oracle("v3_batch")["logits"]);
-    ensure(d <= 1e-6, || format!("logits at step 0 differ from HF's frozen model by {d:e}"))
+    let o = oracle("v3_batch");
+    let bound = forward_bound("v3", o["input_ids"].size()[1], &o["logits"]);
+    let d = max_abs_diff(&logits(&t.model), &o["logits"]);
+    ensure(d <= bound, || format!("logits at step 0 differ from HF's frozen model by {d:e} (bound {bound:e})"))
 }
 
 fn save_load_round_trip(cfg: &MethodConfig) -> Result<(), String> {
@@ -82,8 +79,10 @@ fn merge_export_live(cfg: &MethodConfig) -> Result<(), String> {
     let out = tmp.path().join("merged");
     triadapt::peft::export::write_hf_checkpoint(&out, &source, HeadKind::Cls, &merged, Some("mnli")).map_err(|e| format!("{e:#}"))?;
     let (_vs, plain, _) = ModelDir::open(&out).unwrap().load(HeadKind::Cls, &PlainLinearFactory, Device::Cpu).map_err(|e| format!("{e:#}"))?;
+    let o = oracle("v3_batch");
+    let bound = forward_bound("v3", o["input_ids"].size()[1], &live);
     let d = max_abs_diff(&logits(&plain), &live);
-    ensure(d <= 1e-5, || format!("the merged checkpoint's logits differ from the live model's by {d:e}"))?;
+    ensure(d <= bound, || format!("the merged checkpoint's logits differ from the live model's by {d:e} (bound {bound:e})"))?;
     // Exported: the LoRA factors PEFT gets compute each adapter's update at its rank.
     for (module, a) in t.adapters() {
         let a = a.lock().unwrap();
@@ -147,17 +146,61 @@ fn bf16_trains(cfg: &MethodConfig) -> Result<(), String> {
     ensure(t.trainable().iter().all(|p| p.kind() == Kind::Float), || "a trainable tensor left float32".into())
 }
 
-#[test]
-fn every_method_passes_every_conformance_check() {
+/// Runs one check for one method (each its own test, so `cargo test conformance::lora` or
+/// `conformance::starts_equal` selects and reports them one by one).
+fn run(name: MethodName, check: Check) {
     let _rng = torch_rng();
-    let mut failures = Vec::new();
-    for name in MethodName::ALL {
-        let cfg = quick(name);
-        for (what, check) in CHECKS {
-            if let Err(e) = check(&cfg) {
-                failures.push(format!("{name:?}: {what}: {e}"));
-            }
-        }
+    if let Err(e) = check(&quick(name)) {
+        panic!("{name:?}: {e}");
     }
-    assert!(failures.is_empty(), "{} of {} checks failed:\n{}", failures.len(), CHECKS.len() * MethodName::ALL.len(), failures.join("\n"));
+}
+
+/// One module per method, one test per check. Every method of `MethodName::ALL` must be listed:
+/// `every_method_has_its_conformance_tests` fails otherwise.
+macro_rules! conformance_tests {
+    ($($module:ident => $method:expr),* $(,)?) => {
+        $(mod $module {
+            use super::*;
+
+            #[test]
+            fn starts_equal_to_the_frozen_model() {
+                run($method, starts_equal)
+            }
+
+            #[test]
+            fn a_saved_adapter_loads_back_to_the_same_outputs() {
+                run($method, save_load_round_trip)
+            }
+
+            #[test]
+            fn merged_weights_equal_exported_factors_and_live_model() {
+                run($method, merge_export_live)
+            }
+
+            #[test]
+            fn a_resumed_run_is_bit_identical() {
+                run($method, resume_is_exact)
+            }
+
+            #[test]
+            fn trains_under_bf16_autocast() {
+                run($method, bf16_trains)
+            }
+        })*
+
+        #[test]
+        fn every_method_has_its_conformance_tests() {
+            let listed = [$($method),*];
+            let missing: Vec<MethodName> = MethodName::ALL.into_iter().filter(|m| !listed.contains(m)).collect();
+            assert!(missing.is_empty(), "methods without conformance tests (add them to conformance_tests!): {missing:?}");
+        }
+    };
+}
+
+conformance_tests! {
+    full_ft => MethodName::Full,
+    lora => MethodName::Lora,
+    triadaptlora => MethodName::Triadapt,
+    adalora => MethodName::Adalora,
+    increlora => MethodName::Increlora,
 }

@@ -1,19 +1,23 @@
 //! The backbone and heads against HF transformers 4.57.6 (fixtures from scripts/make_fixtures.py):
-//! logits and last hidden states within 1e-5 (fp32), gradients within 1e-4 relative.
+//! logits, last hidden states and gradients within the float32 reordering bounds of
+//! `common::tolerance` (derived from the model's depth and widths, so they hold on any CPU).
 
+use crate::common::tolerance::{assert_forward_close, gradient_bound};
 use crate::common::*;
 use tch::Tensor;
 use triadapt::model::HeadKind;
 
-const TOL: f64 = 1e-5;
+fn seq_len(o: &std::collections::HashMap<String, Tensor>) -> i64 {
+    o["input_ids"].size()[1]
+}
 
 fn check_cls(model: &str, oracle_name: &str) {
     let (_vs, m) = load(model, HeadKind::Cls);
     let o = oracle(oracle_name);
     let out = run_eval(&m, &o);
-    assert_close(&format!("{oracle_name} logits"), &out.logits, &o["logits"], TOL);
+    assert_forward_close(&format!("{oracle_name} logits"), model, seq_len(&o), &out.logits, &o["logits"]);
     if let Some(h) = o.get("last_hidden_state") {
-        assert_close(&format!("{oracle_name} last hidden state"), &out.last_hidden_state, h, TOL);
+        assert_forward_close(&format!("{oracle_name} last hidden state"), model, seq_len(&o), &out.last_hidden_state, h);
     }
 }
 
@@ -44,9 +48,10 @@ fn qa_head_matches_hf() {
     let (_vs, m) = load("v3_qa", HeadKind::Qa);
     let o = oracle("v3_qa");
     let out = run_eval(&m, &o);
-    assert_close("start logits", &out.logits.select(2, 0), &o["start_logits"], TOL);
-    assert_close("end logits", &out.logits.select(2, 1), &o["end_logits"], TOL);
-    assert_close("qa last hidden state", &out.last_hidden_state, &o["last_hidden_state"], TOL);
+    let n = seq_len(&o);
+    assert_forward_close("start logits", "v3_qa", n, &out.logits.select(2, 0), &o["start_logits"]);
+    assert_forward_close("end logits", "v3_qa", n, &out.logits.select(2, 1), &o["end_logits"]);
+    assert_forward_close("qa last hidden state", "v3_qa", n, &out.last_hidden_state, &o["last_hidden_state"]);
 }
 
 /// Gradient of sum(logits) (dropout off) with respect to layer 0's query_proj and the classifier.
@@ -56,6 +61,7 @@ fn check_grad(model: &str, oracle_name: &str) {
     let out = m.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false);
     out.logits.sum(tch::Kind::Float).backward();
     let vars = vs.variables();
+    let bound = gradient_bound(model, seq_len(&o));
     for (name, key) in [
         ("deberta.encoder.layer.0.attention.self.query_proj.weight", "grad_query_weight"),
         ("classifier.weight", "grad_classifier_weight"),
@@ -63,7 +69,8 @@ fn check_grad(model: &str, oracle_name: &str) {
         let ours = vars[name].grad();
         let hf: &Tensor = &o[key];
         let rel = max_abs_diff(&ours, hf) / hf.abs().max().double_value(&[]);
-        assert!(rel <= 1e-4, "{oracle_name}: gradient of {name}: relative error {rel:e} > 1e-4");
+        eprintln!("{oracle_name}: gradient of {name}: relative error {rel:e} (bound {bound:e})");
+        assert!(rel <= bound, "{oracle_name}: gradient of {name}: relative error {rel:e} > {bound:e}");
     }
 }
 

@@ -180,7 +180,7 @@ fn every_shipped_sweep_dry_runs() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("sweeps")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     files.sort();
     let names: Vec<String> = files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    for want in ["demo", "glue_r2", "glue_r8", "mnli_ranks", "rte_interval", "rte_refrank", "rte_warmup", "squad_v2"] {
+    for want in ["demo", "glue_r2", "glue_r8", "glue_r2_adalora_matched", "glue_r8_adalora_matched", "mnli_ranks", "paper_unknowns", "rte_interval", "rte_refrank", "rte_warmup", "squad_v2"] {
         assert!(names.iter().any(|n| n == want), "sweeps/{want}.yaml missing");
     }
     for f in &files {
@@ -201,6 +201,8 @@ fn every_shipped_sweep_dry_runs() {
     assert_eq!(count("glue_r8.yaml"), 8 * 5 * 5);
     assert_eq!(count("rte_warmup.yaml"), 2 * 3 * 4);
     assert_eq!(count("demo.yaml"), 8);
+    // TriAdaptLoRA 2 x 2 x 2 settings, LoRA 2 x 2, each on 3 tasks x 3 seeds.
+    assert_eq!(count("paper_unknowns.yaml"), (8 + 4) * 3 * 3);
     // The heatmap runs are glue_r2's seed-1 MNLI runs of the same methods (same ids).
     let glue: BTreeSet<String> = Sweep::load(&root().join("sweeps/glue_r2.yaml")).unwrap().runs.into_iter().map(|r| r.id).collect();
     for r in Sweep::load(&root().join("sweeps/mnli_ranks.yaml")).unwrap().runs {
@@ -467,11 +469,13 @@ fn slurm_prints_an_array_job_and_a_dependent_collect() {
 }
 
 /// The shipped paper sweeps train as the authors' code did (docs/method.md): the old HF AdamW
-/// and reference budgets for every method, LoRA without adapter dropout in the GLUE sweeps, and
+/// and reference budgets for every method, LoRA and AdaLoRA without adapter dropout, the baselines
+/// with the GLUE harness's attention and AdaLoRA with its scripts' evaluation cadence, and
 /// the MNLI rank sweep writes `results/mnli` (the design's `triadapt heatmap results/mnli`).
 #[test]
 fn shipped_paper_sweeps_use_the_reference_settings() {
     use triadapt::optim::AdamWVariant;
+    use triadapt::peft::adapted::PositionQuery;
     use triadapt::peft::schedule::BudgetMode;
     for name in ["glue_r2", "glue_r8", "mnli_ranks", "rte_warmup", "rte_interval", "rte_refrank", "squad_v2"] {
         let s = Sweep::load(&root().join("sweeps").join(format!("{name}.yaml"))).unwrap();
@@ -479,10 +483,42 @@ fn shipped_paper_sweeps_use_the_reference_settings() {
         for r in &s.runs {
             assert_eq!(r.config.optim.adamw, AdamWVariant::LegacyHf, "{name} run {} ({})", r.id, r.method.as_str());
             assert_eq!(r.config.method.budget, BudgetMode::Reference, "{name} run {}", r.id);
-            if r.method == MethodName::Lora && name.starts_with("glue") {
-                assert_eq!(r.config.method.lora_dropout, 0.0, "{name}: LoRA run {} has adapter dropout", r.id);
+            if matches!(r.method, MethodName::Lora | MethodName::Adalora) {
+                assert_eq!(r.config.method.adapter_dropout(), 0.0, "{name}: {} run {} has adapter dropout", r.method.as_str(), r.id);
+            }
+            // The baselines' published rows come from the IncreLoRA/AdaLoRA GLUE harnesses.
+            if name.starts_with("glue") || name == "mnli_ranks" {
+                let want = if matches!(r.method, MethodName::Lora | MethodName::Adalora | MethodName::Increlora) { PositionQuery::Frozen } else { PositionQuery::Adapted };
+                assert_eq!(r.config.method.position_query, want, "{name}: {} run {}", r.method.as_str(), r.id);
+            }
+            if r.method == MethodName::Triadapt {
+                assert_eq!(r.config.method.triadapt.growth_step, None, "{name} run {}: TriAdaptLoRA keeps its own growth step", r.id);
+            }
+            if r.method == MethodName::Adalora && name.starts_with("glue") {
+                // AdaLoRA's scripts' evaluation cadence.
+                let want = match r.config.task.as_str() { "mnli" | "sst2" | "qqp" => Some(3000), "qnli" => Some(1000), "mrpc" => Some(300), _ => None };
+                if let Some(want) = want {
+                    assert_eq!(r.config.eval_steps, want, "{name}: AdaLoRA on {}", r.config.task);
+                }
             }
         }
+    }
+    // Every task file run on its own with --method lora or adalora has no adapter dropout.
+    for e in std::fs::read_dir(root().join("experiments")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_stem().is_some_and(|n| n != "synthetic_rte") {
+            let mut c = RunConfig::load(&p, &[]).unwrap();
+            for m in [MethodName::Lora, MethodName::Adalora] {
+                c.method.name = m;
+                assert_eq!(c.method.adapter_dropout(), 0.0, "{}: {}", p.display(), m.as_str());
+            }
+        }
+    }
+    // Budget-matched AdaLoRA ends at the others' total rank (target 2 / 8).
+    for (r, target) in [("2", 2), ("8", 8)] {
+        let s = Sweep::load(&root().join(format!("sweeps/glue_r{r}_adalora_matched.yaml"))).unwrap();
+        assert_eq!(s.runs.len(), 8 * 5);
+        assert!(s.runs.iter().all(|run| run.config.method.adalora.target_rank == target), "glue_r{r}_adalora_matched");
     }
     let mnli = Sweep::load(&root().join("sweeps/mnli_ranks.yaml")).unwrap();
     assert_eq!(mnli.out, PathBuf::from("results/mnli"));

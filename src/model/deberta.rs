@@ -173,7 +173,7 @@ impl SelfAttention {
         let index_shape = [b, h, l, l];
         if self.c2p {
             let pos_key = match (&self.pos_key, self.share_att_key) {
-                (_, true) => self.key.forward_t(&rel_emb, train),
+                (_, true) => self.key.forward_position_t(&rel_emb, train),
                 (Some(pk), false) => pk.forward(&rel_emb),
                 (None, false) => unreachable!("pos_key_proj exists whenever c2p is used without share_att_key"),
             };
@@ -183,7 +183,7 @@ impl SelfAttention {
         }
         if self.p2c {
             let pos_query = match (&self.pos_query, self.share_att_key) {
-                (_, true) => self.query.forward_t(&rel_emb, train),
+                (_, true) => self.query.forward_position_t(&rel_emb, train),
                 (Some(pq), false) => pq.forward(&rel_emb),
                 (None, false) => unreachable!("pos_query_proj exists whenever p2c is used without share_att_key"),
             };

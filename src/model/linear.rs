@@ -6,6 +6,15 @@ use tch::{nn, nn::Module, Tensor};
 /// A linear map `x W^T + b` as the backbone sees it; adapters implement it too.
 pub trait LinearLayer: std::fmt::Debug + Send {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor;
+
+    /// The layer applied to the relative-position embeddings (DeBERTa's second call of
+    /// `query_proj`/`key_proj` with `share_att_key`). The same map as [`LinearLayer::forward_t`]
+    /// unless the layer was built to leave its adapter off that path (`method.position_query:
+    /// frozen`, as the IncreLoRA/AdaLoRA GLUE harnesses call `nn.Linear.forward(self.query_proj,
+    /// rel_embeddings)`).
+    fn forward_position_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward_t(xs, train)
+    }
 }
 
 /// Builds the linears the backbone asks for. `name` is the HF module path, e.g.

@@ -31,11 +31,13 @@ pub struct AdaLoraConfig {
     pub beta1: f64,
     /// EMA coefficient of the uncertainty |I - Ibar| (`beta2`).
     pub beta2: f64,
+    /// AdaLoRA's own adapter dropout (`lora_dropout`); unset: `method.lora_dropout`.
+    pub dropout: Option<f64>,
 }
 
 impl Default for AdaLoraConfig {
     fn default() -> Self {
-        AdaLoraConfig { init_rank: 3, target_rank: 2, tinit: 0, tfinal: 0, delta_t: 1, beta1: 0.85, beta2: 0.85 }
+        AdaLoraConfig { init_rank: 3, target_rank: 2, tinit: 0, tfinal: 0, delta_t: 1, beta1: 0.85, beta2: 0.85, dropout: None }
     }
 }
 

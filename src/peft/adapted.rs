@@ -14,6 +14,8 @@ pub struct AdaptedLinear {
     pub base: nn::Linear,
     pub adapter: Arc<Mutex<dyn Adapter>>,
     pub dropout: f64,
+    /// Whether the relative-position path skips the adapter (W0 and bias only).
+    pub frozen_on_position_path: bool,
 }
 
 impl LinearLayer for AdaptedLinear {
@@ -23,6 +25,28 @@ impl LinearLayer for AdaptedLinear {
         let adapter = self.adapter.lock().expect("adapter lock poisoned");
         adapter.add_delta(&base, &x)
     }
+
+    fn forward_position_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if self.frozen_on_position_path {
+            self.base.forward(xs)
+        } else {
+            self.forward_t(xs, train)
+        }
+    }
+}
+
+/// Which adapters DeBERTa's relative-position embeddings go through (`method.position_query`).
+/// With `share_att_key`, every layer projects the position embeddings with its own
+/// `query_proj` (for p2c) and `key_proj` (for c2p).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionQuery {
+    /// Both projections with their adapters, as stock HF modules wrapped by PEFT.
+    #[default]
+    Adapted,
+    /// `query_proj` without its adapter on that path (`key_proj` keeps it), as IncreLoRA's and
+    /// AdaLoRA's GLUE harnesses (`nn.Linear.forward(self.query_proj, rel_embeddings)`).
+    Frozen,
 }
 
 /// Builds each targeted matrix's adapter with `make(module_name, d_in, d_out, device)`.
@@ -32,6 +56,7 @@ pub struct AdapterFactory<A: Adapter + 'static> {
     dropout: f64,
     make: Box<dyn Fn(&str, i64, i64, Device) -> A>,
     created: Mutex<Vec<(String, Shared<A>)>>,
+    position_query: PositionQuery,
 }
 
 impl<A: Adapter + 'static> AdapterFactory<A> {
@@ -41,7 +66,13 @@ impl<A: Adapter + 'static> AdapterFactory<A> {
 
     /// Adapts the modules `selects` accepts (e.g. exactly those of a PEFT adapter file).
     pub fn selecting(selects: impl Fn(&str) -> bool + 'static, dropout: f64, make: impl Fn(&str, i64, i64, Device) -> A + 'static) -> Self {
-        AdapterFactory { selects: Box::new(selects), dropout, make: Box::new(make), created: Mutex::new(Vec::new()) }
+        AdapterFactory { selects: Box::new(selects), dropout, make: Box::new(make), created: Mutex::new(Vec::new()), position_query: PositionQuery::Adapted }
+    }
+
+    /// Sets whether query projections leave their adapter off the relative-position path.
+    pub fn with_position_query(mut self, position_query: PositionQuery) -> Self {
+        self.position_query = position_query;
+        self
     }
 
     /// The adapters created so far, in model order, with their HF module names.
@@ -59,6 +90,7 @@ impl<A: Adapter + 'static> LinearFactory for AdapterFactory<A> {
         }
         let adapter = shared((self.make)(name, in_dim, out_dim, device));
         self.created.lock().expect("factory lock").push((name.to_string(), adapter.clone()));
-        Box::new(AdaptedLinear { base, adapter, dropout: self.dropout })
+        let frozen_on_position_path = self.position_query == PositionQuery::Frozen && name.ends_with("query_proj");
+        Box::new(AdaptedLinear { base, adapter, dropout: self.dropout, frozen_on_position_path })
     }
 }

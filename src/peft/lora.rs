@@ -77,11 +77,14 @@ impl Adapter for LoraAdapter {
 #[serde(deny_unknown_fields, default)]
 pub struct LoraConfig {
     pub rank: i64,
+    /// LoRA's own adapter dropout; unset: `method.lora_dropout`. An experiment file that serves
+    /// every method sets `lora_dropout` for the growing methods and this to 0 for LoRA.
+    pub dropout: Option<f64>,
 }
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        LoraConfig { rank: 2 }
+        LoraConfig { rank: 2, dropout: None }
     }
 }
 

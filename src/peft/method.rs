@@ -9,6 +9,7 @@ use super::increlora::{IncreLoraAdapter, IncreLoraConfig, IncreLoraController};
 use super::lora::{LoraAdapter, LoraConfig, LoraController};
 use super::schedule::BudgetMode;
 use super::triadapt::{TriAdaptConfig, TriAdaptController, TriAdapter};
+use super::adapted::PositionQuery;
 use super::{AdapterFactory, RankController, TargetSpec};
 use crate::model::linear::{LinearFactory, PlainLinearFactory};
 use crate::optim::LrPolicy;
@@ -118,6 +119,13 @@ pub struct MethodConfig {
     pub budget: BudgetMode,
     pub target_modules: Vec<String>,
     pub target_layers: Option<Vec<i64>>,
+    /// Whether the query projection of the relative-position embeddings goes through its
+    /// adapter (`adapted`, stock HF + PEFT) or not (`frozen`, the IncreLoRA/AdaLoRA GLUE harnesses).
+    pub position_query: PositionQuery,
+    /// Whether the pooler of a classification head trains (IncreLoRA's harness and ours) or stays
+    /// at its initialisation (a PEFT harness with `modules_to_save = ["classifier"]`). The
+    /// classifier always trains; full fine-tuning trains everything.
+    pub train_pooler: bool,
     pub lora: LoraConfig,
     pub triadapt: TriAdaptConfig,
     pub adalora: AdaLoraConfig,
@@ -136,6 +144,8 @@ impl Default for MethodConfig {
             budget: BudgetMode::Strict,
             target_modules: t.target_modules,
             target_layers: t.target_layers,
+            position_query: PositionQuery::Adapted,
+            train_pooler: true,
             lora: LoraConfig::default(),
             triadapt: TriAdaptConfig::default(),
             adalora: AdaLoraConfig::default(),
@@ -149,10 +159,25 @@ impl MethodConfig {
         TargetSpec { target_modules: self.target_modules.clone(), target_layers: self.target_layers.clone() }
     }
 
+    /// The adapter-input dropout of this method: the method block's own `dropout` where it has
+    /// one and sets it (`method.lora.dropout`, `method.adalora.dropout`: the baselines'
+    /// harnesses build their layers without dropout whatever the task file gives the growing
+    /// methods), otherwise `method.lora_dropout`.
+    pub fn adapter_dropout(&self) -> f64 {
+        let own = match self.name {
+            MethodName::Lora => self.lora.dropout,
+            MethodName::Adalora => self.adalora.dropout,
+            _ => None,
+        };
+        own.unwrap_or(self.lora_dropout)
+    }
+
     /// Checks the values a run cannot work with; errors name the key.
     pub fn validate(&self, num_layers: i64, total_steps: i64) -> Result<()> {
-        if !(0.0..1.0).contains(&self.lora_dropout) {
-            bail!("key `method.lora_dropout` = {}: must be in [0, 1)", self.lora_dropout);
+        for (key, p) in [("method.lora_dropout", Some(self.lora_dropout)), ("method.lora.dropout", self.lora.dropout), ("method.adalora.dropout", self.adalora.dropout)] {
+            if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
+                bail!("key `{key}` = {p}: must be in [0, 1)");
+            }
         }
         if self.name == MethodName::Full {
             return Ok(());
@@ -179,26 +204,27 @@ pub enum MethodSetup {
 
 impl MethodSetup {
     pub fn new(cfg: &MethodConfig) -> Self {
-        let (targets, dropout, alpha) = (cfg.targets(), cfg.lora_dropout, cfg.lora_alpha);
+        let (targets, dropout, alpha, pq) = (cfg.targets(), cfg.adapter_dropout(), cfg.lora_alpha, cfg.position_query);
         match cfg.name {
             MethodName::Full => MethodSetup::Full(PlainLinearFactory),
             MethodName::Lora => {
                 let r = cfg.lora.rank;
-                MethodSetup::Lora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| LoraAdapter::new(i, o, r, alpha, dev)))
+                MethodSetup::Lora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| LoraAdapter::new(i, o, r, alpha, dev)).with_position_query(pq))
             }
             MethodName::Triadapt => {
                 let c = cfg.triadapt.clone();
                 MethodSetup::Triadapt(AdapterFactory::new(targets, dropout, move |_, i, o, dev| {
                     TriAdapter::new(i, o, c.init_rank, alpha, c.init_std, dev)
-                }))
+                })
+                .with_position_query(pq))
             }
             MethodName::Adalora => {
                 let r = cfg.adalora.init_rank;
-                MethodSetup::Adalora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| AdaLoraAdapter::new(i, o, r, alpha, dev)))
+                MethodSetup::Adalora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| AdaLoraAdapter::new(i, o, r, alpha, dev)).with_position_query(pq))
             }
             MethodName::Increlora => {
                 let c = cfg.increlora.clone();
-                MethodSetup::Increlora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| IncreLoraAdapter::new(i, o, &c, alpha, dev)))
+                MethodSetup::Increlora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| IncreLoraAdapter::new(i, o, &c, alpha, dev)).with_position_query(pq))
             }
         }
     }

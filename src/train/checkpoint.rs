@@ -171,7 +171,11 @@ pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, b
         let a = a.lock().expect("adapter lock");
         a.params().into_iter().chain(a.buffers()).map(|(role, x)| (format!("{name}.{role}"), cpu(&x))).collect::<Vec<_>>()
     }).collect();
-    weights.extend(t.trainable_vars().iter().map(|(n, x)| (n.clone(), cpu(x))));
+    // The whole head, trained or not: a frozen pooler (`method.train_pooler: false`) keeps its
+    // initialisation, which a backbone-only checkpoint draws at random.
+    let heads = crate::model::heads::head_prefixes(t.model.kind);
+    weights.extend(t.trainable_vars().iter().filter(|(n, _)| !heads.iter().any(|p| n.starts_with(p))).map(|(n, x)| (n.clone(), cpu(x))));
+    weights.extend(crate::peft::export::head_tensors(&t.vs, t.model.kind));
     Tensor::write_safetensors(&weights, dir.join(ADAPTER_WEIGHTS)).with_context(|| format!("cannot write {}", dir.display()))?;
     let mut state: Vec<(String, Tensor)> = Vec::new();
     for name in t.opt.names() {

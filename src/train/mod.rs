@@ -101,7 +101,8 @@ impl Trainer {
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, t) in vars {
-            let train = full || heads.iter().any(|p| name.starts_with(p));
+            let head = heads.iter().any(|p| name.starts_with(p));
+            let train = full || (head && (method.train_pooler || !name.starts_with("pooler.")));
             let t = t.set_requires_grad(train);
             if train {
                 trainable_vars.push((name, t));

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: fixture paths, oracle files, comparisons.
 
+pub mod tolerance;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
