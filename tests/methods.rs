@@ -242,6 +242,30 @@ fn adapter_and_head_parameters_are_counted_apart() {
     assert_eq!((t.adapter_param_count(), t.head_param_count()), (920, 1155));
 }
 
+/// AdaLoRA's #Params is its paper's: the kept triplets, so a finished run reports the final
+/// budget (target 2 x 12 matrices), while every r_init triplet still counts as trainable.
+#[test]
+fn adalora_reports_its_final_budget_as_its_paper() {
+    let _rng = crate::common::torch_rng();
+    let mut cfg = method(MethodName::Adalora);
+    (cfg.adalora.init_rank, cfg.adalora.target_rank, cfg.adalora.tinit, cfg.adalora.tfinal, cfg.adalora.delta_t) = (3, 2, 2, 4, 2);
+    let mut t = trainer(&cfg, 12);
+    // Per layer (hidden 32, intermediate 64): four 32 x 32 matrices (32 + 32 + 1 scalars per
+    // triplet) and two 32 <-> 64 ones (32 + 64 + 1); two layers.
+    let per_rank_of_every_matrix = 2 * (4 * 65 + 2 * 97);
+    assert_eq!(t.adapter_param_count(), 3 * per_rank_of_every_matrix);
+    let b = batch();
+    for step in 0..12 {
+        t.step(&b, step).unwrap();
+    }
+    let ranks = t.controller.ranks();
+    assert_eq!(ranks.iter().map(|(_, r)| r).sum::<i64>(), 2 * 12, "the final budget");
+    let width = |name: &str| if name.ends_with("intermediate.dense") || (name.ends_with("output.dense") && !name.contains("attention")) { 97 } else { 65 };
+    let kept: i64 = ranks.iter().map(|(n, r)| r * width(n)).sum();
+    assert_eq!(t.adapter_param_count(), kept);
+    assert_eq!(t.trainable_count() - t.head_param_count(), 3 * per_rank_of_every_matrix, "every triplet still trains");
+}
+
 /// TriAdaptLoRA reads its importance before the step's update, where the reference calls its
 /// allocator (after clipping, before `optimizer.step()`): the grants follow the scores of
 /// `before_step` even when the update then reorders them, and the grown entries are born at t+1.

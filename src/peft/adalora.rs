@@ -386,6 +386,19 @@ impl RankController for AdaLoraController {
         super::dyn_adapters(&self.adapters)
     }
 
+    /// #Params as AdaLoRA's paper counts it: the kept triplets (an A row, an E entry and a B
+    /// column each), so a finished run reports its final budget (target_rank x n triplets), not
+    /// the r_init x n triplets that stay trainable (`trainable_count` still counts those).
+    fn reported_param_count(&self) -> i64 {
+        self.adapters
+            .iter()
+            .map(|(_, a)| {
+                let a = lock(a);
+                a.rank() * (a.a.size()[1] + a.b.size()[0] + 1)
+            })
+            .sum()
+    }
+
     /// PEFT's `update_and_allocate(global_step = step)`. Before T - t_f: statistics update, then
     /// a mask to the scheduled budget when due. At T - t_f: a forced mask to the final budget
     /// with the statistics of the previous steps (no update at this step), then the statistics
