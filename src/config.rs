@@ -62,6 +62,21 @@ pub struct RunConfig {
     /// A PEFT LoRA adapter folder that LoRA starts from (its factors, ranks and
     /// modules_to_save; `train --init-adapter`).
     pub init_adapter: Option<PathBuf>,
+    pub log: LogConfig,
+}
+
+/// Where a run reports besides its own files (the `log:` block).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// TensorBoard event file in the run folder (`tensorboard --logdir results/`).
+    pub tensorboard: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { tensorboard: true }
+    }
 }
 
 impl Default for RunConfig {
@@ -91,6 +106,7 @@ impl Default for RunConfig {
             bf16: false,
             tf32: false,
             init_adapter: None,
+            log: LogConfig::default(),
         }
     }
 }
@@ -281,7 +297,7 @@ pub fn canonical_form(cfg: &RunConfig) -> String {
 }
 
 /// Keys that change how a run reports, not what it computes: left out of its id.
-pub const NOT_IDENTITY: [&str; 3] = ["log_steps", "save_steps", "save_total_limit"];
+pub const NOT_IDENTITY: [&str; 4] = ["log_steps", "save_steps", "save_total_limit", "log.tensorboard"];
 
 #[cfg(test)]
 mod tests {

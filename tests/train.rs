@@ -171,7 +171,8 @@ const LONG: [&str; 9] = [
 #[test]
 fn a_sigkilled_run_resumes_bit_identically_for_every_method() {
     let tmp = tempfile::tempdir().unwrap();
-    for method in ["lora", "triadapt", "adalora", "increlora", "full"] {
+    let methods = ["lora", "triadapt", "adalora", "increlora", "full"];
+    for method in methods {
         let (straight, killed) = (tmp.path().join(format!("{method}_straight")), tmp.path().join(format!("{method}_killed")));
         let mut sets: Vec<&str> = LONG.to_vec();
         sets.push("method.adalora.tfinal=10");
@@ -196,6 +197,68 @@ fn a_sigkilled_run_resumes_bit_identically_for_every_method() {
         }
         assert!(!killed.join("checkpoints").exists(), "{method}: checkpoints left after the end (adapter/ is the end state)");
     }
+    // TensorBoard (its own reader) shows the resumed run's points once each, equal to the
+    // uninterrupted run's (wall times differ, so the event files are compared as read).
+    let folders: Vec<PathBuf> = methods.iter().flat_map(|m| [tmp.path().join(format!("{m}_straight")), tmp.path().join(format!("{m}_killed"))]).collect();
+    let boards = tensorboard_scalars(&folders);
+    for m in methods {
+        let (a, b) = (&boards[&tmp.path().join(format!("{m}_straight"))], &boards[&tmp.path().join(format!("{m}_killed"))]);
+        assert_eq!(a, b, "{m}: TensorBoard shows other points after the resume");
+        assert_eq!(a["train/loss"].iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=60).collect::<Vec<_>>(), "{m}: one loss point per step");
+    }
+}
+
+/// Every scalar TensorBoard's reader finds in each run folder, by tag: (step, value) in file order.
+fn tensorboard_scalars(folders: &[PathBuf]) -> std::collections::HashMap<PathBuf, std::collections::BTreeMap<String, Vec<(i64, f64)>>> {
+    let o = Command::new(root().join(".venv/bin/python")).arg(root().join("scripts/tensorboard_oracle.py")).args(folders).output().expect("the venv's python (make test creates it)");
+    assert!(o.status.success(), "tensorboard oracle: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The event file carries what the run's other files say: every step's loss and learning rate
+/// (curve.csv, as float32), the gradient norm, each evaluation's metrics (metrics.jsonl), the
+/// parameter count at log points, each matrix's rank where it changed (rank_history.csv); with
+/// `log.tensorboard: false` there is none.
+#[test]
+fn tensorboard_shows_the_runs_curves_evaluations_and_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    ok(&train(&out, &["max_steps=30", "eval_steps=10", "log_steps=5", "save_steps=100", "method.triadapt.warmup_steps=5", "method.triadapt.interval=5"]));
+    let board = tensorboard_scalars(std::slice::from_ref(&out)).remove(&out).unwrap();
+    let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = curve.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 30);
+    for (col, tag) in [(1, "train/loss"), (2, "train/learning_rate"), (4, "train/total_rank")] {
+        let want: Vec<(i64, f64)> = rows.iter().map(|r| (r[0].parse().unwrap(), r[col].parse::<f64>().unwrap() as f32 as f64)).collect();
+        assert_eq!(board[tag], want, "{tag}");
+    }
+    assert_eq!(board["train/grad_norm"].len(), 30);
+    assert!(board["train/grad_norm"].iter().all(|(_, g)| g.is_finite() && *g > 0.0));
+    let params = metrics(&out)["adapter_params"].as_f64().unwrap();
+    assert_eq!(board["train/adapter_params"].last().unwrap(), &(30, params as f32 as f64));
+    assert_eq!(board["train/adapter_params"].iter().map(|(s, _)| *s).collect::<Vec<_>>(), [5, 10, 15, 20, 25, 30], "at each log point");
+    for line in std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for (k, x) in v.get("eval").and_then(|e| e.as_object()).into_iter().flatten() {
+            let step = v["step"].as_i64().unwrap();
+            assert!(board[&format!("eval/{k}")].contains(&(step, x.as_f64().unwrap() as f32 as f64)), "eval/{k} at {step}");
+        }
+    }
+    assert_eq!(board["eval/accuracy"].iter().map(|(s, _)| *s).collect::<Vec<_>>(), [10, 20, 30]);
+    let history = std::fs::read_to_string(out.join("rank_history.csv")).unwrap();
+    let changes: Vec<(String, i64, f64)> = history.lines().skip(1).map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (format!("rank/{}", f[1]), f[0].parse().unwrap(), f[2].parse().unwrap())
+    }).collect();
+    assert!(changes.iter().any(|(_, s, _)| *s > 0), "the run must grow for the test to show allocations");
+    for (tag, step, rank) in &changes {
+        assert!(board[tag].contains(&(*step, *rank)), "{tag} at {step}");
+    }
+    assert_eq!(board.keys().filter(|k| k.starts_with("rank/")).map(|k| board[k].len()).sum::<usize>(), changes.len());
+
+    let quiet = tmp.path().join("quiet");
+    ok(&train(&quiet, &["max_steps=5", "eval_steps=5", "method.triadapt.warmup_steps=2", "method.triadapt.interval=2", "log.tensorboard=false"]));
+    assert!(!quiet.join(triadapt::train::tensorboard::EVENT_FILE).exists());
 }
 
 /// SIGTERM: the run saves a checkpoint at the next step boundary, records `interrupted` and

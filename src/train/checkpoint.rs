@@ -27,7 +27,7 @@ pub const CHECKPOINTS: &str = "checkpoints";
 pub const BEST: &str = "best";
 pub const STATE_FILE: &str = "trainer_state.json";
 /// The files a checkpoint cuts back to their length at that step when a run resumes.
-pub const LOG_FILES: [&str; 3] = ["curve.csv", "rank_history.csv", "metrics.jsonl"];
+pub const LOG_FILES: [&str; 4] = ["curve.csv", "rank_history.csv", "metrics.jsonl", super::tensorboard::EVENT_FILE];
 
 /// The loop's own state at a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +127,10 @@ pub fn log_lengths(run: &Path) -> BTreeMap<String, u64> {
 pub fn truncate_logs(run: &Path, files: &BTreeMap<String, u64>) -> Result<()> {
     for (name, len) in files {
         let path = run.join(name);
+        if *len == 0 && !path.exists() {
+            // A log the run does not write (`log.tensorboard: false`).
+            continue;
+        }
         let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("cannot open {} to resume", path.display()))?;
         f.set_len(*len).with_context(|| format!("cannot truncate {}", path.display()))?;
     }

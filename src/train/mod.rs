@@ -221,3 +221,4 @@ pub mod provenance;
 pub mod result;
 pub mod run;
 pub mod signals;
+pub mod tensorboard;

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use super::eval::{gold, predict, score, squad_scores};
 use super::log::{LogWindow, PendingRow};
+use super::tensorboard::EventFile;
 use super::result::{read_result, RunResult, RunStatus};
 use super::{StepStats, Trainer, TrainerConfig};
 use crate::data::batch::Batch;
@@ -360,23 +361,31 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let mut curve = csv::WriterBuilder::new().from_writer(open("curve.csv")?);
     let mut history = csv::WriterBuilder::new().from_writer(open("rank_history.csv")?);
     let mut jsonl = std::io::BufWriter::new(open("metrics.jsonl")?);
+    let mut events = if cfg.log.tensorboard { Some(EventFile::open(out, from.is_some())?) } else { None };
     if from.is_none() {
         curve.write_record(["step", "loss", "lr", "dev_metric", "total_rank"])?;
         curve.flush()?;
         history.write_record(["step", "module", "rank"])?;
     }
-    let log_ranks = |step: i64, ranks: &[(String, i64)], w: &mut csv::Writer<std::fs::File>, last: &mut BTreeMap<String, i64>| -> Result<()> {
+    // Each matrix's rank where it changed: a rank_history.csv row and a `rank/<module>` scalar
+    // (the heatmap's numbers, per allocation).
+    let log_ranks = |step: i64, ranks: &[(String, i64)], w: &mut csv::Writer<std::fs::File>, events: Option<&mut EventFile>, last: &mut BTreeMap<String, i64>| -> Result<()> {
+        let mut changed = Vec::new();
         for (m, r) in ranks {
             if last.get(m) != Some(r) {
                 w.write_record([step.to_string(), m.clone(), r.to_string()])?;
                 last.insert(m.clone(), *r);
+                changed.push((format!("rank/{m}"), *r as f64));
             }
         }
         w.flush()?;
+        if let Some(ev) = events {
+            ev.scalars(step, &changed)?;
+        }
         Ok(())
     };
     if from.is_none() {
-        log_ranks(0, &t.controller.ranks(), &mut history, &mut last_ranks)?;
+        log_ranks(0, &t.controller.ranks(), &mut history, events.as_mut(), &mut last_ranks)?;
     }
     let save_steps = cfg.save_steps.unwrap_or((p.steps_per_epoch / 4).max(1));
 
@@ -396,11 +405,11 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                     break;
                 }
                 let batch = p.train_batch(chunk, device);
-                let StepStats { loss, lr, .. } = t.step(&batch, step)?;
+                let StepStats { loss, lr, grad_norm } = t.step(&batch, step)?;
                 seen += chunk.len();
                 let ranks = t.controller.ranks();
                 let total_rank: i64 = ranks.iter().map(|(_, r)| r).sum();
-                log_ranks(step + 1, &ranks, &mut history, &mut last_ranks)?;
+                log_ranks(step + 1, &ranks, &mut history, events.as_mut(), &mut last_ranks)?;
                 let eval_now = (step + 1) % cfg.eval_steps == 0 || step + 1 == p.total_steps;
                 let mut dev_metric = String::new();
                 if eval_now {
@@ -421,7 +430,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                     result.final_metrics = metrics;
                 }
                 let evaluated = eval_now.then(|| result.final_metrics.clone());
-                log.rows.push(PendingRow { step, loss, lr, dev_metric, total_rank, evaluated });
+                log.rows.push(PendingRow { step, loss, grad_norm, lr, dev_metric, total_rank, evaluated });
                 step += 1;
                 result.steps = step;
                 result.total_rank = total_rank;
@@ -437,7 +446,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                     // The counts change only with growth: refreshed where metrics.json and the
                     // checkpoints are written (every one of those is a log point).
                     set_param_counts(&mut result, &t);
-                    let loss = log.flush(&mut curve, &mut jsonl)?;
+                    let loss = log.flush(&mut curve, &mut jsonl, events.as_mut(), result.adapter_params)?;
                     let budget = result.rank_budget.map_or(String::new(), |b| format!(" rank {total_rank}/{b}"));
                     let eta = secs / step as f64 * (p.total_steps - step) as f64;
                     let line = format!(
@@ -474,7 +483,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     })();
     bar.finish_and_clear();
     // Rows of a window cut short by an error (their losses are still worth keeping).
-    let outcome = outcome.and_then(|()| log.flush(&mut curve, &mut jsonl).map(|_| ()));
+    let outcome = outcome.and_then(|()| log.flush(&mut curve, &mut jsonl, events.as_mut(), result.adapter_params).map(|_| ()));
     curve.flush()?;
     result.wall_seconds = wall_before + started.elapsed().as_secs_f64();
     set_param_counts(&mut result, &t);
