@@ -20,5 +20,6 @@ mod peft_import;
 mod report;
 mod squad;
 mod sweep;
+mod sweep_claims;
 mod tokenizer;
 mod train;

@@ -7,11 +7,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
 use crate::train::result::RunStatus;
+use crate::sweep::claim::{self, Attempt, Claim, Found, Holder, Kept, Stale};
 use crate::sweep::{self, PlannedRun, Row, RunState, Shard, Sweep, CSV_FILE, RESOLVED_FILE};
 
 pub struct SweepArgs<'a> {
@@ -46,18 +47,23 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         print!("{}", slurm_script(&sweep, args.file, args.shard, &opts, args.devices.unwrap_or("0"))?);
         return Ok(());
     }
+    let me = claim::Me::this_process();
+    let stale_after = claim::stale_after()?;
     let selected = sweep.shard(args.shard);
     let states: Vec<RunState> = selected.iter().map(|r| sweep::run_state(&sweep.run_dir(r))).collect();
+    let holders: Vec<Holder> = selected.iter().map(|r| claim::holder(&sweep.run_dir(r), &me, stale_after)).collect::<Result<_>>()?;
+    let held = |h: &Holder| matches!(h, Holder::Held(_));
     if args.dry_run {
-        print!("{}", table(&sweep, &selected, &states));
-        let count = |f: fn(&RunState) -> bool| states.iter().filter(|s| f(s)).count();
+        print!("{}", table(&sweep, &selected, &states, &holders));
+        let count = |f: fn(&RunState) -> bool| states.iter().zip(&holders).filter(|(s, h)| f(s) && !held(h)).count();
         println!(
-            "{} run(s){}: {} done, {} failed, {} pending{}; results in {}",
+            "{} run(s){}: {} done, {} failed, {} pending, {} running{}; results in {}",
             selected.len(),
             args.shard.map(|s| format!(" in shard {}/{} of {}", s.index, s.count, sweep.runs.len())).unwrap_or_default(),
-            count(|s| matches!(s, RunState::Finished | RunState::Adoptable)),
+            states.iter().filter(|s| matches!(s, RunState::Finished | RunState::Adoptable)).count(),
             count(|s| matches!(s, RunState::Failed)),
             count(|s| matches!(s, RunState::Pending)),
+            states.iter().zip(&holders).filter(|(s, h)| !matches!(s, RunState::Finished | RunState::Adoptable) && held(h)).count(),
             if sweep.merged > 0 { format!(" ({} identical expansion point(s) merged)", sweep.merged) } else { String::new() },
             sweep.out.display()
         );
@@ -67,39 +73,40 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let runs_dir = sweep.out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create {}", runs_dir.display()))?;
 
-    let mut todo: Vec<&PlannedRun> = Vec::new();
-    for (run, state) in selected.iter().zip(&states) {
+    let mut todo: Vec<Todo> = Vec::new();
+    let mut busy_at_start = 0;
+    for ((run, state), holder) in selected.iter().zip(&states).zip(&holders) {
         let dir = sweep.run_dir(run);
         match state {
             RunState::Finished => refresh_row(&sweep, run, &dir)?,
-            RunState::Adoptable => {
-                // Training ended but the row was not written (the sweep was killed): no retraining.
-                let mut row = sweep.row_for(run);
-                if let Some(m) = sweep::read_metrics(&dir) {
-                    row.fill_from_metrics(&m);
-                }
-                row.status = RunStatus::Finished;
-                row.error = None;
-                sweep::write_row(&dir, &row)?;
+            // Its owner is writing the row now.
+            RunState::Adoptable if held(holder) => {}
+            RunState::Adoptable => adopt(&sweep, run, &dir)?,
+            RunState::Failed | RunState::Pending => {
+                busy_at_start += usize::from(held(holder));
+                todo.push(Todo { run, row_stamp: row_stamp(&dir) });
             }
-            RunState::Failed | RunState::Pending => todo.push(run),
         }
     }
     let csv_path = sweep.out.join(CSV_FILE);
     let csv_lock = Mutex::new(());
     let write_csv = || -> Result<usize> {
         let _guard = csv_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Other sweep processes on this folder rebuild it too: one at a time, so the last
+        // rebuild sees every row written before it.
+        let _across = FileLock::exclusive(&sweep.out.join(CSV_LOCK_FILE))?;
         sweep::collect(std::slice::from_ref(&sweep.out), &csv_path)
     };
     write_csv()?;
     let skipped = selected.len() - todo.len();
     eprintln!(
-        "sweep {}: {} run(s){}, {} done, {} to run{}",
+        "sweep {}: {} run(s){}, {} done, {} to run{}{}",
         sweep.name,
         selected.len(),
         args.shard.map(|s| format!(" in shard {}/{}", s.index, s.count)).unwrap_or_default(),
         skipped,
         todo.len(),
+        if busy_at_start > 0 { format!(" ({busy_at_start} of them claimed by other processes now)") } else { String::new() },
         devices.as_ref().map(|d| format!(" on {}", d.join(", "))).unwrap_or_default()
     );
 
@@ -112,6 +119,13 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let cores = allocated.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cpu_threads = ((slots > 1 || allocated.is_some()) && std::env::var_os("OMP_NUM_THREADS").is_none()).then(|| (cores / slots).max(1));
     let bar = crate::progress::step_bar(todo.len() as u64, std::io::stderr().is_terminal(), &format!("sweep {}", sweep.name));
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let total = todo.len();
     let done = Mutex::new((0usize, 0usize)); // (ended, failed)
     let report = |run: &PlannedRun, row: &Row| {
@@ -120,49 +134,80 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         if row.status != RunStatus::Finished {
             d.1 += 1;
         }
-        let line = format!("[{}/{total}] {}", d.0, describe(run, row));
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
+        say(format!("[{}/{total}] {}", d.0, describe(run, row)));
         bar.inc(1);
     };
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let fail = |what: String| failures.lock().unwrap_or_else(|e| e.into_inner()).push(what);
     // SIGTERM, SIGINT, SIGUSR1 (a cluster preempting the job): the running children are asked
     // to checkpoint and stop, no new run starts, and the sweep exits with code 75.
     crate::train::signals::install();
     let children = Children::default();
     let interrupted = Mutex::new(0usize);
+    // Runs another process ended during this call (found when claimed), and runs this process
+    // had to stop because another took them over.
+    let ended_elsewhere = Mutex::new(0usize);
+    let lost = Mutex::new(0usize);
+    let bump = |m: &Mutex<usize>| *m.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     let finished_all = std::sync::atomic::AtomicBool::new(false);
-    let one = |run: &PlannedRun, device: Option<&str>| {
+    let one = |todo: &Todo, device: Option<&str>| -> Turn {
+        let run = todo.run;
         if crate::train::signals::stop_requested().is_some() {
-            return;
+            return Turn::Done;
         }
-        bar.set_message(format!("{} {} {}", run.id, run.task, run.method.as_str()));
-        match run_one(&exe, &sweep, run, device, cpu_threads, &children) {
-            Ok(None) => {
-                *interrupted.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                let line = format!("{}: interrupted, checkpoint saved (pending: the next call resumes it)", describe_planned(run));
-                if bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
+        let dir = sweep.run_dir(run);
+        let (claim, took_over) = match claim::try_claim(&dir, &me, stale_after) {
+            Ok(Attempt::Held(found)) => return Turn::ClaimedElsewhere(found.describe()),
+            Ok(Attempt::Claimed { claim, took_over }) => (claim, took_over),
+            Err(e) => {
+                fail(format!("{}: {e:#}", run.id));
+                return Turn::Done;
+            }
+        };
+        let mut outcome = Ok(());
+        if row_stamp(&dir) != todo.row_stamp {
+            // Another process ran it during this call (its row is not the one planned on).
+            bump(&ended_elsewhere);
+            bar.inc(1);
+        } else if sweep::run_state(&dir) == RunState::Adoptable {
+            // Its training finished in a process killed before it wrote the row.
+            outcome = adopt(&sweep, run, &dir);
+            bump(&ended_elsewhere);
+            bar.inc(1);
+        } else {
+            bar.set_message(format!("{} {} {}", run.id, run.task, run.method.as_str()));
+            if let Some((found, why)) = &took_over {
+                say(format!("{}: taking over the claim of {} ({})", describe_planned(run), found.describe(), why.label()));
+            }
+            let attempt = ClaimedRun { claim: &claim, took_over: took_over.as_ref(), stale_after };
+            match run_one(&exe, &sweep, run, device, cpu_threads, &children, &attempt) {
+                Ok(RunEnd::Interrupted) => {
+                    bump(&interrupted);
+                    say(format!("{}: interrupted, checkpoint saved (pending: the next call resumes it)", describe_planned(run)));
+                }
+                Ok(RunEnd::Lost(by)) => {
+                    bump(&lost);
+                    say(format!("{}: another process took the run over ({by}); this process stopped its training", describe_planned(run)));
+                    bar.inc(1);
+                }
+                Ok(RunEnd::Ended(row)) => report(run, &row),
+                Err(e) => {
+                    // The row could not be written (e.g. a full disk): say so, keep going.
+                    fail(format!("{}: {e:#}", run.id));
+                    let mut row = sweep.row_for(run);
+                    row.status = RunStatus::Failed;
+                    row.error = Some(format!("{e:#}"));
+                    report(run, &row);
                 }
             }
-            Ok(Some(row)) => report(run, &row),
-            Err(e) => {
-                // The row could not be written (e.g. a full disk): say so, keep going.
-                failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", run.id));
-                let mut row = sweep.row_for(run);
-                row.status = RunStatus::Failed;
-                row.error = Some(format!("{e:#}"));
-                report(run, &row);
-            }
+        }
+        if let Err(e) = outcome.and_then(|()| claim.release()) {
+            fail(format!("{}: {e:#}", run.id));
         }
         if let Err(e) = write_csv() {
-            failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", csv_path.display()));
+            fail(format!("{}: {e:#}", csv_path.display()));
         }
+        Turn::Done
     };
     let forward = || {
         // Forwards a stop request to the children once, then waits for the runs to end.
@@ -174,16 +219,34 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
-    std::thread::scope(|s| {
+    let busy = std::thread::scope(|s| {
         s.spawn(forward);
-        run_all(&devices, &todo, &one);
+        let busy = run_all(&devices, &todo, &one);
         finished_all.store(true, std::sync::atomic::Ordering::SeqCst);
+        busy
     });
     bar.finish_and_clear();
     let rows = write_csv()?;
     let (ended, failed) = *done.lock().unwrap_or_else(|e| e.into_inner());
     let stopped = *interrupted.lock().unwrap_or_else(|e| e.into_inner());
-    println!("{} ({rows} row(s)); this call ran {ended} run(s), {failed} failed, {stopped} interrupted, skipped {skipped} done", csv_path.display());
+    let elsewhere = *ended_elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+    let lost = *lost.lock().unwrap_or_else(|e| e.into_inner());
+    for (run, who) in &busy {
+        eprintln!("{}: claimed by {who}: left to that process", describe_planned(run));
+    }
+    let mut others = Vec::new();
+    if !busy.is_empty() {
+        others.push(format!("{} left to other processes that hold them", busy.len()));
+    }
+    if lost > 0 {
+        others.push(format!("{lost} taken over by other processes"));
+    }
+    println!(
+        "{} ({rows} row(s)); this call ran {ended} run(s), {failed} failed, {stopped} interrupted, skipped {} done{}",
+        csv_path.display(),
+        skipped + elsewhere,
+        others.iter().map(|o| format!(", {o}")).collect::<String>()
+    );
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     if !failures.is_empty() {
         bail!("sweep {}: {}", sweep.name, failures.join("; "));
@@ -197,29 +260,91 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs `one` over `todo`: one at a time, or one per device at a time.
-fn run_all(devices: &Option<Vec<String>>, todo: &[&PlannedRun], one: &(dyn Fn(&PlannedRun, Option<&str>) + Sync)) {
-    match devices {
-        None => {
-            for run in todo {
-                one(run, None);
-            }
-        }
-        Some(devs) => {
-            let queue = Mutex::new(todo.iter().copied().collect::<VecDeque<_>>());
-            std::thread::scope(|s| {
-                for dev in devs {
-                    let (queue, one) = (&queue, one);
-                    s.spawn(move || loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                        match next {
-                            Some(run) => one(run, Some(dev)),
-                            None => break,
-                        }
-                    });
+/// A run this call may have to train, and its row file's mtime when the call planned it: a
+/// different one when claimed means another process ended the run meanwhile.
+struct Todo<'a> {
+    run: &'a PlannedRun,
+    row_stamp: Option<SystemTime>,
+}
+
+fn row_stamp(dir: &Path) -> Option<SystemTime> {
+    std::fs::metadata(dir.join(sweep::ROW_FILE)).and_then(|m| m.modified()).ok()
+}
+
+/// What became of one turn at a run.
+enum Turn {
+    Done,
+    /// A live process holds it (who).
+    ClaimedElsewhere(String),
+}
+
+/// Runs `one` over `todo`: one at a time, or one per device at a time. A run another process
+/// holds goes to the back of the queue once (its holder may have ended by then); the runs still
+/// held at their second turn are returned with their holders.
+fn run_all<'a>(devices: &Option<Vec<String>>, todo: &'a [Todo<'a>], one: &(dyn Fn(&Todo, Option<&str>) -> Turn + Sync)) -> Vec<(&'a PlannedRun, String)> {
+    let slots: Vec<Option<&str>> = match devices {
+        None => vec![None],
+        Some(devs) => devs.iter().map(|d| Some(d.as_str())).collect(),
+    };
+    let queue = Mutex::new(todo.iter().map(|t| (t, false)).collect::<VecDeque<_>>());
+    let busy = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for slot in slots {
+            let (queue, busy) = (&queue, &busy);
+            s.spawn(move || loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some((t, second_turn)) = next else { break };
+                if let Turn::ClaimedElsewhere(who) = one(t, slot) {
+                    if second_turn {
+                        busy.lock().unwrap_or_else(|e| e.into_inner()).push((t.run, who));
+                    } else {
+                        queue.lock().unwrap_or_else(|e| e.into_inner()).push_back((t, true));
+                    }
                 }
             });
         }
+    });
+    let mut busy = busy.into_inner().unwrap_or_else(|e| e.into_inner());
+    busy.sort_by_key(|(r, _)| r.index);
+    busy
+}
+
+/// Writes the row of a run whose training finished but whose row was not written (its sweep
+/// was killed), without training again.
+fn adopt(sweep: &Sweep, run: &PlannedRun, dir: &Path) -> Result<()> {
+    let mut row = sweep.row_for(run);
+    if let Some(m) = sweep::read_metrics(dir) {
+        row.fill_from_metrics(&m);
+    }
+    row.status = RunStatus::Finished;
+    row.error = None;
+    sweep::write_row(dir, &row)
+}
+
+/// Beside runs.csv: the lock of its rebuild.
+const CSV_LOCK_FILE: &str = ".runs.csv.lock";
+
+/// An exclusive flock(2) on a file, held until dropped (released by the kernel if the process
+/// dies).
+struct FileLock(std::fs::File);
+
+impl FileLock {
+    fn exclusive(path: &Path) -> Result<FileLock> {
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display()));
+        }
+        Ok(FileLock(f))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: as above.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -320,22 +445,59 @@ fn resumable(dir: &Path, run: &PlannedRun) -> bool {
     }
 }
 
-/// Trains one run in a child `triadapt train` process and writes its row file. None when it stopped on a signal after saving a checkpoint (the
-/// run stays pending: the next sweep call resumes it).
-fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>, children: &Children) -> Result<Option<Row>> {
+/// The claim a run is trained under: refreshed while the child runs, and named in train.log.
+struct ClaimedRun<'a> {
+    claim: &'a Claim,
+    took_over: Option<&'a (Found, Stale)>,
+    stale_after: Duration,
+}
+
+/// How a child run ended.
+enum RunEnd {
+    /// Finished or failed: its row file is written.
+    Ended(Row),
+    /// Stopped on a signal after saving a checkpoint: the run stays pending (the next sweep call
+    /// resumes it).
+    Interrupted,
+    /// Another process took the claim over (who): the child was killed, no row written.
+    Lost(String),
+}
+
+/// Empties a run folder for a fresh start, keeping the claims in it.
+fn clear_run_dir(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+        if claim::belongs_to_claims(&e.file_name().to_string_lossy()) {
+            continue;
+        }
+        let p = e.path();
+        let removed = if e.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        removed.with_context(|| format!("cannot clear {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Trains one run in a child `triadapt train` process, under its claim, and writes its row file.
+fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>, children: &Children, held: &ClaimedRun) -> Result<RunEnd> {
     let dir = sweep.run_dir(run);
     let resume = resumable(&dir, run);
-    if dir.exists() && !resume {
+    if !resume {
         // A failed attempt, or one interrupted before its first checkpoint: start clean.
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        clear_run_dir(&dir)?;
     }
     let _ = std::fs::remove_file(dir.join(sweep::ROW_FILE));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let resolved = dir.join(RESOLVED_FILE);
     crate::files::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
     let log_path = dir.join("train.log");
     // A resumed run appends to the log of its earlier attempts.
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+    {
+        use std::io::Write;
+        let how = if resume { "resuming from its checkpoint" } else { "from step 0" };
+        let over = held.took_over.map(|(f, why)| format!(", taking over the claim of {} ({})", f.describe(), why.label())).unwrap_or_default();
+        writeln!(log, "sweep {}: run {} started by {} ({how}{over})", sweep.name, run.id, held.claim.owner.describe()).with_context(|| format!("cannot write {}", log_path.display()))?;
+    }
     let parent_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let mut cmd = child_command(exe, &resolved, &dir, device, threads, parent_visible.as_deref());
     if resume {
@@ -346,11 +508,14 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
     children.add(child.id());
-    let status = child.wait();
+    let status = wait_refreshing(&mut child, held);
     children.remove(child.id());
-    let status = status.with_context(|| format!("waiting for {}", exe.display()))?;
+    let status = match status.with_context(|| format!("waiting for {}", exe.display()))? {
+        Ok(status) => status,
+        Err(by) => return Ok(RunEnd::Lost(by)),
+    };
     if status.code() == Some(i32::from(crate::train::signals::EXIT_INTERRUPTED)) {
-        return Ok(None);
+        return Ok(RunEnd::Interrupted);
     }
     let mut row = sweep.row_for(run);
     let metrics = sweep::read_metrics(&dir);
@@ -371,7 +536,35 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
         row.wall_seconds = Some(started.elapsed().as_secs_f64());
     }
     sweep::write_row(&dir, &row)?;
-    Ok(Some(row))
+    Ok(RunEnd::Ended(row))
+}
+
+/// Waits for the child, refreshing the claim every heartbeat. Err(who) when another process
+/// took the claim over: the child is killed at once (SIGKILL: it must not write a checkpoint
+/// into a folder that now belongs to another process).
+fn wait_refreshing(child: &mut std::process::Child, held: &ClaimedRun) -> std::io::Result<std::result::Result<ExitStatus, String>> {
+    let beat = claim::heartbeat(held.stale_after);
+    let mut next = Instant::now() + beat;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Ok(status));
+        }
+        if Instant::now() >= next {
+            next = Instant::now() + beat;
+            match held.claim.refresh() {
+                Ok(Kept::Held) => {}
+                Ok(Kept::Lost(by)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(Err(by.map(|f| f.describe()).unwrap_or_else(|| "its claim file was removed".into())));
+                }
+                // A filesystem hiccup: try again at the next beat (the claim is stale only
+                // after many missed beats).
+                Err(e) => eprintln!("warning: {e:#}"),
+            }
+        }
+        std::thread::sleep(beat.min(Duration::from_millis(100)));
+    }
 }
 
 /// The process ids of the running children, so that a stop signal reaches them once.
@@ -419,16 +612,29 @@ pub fn child_command(exe: &Path, config: &Path, out: &Path, device: Option<&str>
     cmd
 }
 
-/// The dry-run table: one line per run with its state.
-fn table(sweep: &Sweep, runs: &[&PlannedRun], states: &[RunState]) -> String {
+/// The dry-run table: one line per run with its state (`running` while a live process holds
+/// it) and, when any run has a claim, who holds it.
+fn table(sweep: &Sweep, runs: &[&PlannedRun], states: &[RunState], holders: &[Holder]) -> String {
     let mut header: Vec<String> = ["#", "id", "task", "method", "seed"].iter().map(|s| s.to_string()).collect();
     header.extend(sweep.swept_keys.iter().cloned());
     header.push("state".into());
+    let any_claim = holders.iter().any(|h| !matches!(h, Holder::Free));
+    if any_claim {
+        header.push("claimed by".into());
+    }
     let mut lines = vec![header];
-    for (r, s) in runs.iter().zip(states) {
+    for ((r, s), h) in runs.iter().zip(states).zip(holders) {
         let mut l = vec![r.index.to_string(), r.id.clone(), r.task.clone(), r.method.as_str().to_string(), r.seed.to_string()];
         l.extend(r.swept.iter().map(|(_, v)| v.as_ref().map(sweep::value_text).unwrap_or_else(|| "-".into())));
-        l.push(s.label().into());
+        let ended = matches!(s, RunState::Finished | RunState::Adoptable);
+        l.push(if matches!(h, Holder::Held(_)) && !ended { "running".into() } else { s.label().into() });
+        if any_claim {
+            l.push(match h {
+                Holder::Free => String::new(),
+                Holder::Held(f) => format!("{} (refreshed {} s ago)", f.describe(), f.age.as_secs()),
+                Holder::Stale(f, why) => format!("stale: {} ({}; the next call takes it over)", f.describe(), why.label()),
+            });
+        }
         lines.push(l);
     }
     let widths: Vec<usize> = (0..lines[0].len()).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();

@@ -8,6 +8,7 @@
 //! runs/<id>/...             the run folder `triadapt train` writes (config.yaml, metrics.json, ...)
 //! runs/<id>/train.log       the child process's stdout and stderr
 //! runs/<id>/row.json        the run's row of runs.csv, written atomically when the run ends
+//! runs/<id>/claim.<g>.json  while a process runs it: who (claim.rs)
 //! runs.csv                  regenerated from every row.json (temporary file + rename)
 //! ```
 //!
@@ -15,6 +16,7 @@
 //! rebuilt from the row files as a whole, so a process killed at any moment leaves neither a
 //! partial nor a duplicated row. See README.md (section "Sweeps") for the file format.
 
+pub mod claim;
 pub mod id;
 pub mod plan;
 pub mod store;
