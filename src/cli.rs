@@ -162,13 +162,16 @@ enum Command {
     /// child `triadapt train` process under <out>/runs/<id>/, and keep <out>/runs.csv up to date.
     ///
     /// Finished runs are skipped and failed or interrupted ones retried, so the same command
-    /// resumes a sweep. The file format and runs.csv columns are in README.md ("Sweeps").
+    /// resumes a sweep. Each run is claimed before it starts, so the same command started on
+    /// several machines sharing the folder divides the runs. The file format and runs.csv
+    /// columns are in README.md ("Sweeps").
     #[command(after_help = "Examples:\n  triadapt sweep sweeps/demo.yaml --dry-run\n  triadapt sweep sweeps/glue_r2.yaml --devices 0,1,2,3\n  triadapt sweep sweeps/glue_r2.yaml --slurm --shard 0/8 > glue.sbatch")]
     Sweep {
         /// Sweep YAML (e.g. sweeps/demo.yaml).
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Print the runs (id, task, method, seed, swept values, done/failed/pending) and stop.
+        /// Print the runs (id, task, method, seed, swept values, done/failed/pending/running,
+        /// and who holds a claimed run: host, pid, since) and stop.
         #[arg(long)]
         dry_run: bool,
         /// Only every N-th run starting at I (0-based; run i belongs to shard i % N).

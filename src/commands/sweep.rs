@@ -1,6 +1,7 @@
 //! `triadapt sweep` and `triadapt collect`: run a sweep's runs (each as a child
-//! `triadapt train` process, so a crash ends one run, not the sweep), resume, shard, print a
-//! Slurm submission script, and rebuild runs.csv.
+//! `triadapt train` process, so a crash ends one run, not the sweep), each under a claim so that
+//! several sweep processes on one folder divide the runs (src/sweep/claim.rs), resume, shard,
+//! print a Slurm submission script, and rebuild runs.csv.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -325,8 +326,9 @@ fn adopt(sweep: &Sweep, run: &PlannedRun, dir: &Path) -> Result<()> {
 const CSV_LOCK_FILE: &str = ".runs.csv.lock";
 
 /// An exclusive flock(2) on a file, held until dropped (released by the kernel if the process
-/// dies).
-struct FileLock(std::fs::File);
+/// dies). On a filesystem without locks (flock fails with ENOLCK or EOPNOTSUPP) it holds nothing:
+/// runs.csv may then miss a row written at the same moment, and `triadapt collect` rebuilds it.
+struct FileLock(Option<std::fs::File>);
 
 impl FileLock {
     fn exclusive(path: &Path) -> Result<FileLock> {
@@ -334,17 +336,23 @@ impl FileLock {
         let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display()));
+            let e = std::io::Error::last_os_error();
+            if matches!(e.raw_os_error(), Some(libc::ENOLCK | libc::EOPNOTSUPP)) {
+                return Ok(FileLock(None));
+            }
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
         }
-        Ok(FileLock(f))
+        Ok(FileLock(Some(f)))
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
         use std::os::unix::io::AsRawFd;
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        if let Some(f) = &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
     }
 }
 
