@@ -1,7 +1,8 @@
 //! Several `triadapt sweep` processes on one results folder: they divide the runs through the
 //! claims in the run folders (each run trained once, listed once), a claim left by a killed
 //! process is taken over and its run resumed from the checkpoint, a live claim of another host
-//! is left alone until it goes stale, and `--dry-run` says who holds what.
+//! is left alone until it goes stale, an owner whose claim was taken over stops its run without
+//! a row, and `--dry-run` says who holds what.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -178,4 +179,45 @@ fn a_live_claim_of_another_host_is_left_alone_until_it_is_stale() {
     // A stale time that is not a number is an error naming the variable.
     let o = triadapt().env("TRIADAPT_CLAIM_STALE_SECONDS", "soon").args(["sweep", file.to_str().unwrap(), "--dry-run"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("TRIADAPT_CLAIM_STALE_SECONDS"), "{}", text(&o));
+}
+
+/// Processes whose command line mentions `needle` (Linux /proc).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_sweep_whose_claim_was_taken_over_stops_its_run_without_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "loser", "lora", "1", "  max_steps: 5000\n  eval_steps: 5000\n");
+    let s = Sweep::load(&file).unwrap();
+    let run_dir = s.run_dir(&s.runs[0]);
+    // A 20 s stale time: the sweep refreshes (and checks) its claim every second.
+    let child = triadapt().env("TRIADAPT_CLAIM_STALE_SECONDS", "20").args(["sweep", file.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while starts(&run_dir).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the run did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(claim_files(&run_dir), ["claim.1.json"]);
+    // Another host judged the claim stale and took the run over (the next generation).
+    let other = Owner { host: "node-17".into(), boot_id: None, pid: 4242, since: "2026-12-03T11:00:00Z".into(), token: "node-17-4242-2-0".into(), slurm: None };
+    std::fs::write(run_dir.join("claim.2.json"), serde_json::to_string(&other).unwrap()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(90), "the sweep did not stop its run");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(ran(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 taken over by other processes"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another process took the run over (node-17 pid 4242 since 2026-12-03T11:00:00Z)"), "{}", text(&o));
+    assert!(sweep::read_row(&run_dir).unwrap().is_none(), "the loser wrote a row");
+    assert_eq!(claim_files(&run_dir), ["claim.2.json"], "the winner's claim stays, the loser's is gone");
+    std::thread::sleep(Duration::from_millis(300));
+    let results = dir.path().join("results");
+    assert!(processes_mentioning(results.to_str().unwrap()).is_empty(), "the training child outlived the lost claim");
 }
