@@ -264,10 +264,11 @@ enum Command {
         #[command(flatten)]
         size: SizeArgs,
     },
-    /// Print the GLUE dev table in the paper's layout (methods x MNLI m/mm, SST-2, CoLA, QQP
-    /// acc/F1, QNLI, RTE, MRPC, STS-B Corr, All Avg; x100, mean over seeds) and write it as
-    /// table.md and table.csv.
-    #[command(after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/demo --by method.triadapt.ref_rank --by method.lora.rank\n  triadapt table results/glue_r2 --out tables/glue_r2")]
+    /// Print the GLUE dev table in the paper's layout (one block per reference rank r; rows:
+    /// methods and settings of the other swept keys x MNLI m/mm, SST-2, CoLA, QQP acc/F1, QNLI,
+    /// RTE, MRPC, STS-B Corr, All Avg; x100, mean ± std over seeds (n)) and write it as
+    /// table.md and table.csv (n, mean, std, min, max per cell).
+    #[command(after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/demo --out tables/demo\n  triadapt table results/glue_r2 --reference published_glue.csv")]
     Table {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -275,9 +276,11 @@ enum Command {
         /// Folder for table.md and table.csv (default: the results directory).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Also split a method's row by this swept key, e.g. method.lora.rank (repeatable).
-        #[arg(long, value_name = "KEY")]
-        by: Vec<String>,
+        /// Published numbers to print beside ours with the difference: a CSV with the columns
+        /// method, budget (the reference rank r), task (mnli_m, mnli_mm, sst2, cola, qqp_acc,
+        /// qqp_f1, qnli, rte, mrpc, stsb, all_avg) and score (x100); README "triadapt table".
+        #[arg(long, value_name = "FILE")]
+        reference: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = "Examples:\n  triadapt completions bash > /etc/bash_completion.d/triadapt\n  triadapt completions zsh > ~/.zfunc/_triadapt\n  triadapt completions fish > ~/.config/fish/completions/triadapt.fish")]
@@ -395,7 +398,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let size = size.figure_size();
             commands::report::plot(&results, &out, &crate::report::curves::PlotOptions { x, metric, task, budget, size })
         }
-        Command::Table { results, out, by } => commands::report::table(&results, out.as_deref(), &by),
+        Command::Table { results, out, reference } => commands::report::table(&results, out.as_deref(), reference.as_deref()),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Sweep { file, dry_run, shard, devices, slurm, sbatch_opts } => {
             let shard = shard.map(|s| s.parse::<crate::sweep::Shard>()).transpose()?;

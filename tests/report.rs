@@ -248,6 +248,45 @@ fn svg_size(path: &Path) -> (u32, u32) {
     (attr("width"), attr("height"))
 }
 
+/// The value of attribute `name` in an SVG element's text.
+fn svg_attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    let at = element.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&element[at..at + element[at..].find('"')?])
+}
+
+/// The opaque markers of one colour in an SVG, as (shape, centre): filled `<circle>`s and
+/// filled `<polygon>`s of 3 (triangle) or 4 corners (square or diamond, by whether the first
+/// corner is on the centre's column); bands (translucent) are not markers.
+fn svg_markers(svg: &str, color: &str) -> Vec<(&'static str, (f64, f64))> {
+    let mut out = Vec::new();
+    for (tag, rest) in [("circle", svg.split("<circle").skip(1).collect::<Vec<_>>()), ("polygon", svg.split("<polygon").skip(1).collect())] {
+        for e in rest {
+            let e = &e[..e.find("/>").unwrap()];
+            if svg_attr(e, "fill") != Some(color) || svg_attr(e, "opacity") != Some("1") {
+                continue;
+            }
+            if tag == "circle" {
+                out.push(("circle", (svg_attr(e, "cx").unwrap().parse().unwrap(), svg_attr(e, "cy").unwrap().parse().unwrap())));
+                continue;
+            }
+            let pts: Vec<(f64, f64)> = svg_attr(e, "points").unwrap().split_whitespace().map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            }).collect();
+            let n = pts.len() as f64;
+            let centre = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+            let shape = match pts.len() {
+                3 => "triangle",
+                4 if (pts[0].0 - centre.0).abs() < 0.5 => "diamond",
+                4 => "square",
+                _ => continue,
+            };
+            out.push((shape, centre));
+        }
+    }
+    out
+}
+
 /// The columns `step`, `loss`, `dev_metric`, `total_rank` of a curve.csv, read here.
 fn fixture_curve(path: &Path) -> Vec<(f64, f64, Option<f64>, f64)> {
     let (h, rows) = read_csv(path);
@@ -284,32 +323,44 @@ fn glue_table_means_over_seeds_and_all_avg() {
     let (dir, _) = glue_fixture(tmp.path());
     let runs = Runs::load(&dir).unwrap();
     assert_eq!(runs.skipped, 1, "the failed run is left out");
-    let table = report::table::build(&runs, &[]).unwrap();
+    let table = report::table::build(&runs, None).unwrap();
     let labels: Vec<&str> = table.rows.iter().map(|r| r.label.as_str()).collect();
     assert_eq!(labels, ["LoRA", "AdaLoRA", "IncreLoRA", "TriAdaptLoRA"], "the paper's order, TriAdaptLoRA last");
     let tri = table.rows.iter().find(|r| r.method == "triadapt").unwrap();
-    // TriAdaptLoRA, mean of seeds 1 and 2 per task:
-    //   MNLI  m (0.90+0.92)/2 = 0.91, mm 0.91            -> mean(m, mm) = 0.91
-    //   SST-2 (0.95+0.96)/2 = 0.955
-    //   CoLA  (0.70+0.72)/2 = 0.71
-    //   QQP   acc 0.91, F1 0.88                           -> 0.895
-    //   QNLI  0.94;  RTE (0.88+0.86)/2 = 0.87 (the failed seed 3 with 0.10 is not counted)
-    //   MRPC  0.91;  STS-B Pearson 0.92, Spearman 0.91   -> Corr 0.915
-    //   All Avg = (0.91 + 0.955 + 0.71 + 0.895 + 0.94 + 0.87 + 0.91 + 0.915) / 8 = 7.105 / 8 = 0.888125
-    let avg = tri.all_avg.expect("all eight tasks present");
-    assert!((avg - 0.888125).abs() < 1e-12, "All Avg {avg}");
+    // TriAdaptLoRA, seeds 1 and 2 per task (two values a, b: mean (a+b)/2, sample std |a-b|/sqrt 2):
+    //   MNLI  m 0.90, 0.92 -> 91.0 ± 1.4; mm 0.91, 0.91 -> 91.0 ± 0.0
+    //   SST-2 0.95, 0.96 -> 95.5 ± 0.7;  CoLA 0.70, 0.72 -> 71.0 ± 1.4
+    //   QQP   acc 0.90, 0.92 -> 91.0 ± 1.4, F1 0.88, 0.88 -> 88.0 ± 0.0;  QNLI 94.0 ± 0.0
+    //   RTE   0.88, 0.86 -> 87.0 ± 1.4 (the failed seed 3 with 0.10 is not counted)
+    //   MRPC  0.90, 0.92 -> 91.0 ± 1.4
+    //   STS-B Corr per run: (0.92 + 0.90)/2 = 0.91, (0.92 + 0.92)/2 = 0.92 -> 91.5 ± 0.7
+    //   All Avg per seed: seed 1 (0.905 + 0.95 + 0.70 + 0.89 + 0.94 + 0.88 + 0.90 + 0.91)/8 = 7.075/8
+    //   = 0.884375; seed 2 (0.915 + 0.96 + 0.72 + 0.90 + 0.94 + 0.86 + 0.92 + 0.92)/8 = 7.135/8 =
+    //   0.891875 -> mean 0.888125, std 0.0075/sqrt 2 = 0.0053 -> 88.8 ± 0.5 (2)
+    match tri.all_avg.expect("all eight tasks present") {
+        report::table::AllAvg::Seeds(s) => {
+            assert_eq!(s.n, 2);
+            assert!((s.mean - 0.888125).abs() < 1e-12 && (s.std.unwrap() - 0.0075 / 2f64.sqrt()).abs() < 1e-12, "{s:?}");
+        }
+        other => panic!("every task has seeds 1 and 2: {other:?}"),
+    }
     assert_eq!(
         tri.cells,
-        ["TriAdaptLoRA", "0.33M", "91.0/91.0", "95.5", "71.0", "91.0/88.0", "94.0", "87.0", "91.0", "91.5", "88.8"]
+        [
+            "TriAdaptLoRA", "0.33M", "91.0 ± 1.4 / 91.0 ± 0.0 (2)", "95.5 ± 0.7 (2)", "71.0 ± 1.4 (2)", "91.0 ± 1.4 / 88.0 ± 0.0 (2)",
+            "94.0 ± 0.0 (2)", "87.0 ± 1.4 (2)", "91.0 ± 1.4 (2)", "91.5 ± 0.7 (2)", "88.8 ± 0.5 (2)"
+        ]
     );
     // LoRA: every score 0.01 lower -> All Avg 0.878125.
     let lora = table.rows.iter().find(|r| r.method == "lora").unwrap();
-    assert!((lora.all_avg.unwrap() - 0.878125).abs() < 1e-12);
+    assert!((lora.all_avg.unwrap().mean() - 0.878125).abs() < 1e-12);
     assert_eq!(lora.cells[1], "0.34M");
-    // AdaLoRA: MNLI and RTE only -> "-" elsewhere, no All Avg.
+    // AdaLoRA: MNLI and RTE only, one run each -> no spread, "-" elsewhere, no All Avg.
     let ada = table.rows.iter().find(|r| r.method == "adalora").unwrap();
-    assert_eq!(ada.cells, ["AdaLoRA", "0.32M", "89.0/90.0", "-", "-", "-", "-", "85.0", "-", "-", "-"]);
+    assert_eq!(ada.cells, ["AdaLoRA", "0.32M", "89.0 / 90.0 (1)", "-", "-", "-", "-", "85.0 (1)", "-", "-", "-"]);
     assert!(ada.all_avg.is_none());
+    // No run folder names a rank setting: one block, by the total rank budget.
+    assert!(table.rows.iter().all(|r| r.budget == report::budget::Budget::Total(144.0)));
 
     // The command: prints the markdown and writes table.md and table.csv into --out.
     let out = tmp.path().join("tables");
@@ -317,16 +368,158 @@ fn glue_table_means_over_seeds_and_all_avg() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert!(stdout.contains("| Method | #Params | MNLI (m/mm) | SST-2 (Acc) | CoLA (Mcc) | QQP (Acc/F1) | QNLI (Acc) | RTE (Acc) | MRPC (Acc) | STS-B (Corr) | All Avg |"), "{stdout}");
-    assert!(stdout.contains("| TriAdaptLoRA | 0.33M | 91.0/91.0 | 95.5 | 71.0 | 91.0/88.0 | 94.0 | 87.0 | 91.0 | 91.5 | 88.8 |"), "{stdout}");
+    assert!(stdout.contains("| **rank budget 144** |  |"), "{stdout}");
+    assert!(stdout.contains("| TriAdaptLoRA | 0.33M | 91.0 ± 1.4 / 91.0 ± 0.0 (2) | 95.5 ± 0.7 (2) |"), "{stdout}");
+    assert!(stdout.contains("n = 1–2 by cell; n = 1: a single run, no spread"), "{stdout}");
+    assert!(!stdout.contains("runs per cell"), "{stdout}");
     assert_eq!(std::fs::read_to_string(out.join("table.md")).unwrap(), stdout);
-    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
-    assert!(csv.starts_with("Method,#Params,MNLI (m/mm),"), "{csv}");
-    assert!(csv.contains("TriAdaptLoRA,0.33M,91.0/91.0,95.5,71.0,91.0/88.0,94.0,87.0,91.0,91.5,88.8"), "{csv}");
+    // table.csv: the numbers behind each cell (x100), e.g. TriAdaptLoRA's RTE and All Avg.
+    let csv = csv_maps(&out.join("table.csv"));
+    let row = |method: &str, score: &str| csv.iter().find(|r| r["method"] == method && r["score"] == score).unwrap_or_else(|| panic!("{method} {score}: {csv:?}"));
+    let rte = row("triadapt", "rte");
+    assert_eq!((rte["block"].as_str(), rte["r"].as_str(), rte["averaged"].as_str(), rte["n"].as_str()), ("rank budget 144", "", "runs", "2"));
+    for (col, v) in [("mean", 87.0), ("std", 2f64.sqrt()), ("min", 86.0), ("max", 88.0)] {
+        assert!(close(rte[col].parse().unwrap(), v), "{col}: {rte:?}");
+    }
+    let avg = row("triadapt", "all_avg");
+    assert_eq!((avg["averaged"].as_str(), avg["n"].as_str()), ("seeds", "2"));
+    assert!(close(avg["mean"].parse().unwrap(), 88.8125) && close(avg["min"].parse().unwrap(), 88.4375) && close(avg["max"].parse().unwrap(), 89.1875), "{avg:?}");
+    assert_eq!(row("adalora", "rte")["std"], "", "one run: no standard deviation");
     // Default destination: the results directory.
     let o = triadapt(&["table", dir.to_str().unwrap()]);
     assert!(o.status.success());
     assert!(dir.join("table.md").is_file() && dir.join("table.csv").is_file());
     keep_for_demo(&[out.join("table.md"), out.join("table.csv")]);
+}
+
+/// A GLUE results directory at two reference ranks, as a sweep writes it: TriAdaptLoRA's rank
+/// is a swept column (`method.triadapt.ref_rank` 2 and 8, also swept over
+/// `method.triadapt.interval`: 100 everywhere, 50 on RTE at r = 2), LoRA's is in its run
+/// folders' config.yaml only (`method.lora.rank`), full fine-tuning has none. Every metric of a
+/// run is `base + 0.01 (r = 8) + 0.002 x seed`: TriAdaptLoRA base 0.80 (0.85 at interval 50),
+/// LoRA 0.78, full 0.82; seeds 1-3, except LoRA's MNLI (seeds 1 and 2) and full (seed 1).
+fn budget_table_fixture(root: &Path) -> PathBuf {
+    let dir = root.join("results").join("glue_budgets");
+    let mut csv = String::from("run_id,name,task,method,seed,method.triadapt.ref_rank,method.triadapt.interval,status,error,main_metric,best_score,best_step");
+    for m in METRICS {
+        write!(csv, ",{m}").unwrap();
+    }
+    csv.push_str(",trainable_params,adapter_params,head_params,total_rank,rank_budget,wall_seconds,run_dir\n");
+    let mut row = |method: &str, r: i64, interval: i64, task: &str, seed: i64, base: f64| {
+        let id = format!("{task}_{method}_r{r}_i{interval}_s{seed}");
+        let v = base + if r == 8 { 0.01 } else { 0.0 } + 0.002 * seed as f64;
+        let (ref_rank, int) = if method == "triadapt" { (r.to_string(), interval.to_string()) } else { (String::new(), String::new()) };
+        let run_dir = if method == "lora" {
+            let run = dir.join("runs").join(&id);
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join("config.yaml"), format!("task: {task}\nmethod:\n  name: lora\n  lora:\n    rank: {r}\n  triadapt:\n    ref_rank: 4\n")).unwrap();
+            format!("runs/{id}")
+        } else {
+            String::new()
+        };
+        let (total, budget) = if method == "full" { (String::new(), String::new()) } else { ((r * 72).to_string(), (r * 72).to_string()) };
+        write!(csv, "{id},b,{task},{method},{seed},{ref_rank},{int},finished,,{},{v},100", main_of(task)).unwrap();
+        for _ in METRICS {
+            write!(csv, ",{v}").unwrap();
+        }
+        writeln!(csv, ",1000,{},1538,{total},{budget},1.0,{run_dir}", if method == "full" { 184_000_000 } else { 165_888 * r }).unwrap();
+    };
+    for task in TASKS {
+        row("full", 0, 0, task, 1, 0.82);
+        for r in [2, 8] {
+            for seed in 1..=3 {
+                row("triadapt", r, 100, task, seed, 0.80);
+                if !(task == "mnli" && seed == 3) {
+                    row("lora", r, 0, task, seed, 0.78);
+                }
+            }
+        }
+    }
+    for seed in 1..=3 {
+        row("triadapt", 2, 50, "rte", seed, 0.85);
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("runs.csv"), csv).unwrap();
+    dir
+}
+
+#[test]
+fn glue_table_one_block_per_reference_rank_with_published_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = budget_table_fixture(tmp.path());
+    // Made-up numbers, for this test only.
+    let reference = tmp.path().join("published.csv");
+    std::fs::write(&reference, "# made up for this test\nmethod,budget,task,score\nTriAdaptLoRA,2,rte,80.0\nTriAdaptLoRA,2,mnli_m,81.0\ntriadapt,2,all_avg,80.0\nLoRA,8,stsb,79.0\nAdaLoRA,2,rte,70.0\n").unwrap();
+    let out = tmp.path().join("tables");
+    let o = triadapt(&["table", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reference", reference.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| Method") && !l.starts_with("| :--")).collect();
+    // Blocks: no budget (full), r = 2, r = 8; in a block LoRA before TriAdaptLoRA, settings by
+    // value. Cells by hand: seeds 1-3 give base + 0.002, 0.004, 0.006: mean base + 0.004, sample
+    // std 0.002 -> "80.4 ± 0.2 (3)"; LoRA's MNLI seeds 1-2: 0.782, 0.784 -> 78.3 ± 0.1 (2).
+    // LoRA's tasks do not all have the same seeds: All Avg of the cell means,
+    // (0.783 + 7 x 0.784) / 8 = 0.783875 -> 78.4†. Full: one run, 0.822.
+    let c = |v: &str, n: usize| format!("{v} ({n})");
+    // TriAdaptLoRA: every cell and the All Avg over seeds (each seed's scores are all equal).
+    let tri = |v: &str| -> Vec<String> {
+        let x = c(&format!("{v} ± 0.2"), 3);
+        let pair = format!("{v} ± 0.2 / {v} ± 0.2 (3)");
+        vec![pair.clone(), x.clone(), x.clone(), pair, x.clone(), x.clone(), x.clone(), x.clone(), x]
+    };
+    let lora = |v: &str, mnli: &str, avg: &str| -> Vec<String> {
+        let x = c(&format!("{v} ± 0.2"), 3);
+        vec![format!("{mnli} ± 0.1 / {mnli} ± 0.1 (2)"), x.clone(), x.clone(), format!("{v} ± 0.2 / {v} ± 0.2 (3)"), x.clone(), x.clone(), x.clone(), x, avg.to_string()]
+    };
+    let join = |label: &str, params: &str, cells: Vec<String>| format!("| {label} | {params} | {} |", cells.join(" | "));
+    let expect = vec![
+        "| **no rank budget** |  |  |  |  |  |  |  |  |  |  |".to_string(),
+        join("Full FT", "184M", vec!["82.2 / 82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 / 82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into()]),
+        "| **r = 2** |  |  |  |  |  |  |  |  |  |  |".to_string(),
+        join("LoRA", "0.33M", lora("78.4", "78.3", "78.4†")),
+        join("TriAdaptLoRA (interval=50)", "0.33M", vec!["-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "85.4 ± 0.2 (3)".into(), "-".into(), "-".into(), "-".into()]),
+        "| ↳ published |  | 81.0/- | - | - | - | - | 80.0 | - | - | 80.0 |".to_string(),
+        "| ↳ ours − published |  | -/- | - | - | - | - | +5.4 | - | - | - |".to_string(),
+        join("TriAdaptLoRA (interval=100)", "0.33M", tri("80.4")),
+        "| ↳ published |  | 81.0/- | - | - | - | - | 80.0 | - | - | 80.0 |".to_string(),
+        "| ↳ ours − published |  | -0.6/- | - | - | - | - | +0.4 | - | - | +0.4 |".to_string(),
+        "| **r = 8** |  |  |  |  |  |  |  |  |  |  |".to_string(),
+        join("LoRA", "1.33M", lora("79.4", "79.3", "79.4†")),
+        "| ↳ published |  | - | - | - | - | - | - | - | 79.0 | - |".to_string(),
+        "| ↳ ours − published |  | - | - | - | - | - | - | - | +0.4 | - |".to_string(),
+        join("TriAdaptLoRA (interval=100)", "1.33M", tri("81.4")),
+    ];
+    assert_eq!(lines, expect.iter().map(String::as_str).collect::<Vec<_>>(), "{md}");
+    for needle in [
+        "n = 1–3 by cell; n = 1: a single run, no spread",
+        "One block per rank budget: the reference rank r",
+        "†: the tasks' runs do not have the same seeds, so the mean of the cell means",
+        "per seed, then mean ± std over the seeds",
+        "Published numbers without a row here: AdaLoRA r = 2.",
+    ] {
+        assert!(md.contains(needle), "{needle:?} not in {md}");
+    }
+    // table.csv: n, mean, std, min, max per cell (x100), the published number and difference.
+    let csv = csv_maps(&out.join("table.csv"));
+    let find = |r: &str, label: &str, score: &str| csv.iter().find(|x| x["r"] == r && x["label"] == label && x["score"] == score).unwrap_or_else(|| panic!("{r} {label} {score}"));
+    let rte = find("2", "TriAdaptLoRA (interval=100)", "rte");
+    assert_eq!((rte["block"].as_str(), rte["method"].as_str(), rte["setting"].as_str(), rte["averaged"].as_str(), rte["n"].as_str()), ("r = 2", "triadapt", "method.triadapt.interval=100", "runs", "3"));
+    for (col, v) in [("mean", 80.4), ("std", 0.2), ("min", 80.2), ("max", 80.6), ("published", 80.0), ("difference", 0.4)] {
+        assert!((rte[col].parse::<f64>().unwrap() - v).abs() < 1e-9, "{col}: {rte:?}");
+    }
+    let avg = find("2", "LoRA", "all_avg");
+    assert_eq!((avg["averaged"].as_str(), avg["n"].as_str(), avg["std"].as_str()), ("cell means", "", ""));
+    assert!((avg["mean"].parse::<f64>().unwrap() - 78.3875).abs() < 1e-9, "{avg:?}");
+    let full = find("", "Full FT", "all_avg");
+    assert_eq!((full["block"].as_str(), full["averaged"].as_str(), full["n"].as_str(), full["std"].as_str()), ("no rank budget", "seeds", "1", ""));
+
+    // A malformed reference file: the error names the file and the line.
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "method,budget,task,score\nlora,2,rte,80.0\nlora,2,rte,eighty\n").unwrap();
+    let o = triadapt(&["table", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reference", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains(&format!("{}, line 3", bad.display())) && e.contains("`score` \"eighty\""), "{e}");
 }
 
 #[test]
@@ -634,9 +827,12 @@ fn ablation_rank_growth_and_training_curves() {
             assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} dev at {step}");
         }
     }
-    // Markers: one per drawn evaluation (2 methods x 10); the loss axis starts at zero.
+    // Markers: one per drawn evaluation (10 per method) and one in the legend, TriAdaptLoRA's
+    // circles, IncreLoRA's triangles; the loss axis starts at zero.
     let training_svg = std::fs::read_to_string(figs.join("training_rte_budget144.svg")).unwrap();
-    assert_eq!(training_svg.matches("<circle").count(), 20);
+    assert_eq!(svg_markers(&training_svg, "#D62728").len(), 11, "TriAdaptLoRA circles");
+    assert_eq!(svg_markers(&training_svg, "#2CA02C").len(), 11, "IncreLoRA triangles");
+    assert!(svg_markers(&training_svg, "#D62728").iter().all(|m| m.0 == "circle") && svg_markers(&training_svg, "#2CA02C").iter().all(|m| m.0 == "triangle"));
     assert!(!svg_texts(&figs.join("training_rte_budget144.svg")).iter().any(|t| t.parse::<f64>().is_ok_and(|v| v < 0.0)), "a negative tick");
     // The runs behind each line, with their ids.
     for stem in ["rank_growth_rte_budget144", "training_rte_budget144"] {
@@ -671,4 +867,55 @@ fn ablation_rank_growth_and_training_curves() {
     assert!(!svg_texts(&one).iter().any(|t| t.contains("IncreLoRA")), "IncreLoRA has no method.triadapt.warmup_steps");
     let e = report::curves::run(&dir, &out, &PlotOptions { x: Some("method.triadapt.nope".into()), ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("method.triadapt.nope") && e.contains("method.increlora.init_warmup"), "{e}");
+}
+
+/// Two methods with the same scores at every point of an ablation (the demo's case): both lines
+/// stay visible. TriAdaptLoRA (red) and LoRA (orange) at reference rank 2 and 4, one seed each,
+/// both 0.90 and 0.95.
+#[test]
+fn identical_ablation_lines_both_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results").join("same");
+    let mut csv = String::from("run_id,name,task,method,seed,method.triadapt.ref_rank,method.lora.rank,status,error,main_metric,best_score,best_step,accuracy,total_rank,rank_budget,run_dir\n");
+    for method in ["triadapt", "lora"] {
+        for (r, score) in [(2, 0.90), (4, 0.95)] {
+            let (a, b) = if method == "triadapt" { (r.to_string(), String::new()) } else { (String::new(), r.to_string()) };
+            writeln!(csv, "{method}_r{r},same,rte,{method},1,{a},{b},finished,,accuracy,{score},100,{score},{},{},", 12 * r, 12 * r).unwrap();
+        }
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("runs.csv"), csv).unwrap();
+    let out = tmp.path().join("plots");
+    let o = triadapt(&["plot", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stem = out.join("same").join("ablation_rte_ref_rank");
+    // The two lines' numbers are the same.
+    let rows = csv_maps(&PathBuf::from(format!("{}.csv", stem.display())));
+    let means = |m: &str| rows.iter().filter(|r| r["method"] == m).map(|r| (r["x"].clone(), r["mean"].clone())).collect::<Vec<_>>();
+    assert_eq!(means("triadapt"), means("lora"));
+    assert_eq!(means("triadapt").len(), 2);
+    let svg = std::fs::read_to_string(format!("{}.svg", stem.display())).unwrap();
+    keep_for_demo(&[PathBuf::from(format!("{}.svg", stem.display())), PathBuf::from(format!("{}.png", stem.display()))]);
+    // Each method's markers in its own shape: 2 points and 1 in the legend (the topmost).
+    let marks = |color: &str| {
+        let mut m = svg_markers(&svg, color);
+        m.sort_by(|a, b| a.1 .1.total_cmp(&b.1 .1));
+        m
+    };
+    let (tri, lora) = (marks("#D62728"), marks("#FF7F0E"));
+    assert_eq!(tri.iter().map(|m| m.0).collect::<Vec<_>>(), ["circle"; 3], "{tri:?}");
+    assert_eq!(lora.iter().map(|m| m.0).collect::<Vec<_>>(), ["diamond"; 3], "{lora:?}");
+    // At each point the two markers sit side by side: same height, at least 8 pixels apart.
+    let mut tri_points: Vec<(f64, f64)> = tri[1..].iter().map(|m| m.1).collect();
+    let mut lora_points: Vec<(f64, f64)> = lora[1..].iter().map(|m| m.1).collect();
+    tri_points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    lora_points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (t, l) in tri_points.iter().zip(&lora_points) {
+        assert!((t.1 - l.1).abs() < 1.0 && (t.0 - l.0).abs() >= 8.0, "TriAdaptLoRA at {t:?}, LoRA at {l:?}");
+    }
+    // TriAdaptLoRA's line solid (one polyline through its points, and the legend sample), LoRA's
+    // dashed over it: many short segments.
+    let lines = |color: &str| svg.split("<polyline").skip(1).filter(|e| svg_attr(&e[..e.find("/>").unwrap()], "stroke") == Some(color)).count();
+    assert_eq!(lines("#D62728"), 2, "one solid line and the legend sample");
+    assert!(lines("#FF7F0E") >= 10, "LoRA's line dashed: {} segments", lines("#FF7F0E"));
 }

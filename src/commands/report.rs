@@ -26,9 +26,10 @@ pub fn plot(results: &Path, out: &Path, opts: &report::curves::PlotOptions) -> R
     Ok(())
 }
 
-/// Writes table.md and table.csv, prints the markdown table, then the files written (stderr).
-pub fn table(results: &Path, out: Option<&Path>, by: &[String]) -> Result<()> {
-    let (table, files) = report::table::run(results, out, by)?;
+/// Writes table.md and table.csv (with the published numbers of `reference` beside ours),
+/// prints the markdown table, then the files written (stderr).
+pub fn table(results: &Path, out: Option<&Path>, reference: Option<&Path>) -> Result<()> {
+    let (table, files) = report::table::run(results, out, reference)?;
     print!("{}", table.to_markdown());
     for f in &files {
         eprintln!("wrote {}", f.display());

@@ -26,7 +26,10 @@
 //! drawn and named in the legend.
 //!
 //! Every figure draws the methods in `super::figure_rank` order with `super::method_color`, and writes
-//! `<stem>.csv` (the plotted numbers) and `<stem>.runs.csv` (the runs behind each line).
+//! `<stem>.csv` (the plotted numbers) and `<stem>.runs.csv` (the runs behind each line). Lines
+//! with equal values must all stay visible: each method has its own marker shape
+//! (`marker_shape`) and dash pattern (`line_dash`: the first method solid at the bottom, the
+//! others dashed over it), and the ablation figure sets each line a little beside the others.
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +40,7 @@ mod chart;
 mod series;
 
 pub use ablation::{build_ablation, Ablation, AblationPoint, AblationSeries};
-pub use chart::LegendItem;
+pub use chart::{line_dash, marker_shape, LegendItem, MARKER_SHAPES};
 pub use series::{build_rank_growth, build_training, mean_over_runs, merge_final_evaluation, read_curve, CurveRow, MeanCurve, MeanPoint, RankGrowth, Training};
 
 use ablation::ablation_keys;

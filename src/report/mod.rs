@@ -9,7 +9,8 @@
 //!
 //! - `heatmap.rs`: the final rank of every adapted matrix (paper Figure 2).
 //! - `curves.rs`: ablation curves (Figures 3-5), rank growth and training curves.
-//! - `table.rs`: the GLUE table (spec section 5), built with polars.
+//! - `table.rs`: the GLUE table (spec section 5): one block per reference rank r (`budget.rs`),
+//!   mean ± std over seeds per cell (`stats.rs`), published numbers beside ours (`reference.rs`).
 //! - `canvas.rs`: the PNG and SVG backends (text layout, PNG resolution).
 //!
 //! Figures are written as PNG and SVG, each with two CSV files beside it: `<stem>.csv`, the
@@ -19,9 +20,12 @@
 //! fontconfig is needed. Every figure draws the methods in one order (`figure_rank`, from `MethodName`:
 //! TriAdaptLoRA first) and colours (`method_color`).
 
+pub mod budget;
 pub mod canvas;
 pub mod curves;
 pub mod heatmap;
+pub mod reference;
+pub mod stats;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -226,17 +230,9 @@ pub(crate) struct GroupStats {
 
 pub(crate) fn group_stats(values: impl IntoIterator<Item = Option<f64>>) -> GroupStats {
     let v: Vec<f64> = values.into_iter().flatten().collect();
-    if v.is_empty() {
-        return GroupStats { mean: None, min: None, max: None, std: None };
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
-    GroupStats {
-        mean: Some(mean),
-        min: v.iter().copied().reduce(f64::min),
-        max: v.iter().copied().reduce(f64::max),
-        std,
+    match stats::summarize(&v) {
+        None => GroupStats { mean: None, min: None, max: None, std: None },
+        Some(s) => GroupStats { mean: Some(s.mean), min: Some(s.min), max: Some(s.max), std: s.std },
     }
 }
 

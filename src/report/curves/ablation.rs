@@ -246,7 +246,12 @@ impl Ablation {
     fn legend(&self) -> Vec<LegendItem> {
         self.series
             .iter()
-            .map(|s| LegendItem { label: s.label.clone(), color: variant_color(&s.method, s.variant), dashed: false, marker: Some(s.variant) })
+            .map(|s| LegendItem {
+                label: s.label.clone(),
+                color: variant_color(&s.method, s.variant),
+                dash: line_dash(&s.method, s.variant),
+                marker: Some(marker_shape(&s.method, s.variant)),
+            })
             .collect()
     }
 }
@@ -323,26 +328,34 @@ impl Figure for Ablation {
             .draw()
             .plot()?;
         draw_y_desc(&body, &chart, &self.y_label)?;
-        // Bands, then lines, in reverse order, so that the first method's line is on top.
-        for s in self.series.iter().rev() {
+        // Each line a little beside the others (a fraction of a category's width, or of the
+        // axis), so that lines with the same values all show their markers and bars.
+        let k = self.series.len();
+        let step = if self.categories.is_some() { 0.04 } else { 0.008 * (x1 - x0) };
+        let shift = |i: usize| (i as f64 - (k as f64 - 1.0) / 2.0) * step;
+        // Bands and bars in reverse order, then the lines in figure order (the first method's
+        // solid line at the bottom, the others dashed over it), then the markers.
+        for (i, s) in self.series.iter().enumerate().rev() {
             let color = variant_color(&s.method, s.variant);
+            let dx = shift(i);
             let spread = s.points.iter().any(|p| p.n > 1);
             if spread && s.points.len() > 1 {
-                let mut band: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.max)).collect();
-                band.extend(s.points.iter().rev().map(|p| (p.x, p.min)));
+                let mut band: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x + dx, p.max)).collect();
+                band.extend(s.points.iter().rev().map(|p| (p.x + dx, p.min)));
                 chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).plot()?;
             }
             if spread {
                 chart
-                    .draw_series(s.points.iter().filter(|p| p.n > 1).map(|p| ErrorBar::new_vertical(p.x, p.min, p.mean, p.max, color.stroke_width(1), 10)))
+                    .draw_series(s.points.iter().filter(|p| p.n > 1).map(|p| ErrorBar::new_vertical(p.x + dx, p.min, p.mean, p.max, color.stroke_width(1), 10)))
                     .plot()?;
             }
         }
-        for s in self.series.iter().rev() {
-            let color = variant_color(&s.method, s.variant);
-            let means: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.mean)).collect();
-            chart.draw_series(LineSeries::new(means.iter().copied(), color.stroke_width(2))).plot()?;
-            draw_markers(&mut chart, &means, s.variant, color, 4)?;
+        let means = |i: usize, s: &AblationSeries| -> Vec<(f64, f64)> { s.points.iter().map(|p| (p.x + shift(i), p.mean)).collect() };
+        for (i, s) in self.series.iter().enumerate() {
+            draw_line(&mut chart, means(i, s), line_dash(&s.method, s.variant), variant_color(&s.method, s.variant).stroke_width(2))?;
+        }
+        for (i, s) in self.series.iter().enumerate().rev() {
+            draw_markers(&mut chart, &means(i, s), marker_shape(&s.method, s.variant), variant_color(&s.method, s.variant), 4)?;
         }
         Ok(())
     }

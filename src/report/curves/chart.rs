@@ -11,15 +11,67 @@ use super::*;
 
 pub(super) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// One legend entry: a line sample in the series' colour (dashed for a rank budget), with the
-/// line's marker where it has one.
+/// One legend entry: a line sample in the series' colour and dash pattern, with the line's
+/// marker where it has one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegendItem {
     pub label: String,
     pub color: RGBColor,
-    pub dashed: bool,
-    /// The marker variant (see `draw_markers`), None for lines without markers.
+    /// The line's dashes (dash, gap in pixels); None: solid.
+    pub dash: Option<(i32, i32)>,
+    /// The marker shape (see `marker_shape`), None for lines without markers.
     pub marker: Option<usize>,
+}
+
+/// Dash patterns (dash, gap in pixels) of method lines: the first method's line solid, the
+/// others dashed alike in every figure, so that a line drawn over an identical one leaves it
+/// visible in its gaps.
+const LINE_DASHES: [Option<(i32, i32)>; 5] = [None, Some((10, 5)), Some((4, 4)), Some((16, 6)), Some((2, 3))];
+
+/// The dash pattern of the rank-budget lines.
+pub(super) const BUDGET_DASH: (i32, i32) = (8, 5);
+
+/// How many marker shapes there are: filled circle, square, triangle, diamond, inverted
+/// triangle, and a cross.
+pub const MARKER_SHAPES: usize = 6;
+
+/// The line style index of a method's `variant`-th line: its figure order plus the variant, so
+/// that methods differ, and so do the lines of one method.
+fn style_index(method: &str, variant: usize) -> usize {
+    crate::report::figure_rank(method).0 + variant
+}
+
+/// The marker shape of a method's line (TriAdaptLoRA circles, AdaLoRA squares, IncreLoRA
+/// triangles, LoRA diamonds, full fine-tuning inverted triangles, others crosses).
+pub fn marker_shape(method: &str, variant: usize) -> usize {
+    style_index(method, variant) % MARKER_SHAPES
+}
+
+/// The dash pattern of a method's line (`LINE_DASHES`).
+pub fn line_dash(method: &str, variant: usize) -> Option<(i32, i32)> {
+    LINE_DASHES[style_index(method, variant) % LINE_DASHES.len()]
+}
+
+/// Draws a line through `points`, solid or with `dash`.
+pub(super) fn draw_line<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, points: Vec<(f64, f64)>, dash: Option<(i32, i32)>, style: ShapeStyle) -> Result<()> {
+    match dash {
+        None => chart.draw_series(LineSeries::new(points, style)).plot()?,
+        Some((d, g)) => chart.draw_series(DashedLineSeries::new(points, d, g, style)).plot()?,
+    };
+    Ok(())
+}
+
+/// The corners of a polygon marker around (0, 0), `size` pixels from the centre; None for the
+/// circle (0) and the cross (5).
+fn marker_polygon(shape: usize, size: i32) -> Option<Vec<(i32, i32)>> {
+    let (s, t) = (size, size + 1);
+    match shape % MARKER_SHAPES {
+        1 => Some(vec![(-s, -s), (s, -s), (s, s), (-s, s)]),
+        2 => Some(vec![(0, -t), (t, s), (-t, s)]),
+        3 => Some(vec![(0, -t), (t, 0), (0, t), (-t, 0)]),
+        4 => Some(vec![(0, t), (t, -s), (-t, -s)]),
+        _ => None,
+    }
 }
 
 pub(super) const LEGEND_ROW: u32 = 24;
@@ -70,13 +122,16 @@ pub(super) fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, ite
         let mut x = ((w as f64 - total) / 2.0).round() as i32;
         let y = (r as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
         for item in row {
-            let style = item.color.stroke_width(if item.dashed { 2 } else { 3 });
-            if item.dashed {
-                for (a, b) in [(0, 8), (13, 21), (26, SAMPLE_W)] {
-                    area.draw(&PathElement::new(vec![(x + a, y), (x + b, y)], style)).plot()?;
+            match item.dash {
+                Some((d, g)) => {
+                    let style = item.color.stroke_width(2);
+                    let mut a = 0;
+                    while a < SAMPLE_W {
+                        area.draw(&PathElement::new(vec![(x + a, y), (x + (a + d).min(SAMPLE_W), y)], style)).plot()?;
+                        a += d + g;
+                    }
                 }
-            } else {
-                area.draw(&PathElement::new(vec![(x, y), (x + SAMPLE_W, y)], style)).plot()?;
+                None => area.draw(&PathElement::new(vec![(x, y), (x + SAMPLE_W, y)], item.color.stroke_width(3))).plot()?,
             }
             if let Some(v) = item.marker {
                 draw_marker_at(area, (x + SAMPLE_W / 2, y), v, item.color, 4)?;
@@ -89,25 +144,22 @@ pub(super) fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, ite
     Ok(())
 }
 
-/// A marker at a pixel position: circles for a method's first line, then triangles, crosses,
-/// rings (the same shapes as `draw_markers`).
-pub(super) fn draw_marker_at<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: (i32, i32), variant: usize, color: RGBColor, size: i32) -> Result<()> {
-    match variant % 4 {
-        0 => area.draw(&Circle::new(p, size, color.filled())).plot()?,
-        1 => area.draw(&TriangleMarker::new(p, size + 1, color.filled())).plot()?,
-        2 => area.draw(&Cross::new(p, size, color.stroke_width(2))).plot()?,
-        _ => area.draw(&Circle::new(p, size, color.stroke_width(2))).plot()?,
+/// A marker of `shape` (`marker_shape`) at a pixel position.
+pub(super) fn draw_marker_at<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: (i32, i32), shape: usize, color: RGBColor, size: i32) -> Result<()> {
+    match (shape % MARKER_SHAPES, marker_polygon(shape, size)) {
+        (_, Some(corners)) => area.draw(&(EmptyElement::at(p) + Polygon::new(corners, color.filled()))).plot()?,
+        (0, None) => area.draw(&Circle::new(p, size, color.filled())).plot()?,
+        _ => area.draw(&Cross::new(p, size, color.stroke_width(2))).plot()?,
     }
     Ok(())
 }
 
-/// Markers of a line: circles for a method's first line, then triangles, crosses, rings.
-pub(super) fn draw_markers<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, points: &[(f64, f64)], variant: usize, color: RGBColor, size: i32) -> Result<()> {
-    match variant % 4 {
-        0 => chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled()))).plot()?,
-        1 => chart.draw_series(points.iter().map(|&p| TriangleMarker::new(p, size + 1, color.filled()))).plot()?,
-        2 => chart.draw_series(points.iter().map(|&p| Cross::new(p, size, color.stroke_width(2)))).plot()?,
-        _ => chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.stroke_width(2)))).plot()?,
+/// Markers of `shape` (`marker_shape`) at the points of a line.
+pub(super) fn draw_markers<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, points: &[(f64, f64)], shape: usize, color: RGBColor, size: i32) -> Result<()> {
+    match (shape % MARKER_SHAPES, marker_polygon(shape, size)) {
+        (_, Some(corners)) => chart.draw_series(points.iter().map(|&p| EmptyElement::at(p) + Polygon::new(corners.clone(), color.filled()))).plot()?,
+        (0, None) => chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled()))).plot()?,
+        _ => chart.draw_series(points.iter().map(|&p| Cross::new(p, size, color.stroke_width(2)))).plot()?,
     };
     Ok(())
 }

@@ -407,10 +407,15 @@ pub(super) fn curve_legend(curves: &[&MeanCurve], budgets: &[(f64, RGBColor, Str
     let mut items: Vec<LegendItem> = Vec::new();
     for c in curves {
         if !items.iter().any(|i| i.label == c.label) {
-            items.push(LegendItem { label: c.label.clone(), color: method_color(&c.method), dashed: false, marker: markers.then_some(0) });
+            items.push(LegendItem {
+                label: c.label.clone(),
+                color: method_color(&c.method),
+                dash: line_dash(&c.method, 0),
+                marker: markers.then(|| marker_shape(&c.method, 0)),
+            });
         }
     }
-    items.extend(budgets.iter().map(|(_, color, label)| LegendItem { label: label.clone(), color: *color, dashed: true, marker: None }));
+    items.extend(budgets.iter().map(|(_, color, label)| LegendItem { label: label.clone(), color: *color, dash: Some(BUDGET_DASH), marker: None }));
     items
 }
 
@@ -477,16 +482,19 @@ pub(super) fn draw_step_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>,
         band.extend(shape(c.points.iter().map(|q| (q.step, q.min)).collect()).iter().rev());
         chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18).filled()))).plot()?;
     }
-    for c in p.curves.iter().rev() {
-        let color = method_color(&c.method);
-        chart.draw_series(LineSeries::new(shape(c.means()), color.stroke_width(2))).plot()?;
-        if p.markers {
-            draw_markers(&mut chart, &c.means(), 0, color, 3)?;
+    // Lines in figure order: the first method's solid line at the bottom, the others dashed
+    // over it (`line_dash`), so that identical lines all show; then the markers.
+    for c in p.curves.iter() {
+        draw_line(&mut chart, shape(c.means()), line_dash(&c.method, 0), method_color(&c.method).stroke_width(2))?;
+    }
+    if p.markers {
+        for c in p.curves.iter().rev() {
+            draw_markers(&mut chart, &c.means(), marker_shape(&c.method, 0), method_color(&c.method), 3)?;
         }
     }
     // Budget lines last and thin, so that lines that reach the budget stay visible under them.
     for (b, color, _) in p.budgets {
-        chart.draw_series(DashedLineSeries::new(vec![(0.0, *b), (x_hi * 1.02, *b)], 8, 5, color.stroke_width(1))).plot()?;
+        draw_line(&mut chart, vec![(0.0, *b), (x_hi * 1.02, *b)], Some(BUDGET_DASH), color.stroke_width(1))?;
     }
     Ok(())
 }
@@ -558,7 +566,7 @@ impl Figure for RankGrowth {
         let curves: Vec<&MeanCurve> = self.curves.iter().collect();
         let legend = curve_legend(&curves, &budgets, false);
         let (top, rest) = root.split_vertically(TITLE_H);
-        let dashed = if budgets.is_empty() { "" } else { "; dashed: rank budget" };
+        let dashed = if budgets.is_empty() { "" } else { "; thin dashed: rank budget" };
         crate::report::draw_title(
             &top,
             &format!("{}: total rank during training", budget_words(&self.task, self.budget)),
@@ -595,10 +603,8 @@ impl Figure for Training {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let curves: Vec<&MeanCurve> = self.loss.iter().chain(&self.dev).collect();
         // One legend for both panels (a method has the same colour in each).
-        let mut legend = curve_legend(&curves, &[], false);
-        if self.loss.is_empty() {
-            legend.iter_mut().for_each(|i| i.marker = Some(0));
-        }
+        // The dev panel marks its evaluations: so does the legend.
+        let legend = curve_legend(&curves, &[], !self.dev.is_empty());
         let (top, rest) = root.split_vertically(TITLE_H);
         let smooth = if self.window > 1 { format!("; loss: moving mean over {} steps", self.window) } else { String::new() };
         crate::report::draw_title(
