@@ -87,11 +87,20 @@ fn from_run_folder(dir: &Path, key: &str) -> Option<f64> {
 
 /// The budget of every record of `runs` (same order as `records`).
 pub fn run_budgets(runs: &Runs, records: &[RunRecord]) -> Vec<Budget> {
+    // The rank keys that are runs.csv columns, read once.
+    let mut columns: std::collections::HashMap<&str, Vec<Option<String>>> = std::collections::HashMap::new();
+    for key in records.iter().filter_map(|r| rank_key(&r.method)) {
+        if !columns.contains_key(key) {
+            if let Ok(c) = runs.strings(key) {
+                columns.insert(key, c);
+            }
+        }
+    }
     records
         .iter()
         .map(|r| {
             if let Some(key) = rank_key(&r.method) {
-                let cell = runs.strings(key).ok().and_then(|c| c[r.row].as_deref().and_then(super::parse_f64));
+                let cell = columns.get(key).and_then(|c| c[r.row].as_deref().and_then(super::parse_f64));
                 if let Some(v) = cell.or_else(|| r.run_dir.as_deref().and_then(|d| from_run_folder(d, key))) {
                     return Budget::Rank(v);
                 }
