@@ -61,10 +61,10 @@ demo: build
 
 ## The paper's experiments end to end (resumable: finished runs are skipped). Needs the network
 ## for the downloads, and a GPU to finish in reasonable time. Each sweep's pending count is read
-## from its dry run's summary line (`N run(s): D done, F failed, P pending; ...`).
+## from its dry run's summary line (`N run(s): D done, F failed, P pending, R running; ...`).
 PAPER_SWEEPS := sweeps/glue_r2.yaml sweeps/glue_r8.yaml sweeps/glue_r2_adalora_matched.yaml sweeps/glue_r8_adalora_matched.yaml sweeps/mnli_ranks.yaml sweeps/rte_warmup.yaml sweeps/rte_interval.yaml sweeps/rte_refrank.yaml sweeps/squad_v2.yaml
 reproduce: build
-	@for s in $(PAPER_SWEEPS); do printf '%s: ' $$s; $(BIN) sweep $$s --dry-run | sed -n 's/^[0-9]* run(s): .*, \([0-9]*\) pending;.*$$/\1 pending/p'; done
+	@for s in $(PAPER_SWEEPS); do printf '%s: ' $$s; $(BIN) sweep $$s --dry-run | sed -n 's/^[0-9]* run(s): .* \([0-9]*\) pending[,;].*$$/\1 pending/p'; done
 	@echo "GPU-hour estimate: sum over runs of (epochs x train examples) / throughput. This machine"
 	@echo "has no GPU to measure it: run 'triadapt bench --model-config base --device cuda' on yours"
 	@echo "and divide (README 'Reproducing the paper'). Shard with --shard I/N or --slurm."

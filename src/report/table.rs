@@ -389,7 +389,7 @@ fn notes(rows: &[TableRow], param_column: &str, head_params: &[f64], reference: 
             (Some(lo), Some(hi)) => format!(" (the head has {}–{} parameters, by task)", format_params(lo), format_params(hi)),
             _ => String::new(),
         };
-        format!("#Params: the adapters' trainable parameters (TriAdaptLoRA's triangle entries included; the backbone for full fine-tuning), as the papers count them, without the task head{head}; mean over the row's runs.")
+        format!("#Params: the adapters' parameters as the papers count them, without the task head{head}: TriAdaptLoRA's triangle entries included, IncreLoRA without its reserve, AdaLoRA at its final budget (the kept triplets, as AdaLoRA's paper; its pruned triplets stay trainable), the backbone for full fine-tuning; mean over the row's runs.")
     } else {
         "#Params: trainable parameters (adapters and classification head: runs.csv has no adapter_params column), mean over the row's runs.".into()
     });
