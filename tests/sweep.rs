@@ -296,6 +296,26 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     out
 }
 
+/// Off a terminal (a Slurm job log, nohup) the sweep passes its children's progress lines
+/// through, each prefixed with its run id, at the runs' log cadence; train.log keeps them too.
+#[test]
+fn off_a_terminal_a_sweep_shows_where_every_run_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_sweep(dir.path(), "relay", "  log_steps: 5\n");
+    let s = Sweep::load(&file).unwrap();
+    let o = triadapt().args(["sweep", file.to_str().unwrap(), "--devices", "cpu,cpu"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for r in &s.runs {
+        for step in [5, 10, 15, 20] {
+            let line = format!("{} step {step}/20 ", r.id);
+            assert!(err.lines().any(|l| l.starts_with(&line)), "no `{line}` line in the sweep's output:\n{err}");
+        }
+        let log = std::fs::read_to_string(s.run_dir(r).join("train.log")).unwrap();
+        assert!(log.lines().any(|l| l.starts_with("step 20/20 ")), "train.log of {}: {log}", r.id);
+    }
+}
+
 #[test]
 fn a_killed_sweep_resumes_without_retraining_or_duplicate_rows() {
     let dir = tempfile::tempdir().unwrap();

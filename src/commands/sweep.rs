@@ -511,13 +511,29 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     if resume {
         cmd.arg("--resume");
     }
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // Off a terminal (a Slurm job log, nohup, CI) the child's lines also reach the sweep's
+    // stderr, prefixed with the run id, so `tail -f` on the job log shows where every run is.
+    let pass_through = !std::io::stderr().is_terminal();
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?);
+    if pass_through {
+        cmd.stderr(Stdio::piped());
+    } else {
+        cmd.stderr(log.try_clone()?);
+    }
     die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
     children.add(child.id());
+    let relay = child.stderr.take().map(|from| {
+        let id = run.id.clone();
+        std::thread::spawn(move || relay_lines(from, log, &id))
+    });
     let status = wait_refreshing(&mut child, held);
     children.remove(child.id());
+    if let Some(relay) = relay {
+        // The pipe closes when the child ends (or is killed): every line has been relayed then.
+        let _ = relay.join();
+    }
     let status = match status.with_context(|| format!("waiting for {}", exe.display()))? {
         Ok(status) => status,
         Err(by) => return Ok(RunEnd::Lost(by)),
@@ -545,6 +561,26 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     }
     sweep::write_row(&dir, &row)?;
     Ok(RunEnd::Ended(row))
+}
+
+/// Copies a child's stderr, line by line, into its train.log and onto the sweep's stderr with
+/// the run id in front (`<id> step 40/300 epoch 1 loss ...`).
+fn relay_lines(from: std::process::ChildStderr, mut log: std::fs::File, id: &str) {
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let _ = log.write_all(&line);
+                let text = String::from_utf8_lossy(&line);
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{id} {}", text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
 }
 
 /// Waits for the child, refreshing the claim every heartbeat. Err(who) when another process
