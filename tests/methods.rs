@@ -1,5 +1,7 @@
-//! Fine-tuning methods on the tiny fixture model: the adapted model starts equal to the frozen
-//! one, TriAdaptLoRA grows as spec 1.1 says, every method trains, and bad settings name the key.
+//! Fine-tuning methods on the tiny fixture model, beyond the checks every method passes
+//! (tests/conformance.rs): TriAdaptLoRA's growth layout and importance (docs/method.md,
+//! "TriAdaptLoRA"), the allocators against the reference oracle, parameter counts as the papers
+//! count them, host reads per step, and bad settings naming the key.
 
 use crate::common::*;
 use tch::{Device, Kind, Tensor};

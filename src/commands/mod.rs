@@ -1,4 +1,5 @@
-//! One module per subcommand; `main.rs` only parses arguments and calls these.
+//! One module per subcommand; `cli.rs` parses the arguments and dispatches to these (`main.rs`
+//! only maps the outcome to an exit status).
 pub mod adapter;
 pub mod bench;
 pub mod env;

@@ -1,6 +1,6 @@
-//! Evaluation metrics (spec section 5): the classification and correlation scores behind HF's
-//! GLUE metric, each task's named metrics and main score, the "All Avg" aggregate, and the
-//! official SQuAD v2.0 evaluation (`evaluate-v2.0.py`).
+//! Evaluation metrics, the scores of the paper's GLUE and SQuAD 2.0 tables: the classification
+//! and correlation scores behind HF's GLUE metric, each task's named metrics and main score, the
+//! "All Avg" aggregate, and the official SQuAD v2.0 evaluation (`evaluate-v2.0.py`).
 //!
 //! Everything is a pure function on plain data so that results can be checked against the
 //! reference implementations (sklearn, scipy, the official SQuAD script): see

@@ -276,3 +276,23 @@ impl RankController for FullController {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` is kept by hand; serde's derive knows every variant and names them all in its
+    /// unknown-variant error, so a variant left out of `ALL` (and so out of the conformance
+    /// tests, figures and tables) fails here.
+    #[test]
+    fn all_lists_every_variant() {
+        let err = serde_yaml_ng::from_str::<MethodName>("not-a-method").unwrap_err().to_string();
+        assert!(err.contains("expected one of"), "{err}");
+        let derived: Vec<&str> = err.split('`').skip(3).step_by(2).collect();
+        let listed: Vec<&str> = MethodName::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(derived, listed, "MethodName::ALL must list every variant, in declaration order");
+        for m in MethodName::ALL {
+            assert_eq!(serde_yaml_ng::from_str::<MethodName>(m.as_str()).unwrap(), m, "as_str must be the serde name");
+        }
+    }
+}

@@ -9,7 +9,7 @@
 //!
 //! - `heatmap.rs`: the final rank of every adapted matrix (paper Figure 2).
 //! - `curves.rs`: ablation curves (Figures 3-5), rank growth and training curves.
-//! - `table.rs`: the GLUE table (spec section 5): one block per reference rank r (`budget.rs`),
+//! - `table.rs`: the GLUE table (the paper's Table 1): one block per reference rank r (`budget.rs`),
 //!   mean ± std over seeds per cell (`stats.rs`), published numbers beside ours (`reference.rs`).
 //! - `canvas.rs`: the PNG and SVG backends (text layout, PNG resolution).
 //!
@@ -394,7 +394,7 @@ pub fn metric_axis_label(metric: &str, task: &str, main_metric: Option<&str>) ->
     }
 }
 
-/// The axis label of a swept key, with its symbol or unit where the spec names one.
+/// The axis label of a swept key, with its symbol or unit where the paper names one.
 pub fn knob_label(key: &str) -> String {
     let last = key.rsplit('.').next().unwrap_or(key);
     match last {

@@ -1,4 +1,4 @@
-//! `triadapt table`: the GLUE dev table in the paper's layout (spec section 5).
+//! `triadapt table`: the GLUE dev table in the paper's layout (its Table 1).
 //!
 //! One block per rank budget, as the paper's "r = 2" and "r = 8" blocks: the reference rank r
 //! of each run (`budget.rs`; full fine-tuning in a block of its own, first). In a block, one row
