@@ -172,7 +172,7 @@ fn every_config_key_is_in_the_readme_and_train_help() {
     for key in &keys {
         let leaf = key.rsplit('.').next().unwrap();
         assert!(readme.contains(&format!("`{leaf}`")) || readme.contains(&format!("`{key}`")), "config key {key} is not in README.md");
-        let block = key.rsplitn(2, '.').nth(1).unwrap_or("");
+        let block = key.rsplit_once('.').map_or("", |(block, _)| block);
         let in_help = help.contains(leaf) || (!block.is_empty() && help.contains(&format!("{block}.*")));
         assert!(in_help, "config key {key} is not in `train --help`");
     }

@@ -337,7 +337,9 @@ fn merged_checkpoints_carry_the_task_labels_for_any_base_config() {
     }
     std::fs::write(bare.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     let three = model_dir("v3_backbone"); // backbone weights, three labels in its config
-    let cases: [(&str, &Path, &str, i64, Option<&str>, &[&str]); 5] = [
+    // (label, base model, task, labels, problem type, label names)
+    type Case<'a> = (&'a str, &'a Path, &'a str, i64, Option<&'a str>, &'a [&'a str]);
+    let cases: [Case; 5] = [
         ("stsb_bare", bare.as_path(), "stsb", 1, Some("regression"), &["LABEL_0"]),
         ("mnli_bare", bare.as_path(), "mnli", 3, Some("single_label_classification"), &["entailment", "neutral", "contradiction"]),
         ("rte_bare", bare.as_path(), "rte", 2, Some("single_label_classification"), &["entailment", "not_entailment"]),

@@ -628,7 +628,7 @@ fn fixture_rank(method: &str, budget: i64, seed: i64, l: usize, j: usize) -> i64
     if method == "lora" {
         return r;
     }
-    let shift = if (l * 6 + j) % 2 == 0 { seed } else { -seed };
+    let shift = if (l * 6 + j).is_multiple_of(2) { seed } else { -seed };
     r + if method == "triadapt" { shift } else { -shift }
 }
 
@@ -772,7 +772,8 @@ fn ablation_rank_growth_and_training_curves() {
     }
 
     // The sidecars: the numbers drawn equal the means over the seeds' curve.csv, computed here.
-    let curves: Vec<(&str, Vec<Vec<(f64, f64, Option<f64>, f64)>>)> = ["triadapt", "increlora"]
+    type Curve = Vec<(f64, f64, Option<f64>, f64)>;
+    let curves: Vec<(&str, Vec<Curve>)> = ["triadapt", "increlora"]
         .iter()
         .map(|m| (*m, (1..=3).map(|s| fixture_curve(&dir.join("runs").join(format!("{m}_w200_s{s}")).join("curve.csv"))).collect()))
         .collect();
@@ -799,7 +800,7 @@ fn ablation_rank_growth_and_training_curves() {
     // TriAdaptLoRA by hand at step 300: seeds grow from 72 after 210, 220, 230 steps by 8 every
     // 50: 72 + 8 * (90/50 + 1) = 88, 72 + 8 * (80/50 + 1) = 88, 72 + 8 * (70/50 + 1) = 88; at step
     // 261: 72 + 8 * 2 = 88, 72 + 8 * 1 = 80, 80 -> mean 82.67, min 80, max 88.
-    let row_at = |step: usize| rank.iter().filter(|r| r["method"] == "triadapt" && r["step"].parse::<usize>().unwrap() <= step).last().unwrap();
+    let row_at = |step: usize| rank.iter().rfind(|r| r["method"] == "triadapt" && r["step"].parse::<usize>().unwrap() <= step).unwrap();
     let r = row_at(261);
     assert!(close(r["mean"].parse().unwrap(), 248.0 / 3.0) && r["min"] == "80" && r["max"] == "88", "{r:?}");
     // Training: the loss's moving mean over 20 steps per run, then the mean over the seeds; the

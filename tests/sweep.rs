@@ -580,7 +580,7 @@ fn an_interrupted_sweep_resumes_its_run_from_the_checkpoint() {
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["status"], "interrupted");
     let stopped = m["steps"].as_i64().unwrap();
-    assert!(stopped >= 40 && stopped < 200, "stopped at {stopped}");
+    assert!((40..200).contains(&stopped), "stopped at {stopped}");
     assert!(!run_dir.join("row.json").exists(), "an interrupted run must stay pending");
     let o = run_cli(&["sweep", file.to_str().unwrap(), "--devices", "cpu"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -276,7 +276,7 @@ fn sigterm_checkpoints_and_exits_75_and_resume_checks_the_config() {
     let m = metrics(&out);
     assert_eq!(m["status"], "interrupted");
     let steps = m["steps"].as_i64().unwrap();
-    assert!(steps >= 10 && steps < 60, "stopped at step {steps}");
+    assert!((10..60).contains(&steps), "stopped at step {steps}");
     let ckpt = out.join(format!("checkpoints/step-{steps:08}"));
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap()).unwrap();
     assert_eq!(state["step"].as_i64(), Some(steps));

@@ -463,7 +463,7 @@ struct ClaimedRun<'a> {
 /// How a child run ended.
 enum RunEnd {
     /// Finished or failed: its row file is written.
-    Ended(Row),
+    Ended(Box<Row>),
     /// Stopped on a signal after saving a checkpoint: the run stays pending (the next sweep call
     /// resumes it).
     Interrupted,
@@ -560,7 +560,7 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
         row.wall_seconds = Some(started.elapsed().as_secs_f64());
     }
     sweep::write_row(&dir, &row)?;
-    Ok(RunEnd::Ended(row))
+    Ok(RunEnd::Ended(Box::new(row)))
 }
 
 /// Copies a child's stderr, line by line, into its train.log and onto the sweep's stderr with

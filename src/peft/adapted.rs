@@ -49,12 +49,15 @@ pub enum PositionQuery {
     Frozen,
 }
 
+/// Makes the adapter of one matrix from its HF name, d_in, d_out and device.
+type MakeAdapter<A> = Box<dyn Fn(&str, i64, i64, Device) -> A>;
+
 /// Builds each targeted matrix's adapter with `make(module_name, d_in, d_out, device)`.
 pub struct AdapterFactory<A: Adapter + 'static> {
     /// Whether a module (by HF path) gets an adapter.
     selects: Box<dyn Fn(&str) -> bool>,
     dropout: f64,
-    make: Box<dyn Fn(&str, i64, i64, Device) -> A>,
+    make: MakeAdapter<A>,
     created: Mutex<Vec<(String, Shared<A>)>>,
     position_query: PositionQuery,
 }

@@ -40,9 +40,12 @@ pub fn attach_random(config: &DebertaConfig, head: HeadKind, method: &MethodConf
     Attached { vs, model, adapters, report: LoadReport::default(), setup }
 }
 
+/// What a trainer holds: the variables, the model, its adapters by HF module name, the controller.
+pub type TrainerParts = (nn::VarStore, DebertaModel, Vec<(String, DynAdapter)>, Box<dyn RankController>);
+
 impl Attached {
     /// The parts a trainer holds, with the rank controller for a run of `total_steps`.
-    pub fn into_parts(self, method: &MethodConfig, total_steps: i64) -> (nn::VarStore, DebertaModel, Vec<(String, DynAdapter)>, Box<dyn RankController>) {
+    pub fn into_parts(self, method: &MethodConfig, total_steps: i64) -> TrainerParts {
         let controller = self.setup.into_controller(method, total_steps);
         (self.vs, self.model, self.adapters, controller)
     }

@@ -710,7 +710,10 @@ mod tests {
         assert_eq!(Vec::<f32>::try_from(birth.select(1, 0)).unwrap(), vec![0.0, 1.0]);
     }
 
-    fn simulate(n: usize, target: i64, top_h: usize, incre: Option<i64>, scores: &[f64], advance: bool) -> (Vec<i64>, Vec<(i64, i64)>, AdamW, Vec<(String, Shared<IncreLoraAdapter>)>) {
+    /// Final ranks, the grants per step, the optimizer and the adapters of a simulated run.
+    type Simulated = (Vec<i64>, Vec<(i64, i64)>, AdamW, Vec<(String, Shared<IncreLoraAdapter>)>);
+
+    fn simulate(n: usize, target: i64, top_h: usize, incre: Option<i64>, scores: &[f64], advance: bool) -> Simulated {
         tch::manual_seed(4);
         let config = IncreLoraConfig { target_rank: target, init_warmup: 3, incre_interval: 2, top_h, incre_rank_num: incre, advance_learning: advance, ..Default::default() };
         let adapters: Vec<_> = (0..n).map(|i| (format!("m{i}"), crate::peft::shared(IncreLoraAdapter::new(6, 5, &config, 16.0, Device::Cpu)))).collect();

@@ -34,8 +34,17 @@ pub fn allocation_due(t: i64, warmup: i64, interval: i64, total_rank: i64, budge
     total_rank < budget && t > warmup && interval > 0 && t % interval == 0
 }
 
+/// Where a run is in its allocation phase: step t, the warm-up t_w and the run's total steps T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub step: i64,
+    pub warmup: i64,
+    pub total_steps: i64,
+}
+
 /// Number of matrices to grow at step t, clamped to [1, n].
-pub fn growth_count(kind: ThresholdKind, t: i64, warmup: i64, total_steps: i64, total_rank: i64, budget: i64, top_k: usize, n: usize) -> usize {
+pub fn growth_count(kind: ThresholdKind, top_k: usize, at: Progress, total_rank: i64, budget: i64, n: usize) -> usize {
+    let Progress { step: t, warmup, total_steps } = at;
     let rho = (t - warmup) as f64 / (total_steps - warmup).max(1) as f64;
     let remaining = (budget - total_rank).max(0) as f64;
     let k = match kind {
@@ -103,7 +112,7 @@ pub fn triadapt_allocation(
     if !allocation_due(t, warmup, interval, b, budget) {
         return None;
     }
-    let k = growth_count(kind, t, warmup, total_steps, b, budget, top_k, ranks.len());
+    let k = growth_count(kind, top_k, Progress { step: t, warmup, total_steps }, b, budget, ranks.len());
     Some((k, select_growth(&scores(), k, dr, budget - b, mode)))
 }
 
@@ -140,7 +149,7 @@ mod tests {
             if !allocation_due(t, tw, dt, b, budget) {
                 continue;
             }
-            let k = growth_count(kind, t, tw, total, b, budget, 0, n);
+            let k = growth_count(kind, 0, Progress { step: t, warmup: tw, total_steps: total }, b, budget, n);
             for (i, g) in select_growth(&scores, k, dr, budget - b, BudgetMode::Strict) {
                 ranks[i] += g;
             }
@@ -171,10 +180,10 @@ mod tests {
     #[test]
     fn growth_count_is_clamped_to_one_and_n() {
         // rho = 0 right after warm-up would give k = 0: clamped up to 1.
-        assert_eq!(growth_count(ThresholdKind::Linear, 100, 100, 1000, 10, 20, 0, 10), 1);
-        assert_eq!(growth_count(ThresholdKind::Fixed, 200, 100, 1000, 10, 200, 50, 10), 10);
-        assert_eq!(growth_count(ThresholdKind::Fixed, 200, 100, 1000, 10, 200, 0, 10), 1);
-        assert_eq!(growth_count(ThresholdKind::Linear, 999, 100, 1000, 0, 1000, 0, 72), 72);
+        assert_eq!(growth_count(ThresholdKind::Linear, 0, Progress { step: 100, warmup: 100, total_steps: 1000 }, 10, 20, 10), 1);
+        assert_eq!(growth_count(ThresholdKind::Fixed, 50, Progress { step: 200, warmup: 100, total_steps: 1000 }, 10, 200, 10), 10);
+        assert_eq!(growth_count(ThresholdKind::Fixed, 0, Progress { step: 200, warmup: 100, total_steps: 1000 }, 10, 200, 10), 1);
+        assert_eq!(growth_count(ThresholdKind::Linear, 0, Progress { step: 999, warmup: 100, total_steps: 1000 }, 0, 1000, 72), 72);
     }
 
     #[test]
@@ -207,12 +216,12 @@ mod tests {
     #[test]
     fn exponential_count_rounds_as_exp_of_the_log() {
         // rho = (t - warmup) / (T - warmup) = 100 / 300.
-        assert_eq!(growth_count(ThresholdKind::Exponential, 200, 100, 400, 64, 72, 0, 72), 1);
+        assert_eq!(growth_count(ThresholdKind::Exponential, 0, Progress { step: 200, warmup: 100, total_steps: 400 }, 64, 72, 72), 1);
         assert_eq!(8f64.powf(1.0 / 3.0).floor(), 2.0);
         // rho = 1 with 8 left: exp(ln 8) = 7.999999999999998, so the reference grows 7, not 8;
         // rho = 1/2 of 16 left: exp(ln(16) / 2), whatever side of 4 it falls.
-        assert_eq!(growth_count(ThresholdKind::Exponential, 400, 100, 400, 64, 72, 0, 72), 7);
-        let half = growth_count(ThresholdKind::Exponential, 250, 100, 400, 56, 72, 0, 72);
+        assert_eq!(growth_count(ThresholdKind::Exponential, 0, Progress { step: 400, warmup: 100, total_steps: 400 }, 64, 72, 72), 7);
+        let half = growth_count(ThresholdKind::Exponential, 0, Progress { step: 250, warmup: 100, total_steps: 400 }, 56, 72, 72);
         assert_eq!(half, (0.5 * 16f64.ln()).exp().floor() as usize);
     }
 

@@ -93,7 +93,8 @@ impl TriAdaptConfig {
         if self.growth_step.is_some_and(|d| d < 1) {
             bail!("key `method.triadapt.growth_step`: must be at least 1");
         }
-        if !(self.grown_weight_decay >= 0.0) {
+        // Also refuses NaN.
+        if self.grown_weight_decay.is_nan() || self.grown_weight_decay < 0.0 {
             bail!("key `method.triadapt.grown_weight_decay` = {}: must not be negative", self.grown_weight_decay);
         }
         Ok(())

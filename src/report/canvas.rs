@@ -405,8 +405,8 @@ mod tests {
             let mut c = PngCanvas::with_buffer(&mut buf, (w, h), 1.0);
             let style = plotters::style::TextStyle::from(("sans-serif", 100.0).into_font())
                 .pos(plotters::style::text_anchor::Pos::new(HPos::Left, VPos::Center));
-            c.draw_text(text, &style, (20, 80)).ok().expect("drawn");
-            c.present().ok().expect("presented");
+            c.draw_text(text, &style, (20, 80)).unwrap_or_else(|e| panic!("drawn: {e:?}"));
+            c.present().unwrap_or_else(|e| panic!("presented: {e:?}"));
         }
         ink_columns(&buf, w as usize)
     }
