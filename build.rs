@@ -1,7 +1,9 @@
 //! Embeds LibTorch's library directory as an rpath (so neither the binary nor `cargo test` needs
 //! LD_LIBRARY_PATH), links libtorch_cuda explicitly so that CUDA is found on a GPU machine, and
 //! records the torch version the binary was built against for `triadapt env` and the git commit
-//! for run folders' run_info.json.
+//! for run folders' run_info.json. Compiles the op counter (csrc/op_counter.cpp, a LibTorch
+//! RecordFunction callback for `triadapt bench --ops`) against the same LibTorch's headers, with
+//! the flags torch-sys compiles its own C++ glue with.
 use std::path::Path;
 
 fn main() {
@@ -33,5 +35,31 @@ fn main() {
         println!("cargo:rerun-if-changed=.git/HEAD");
     }
     println!("cargo:rustc-env=TRIADAPT_LIBTORCH_DIR={dir}");
+    compile_op_counter(&dir);
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The op counter's C++ shim, against `<torch>/include` (the lib directory's sibling).
+fn compile_op_counter(lib_dir: &str) {
+    if lib_dir.is_empty() {
+        panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report LibTorch's lib directory, needed for csrc/op_counter.cpp's headers");
+    }
+    let include = Path::new(lib_dir).join("../include");
+    if !include.join("ATen/record_function.h").exists() {
+        panic!("csrc/op_counter.cpp needs LibTorch's headers: {} has no ATen/record_function.h", include.display());
+    }
+    // torch-sys's choice of ABI: LIBTORCH_CXX11_ABI, else 1 (PyPI torch since 2.7).
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/op_counter.cpp")
+        .compile("triadapt_op_counter");
+    println!("cargo:rerun-if-changed=csrc/op_counter.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
 }

@@ -15,3 +15,4 @@ pub mod report;
 pub mod sweep;
 pub mod train;
 pub mod model;
+pub mod op_count;

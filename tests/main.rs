@@ -16,6 +16,7 @@ mod hf_parity;
 mod increlora;
 mod methods;
 mod metrics;
+mod op_count;
 mod peft_import;
 mod report;
 mod squad;
