@@ -118,18 +118,21 @@ int triadapt_ops_rule(const char* name, int kind, int prefix) {
   return 0;
 }
 
-// Starts counting (registers the global callback); `names` non-zero also keeps a count per op
+// Starts counting on the calling thread (registers the callback); `names` non-zero also keeps a count per op
 // name. Returns 0, or 1 when already counting.
 int triadapt_ops_enable(int names) {
   std::lock_guard<std::mutex> g(control);
   keep_names.store(names != 0);
   if (handle != 0) return 1;
-  handle = at::addGlobalCallback(
+  // Thread-local: only this thread's ops, and the backward work it hands to the autograd
+  // engine (the engine carries the caller's RecordFunction callbacks to its threads, as it does
+  // for the profiler); other threads of the process (other tests, other trainers) are not seen.
+  handle = at::addThreadLocalCallback(
       at::RecordFunctionCallback(on_start, on_end).needsInputs(false).scopes({at::RecordScope::FUNCTION}));
   return 0;
 }
 
-// Stops counting (removes the callback); the counts stay readable.
+// Stops counting (removes the callback; on the thread that started it); the counts stay readable.
 void triadapt_ops_disable() {
   std::lock_guard<std::mutex> g(control);
   if (handle != 0) {

@@ -20,7 +20,8 @@ use crate::optim::LrPolicy;
 use crate::peft::method::{MethodConfig, MethodName};
 use crate::peft::RankController;
 use crate::data::batch::Batch;
-use crate::optim::OptimConfig;
+use crate::optim::{AdamWVariant, OptimConfig};
+use crate::op_count::OpCounter;
 use crate::train::{Trainer, TrainerConfig};
 
 /// Model shapes with random weights (no checkpoint needed).
@@ -185,6 +186,12 @@ pub struct BenchSpec {
     /// Time the phases of each timed step (forward, backward, optimizer, controller) with a
     /// replica of `Trainer::step` instead of calling it.
     pub breakdown: bool,
+    /// The AdamW arithmetic (`torch`, or `legacy_hf` as the paper's experiments run).
+    pub adamw: AdamWVariant,
+    /// Also count the ops of each phase of a step ([`count_ops`]), on a second trainer.
+    pub ops: bool,
+    /// With `ops`: print each phase's counted op names to stderr (checking the rules file).
+    pub ops_names: bool,
 }
 
 impl BenchSpec {
@@ -205,6 +212,9 @@ impl BenchSpec {
             lr: 1e-3,
             seed: 1,
             breakdown: false,
+            adamw: AdamWVariant::Torch,
+            ops: false,
+            ops_names: false,
         }
     }
 
@@ -247,6 +257,22 @@ impl BenchSpec {
     }
 }
 
+impl BenchSpec {
+    /// The method block the op count runs: [`BenchSpec::method_config`] with the controller
+    /// allocating (growing, masking) every second step instead of every step, so that the
+    /// counted window has both ordinary and allocation steps, ordinary ones after growth too.
+    pub fn counting_method_config(&self) -> MethodConfig {
+        let mut m = self.method_config();
+        match self.variant {
+            Variant::Adalora => m.adalora.delta_t = 2,
+            Variant::Increlora => m.increlora.incre_interval = 2,
+            Variant::Triadapt | Variant::TriadaptGrow => m.triadapt.interval = 2,
+            Variant::Full | Variant::Lora => {}
+        }
+        m
+    }
+}
+
 /// What one benchmark measured. Keys shared with `scripts/bench_peft.py`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
@@ -261,6 +287,8 @@ pub struct BenchResult {
     pub precision: &'static str,
     pub threads: i32,
     pub optim: &'static str,
+    /// `torch` or `legacy_hf`.
+    pub adamw: &'static str,
     /// batch / median step time.
     pub examples_per_s: f64,
     /// batch * steps / total timed time.
@@ -300,7 +328,42 @@ pub struct BenchResult {
     pub forward_ms: Option<f64>,
     pub backward_ms: Option<f64>,
     pub optimizer_ms: Option<f64>,
+    /// With `ops`: ATen ops that launch work in an ordinary step ([`count_ops`]).
+    pub ops_per_step: Option<i64>,
+    /// With `ops`: that step's ops by phase, and the controller's on an allocation step.
+    pub ops_by_phase: Option<OpsByPhase>,
+    /// With `ops`: ops of a step where the controller allocates or masks (None for methods
+    /// without one).
+    pub ops_allocation_step: Option<i64>,
     pub versions: String,
+}
+
+/// Ops of one training step by phase, in the order `Trainer::step` runs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpsByPhase {
+    /// The model's forward pass (under autocast for bf16).
+    pub forward: i64,
+    /// The task loss and the method's regularisation.
+    pub loss: i64,
+    /// `loss.backward()`.
+    pub backward: i64,
+    /// Gradient-norm clipping.
+    pub clipping: i64,
+    /// AdamW (the device's tensor-op path, also on CPU).
+    pub optimizer: i64,
+    /// Dropping the gradients before backward.
+    pub zero_grad: i64,
+    /// The rank controller (its pre-update and post-update hooks) on an ordinary step.
+    pub controller: i64,
+    /// The rank controller on an allocation step (None without allocation steps).
+    pub controller_allocation: Option<i64>,
+}
+
+impl OpsByPhase {
+    /// Every phase of the step (the ordinary controller's count).
+    pub fn total(&self) -> i64 {
+        self.forward + self.loss + self.backward + self.clipping + self.optimizer + self.zero_grad + self.controller
+    }
 }
 
 /// Per-call times of the wrapped controller's `after_step`.
@@ -507,6 +570,114 @@ fn phased_step(t: &mut Trainer, batch: &Batch, step: i64, device: Device) -> Res
     Ok((loss_value, [d(0), d(1), d(2)]))
 }
 
+fn adamw_name(v: AdamWVariant) -> &'static str {
+    match v {
+        AdamWVariant::Torch => "torch",
+        AdamWVariant::LegacyHf => "legacy_hf",
+    }
+}
+
+/// What [`count_ops`] found: an ordinary step by phase, and the whole of an allocation step.
+#[derive(Debug, Clone, Copy)]
+pub struct OpsCount {
+    pub ordinary: OpsByPhase,
+    pub allocation: Option<i64>,
+}
+
+/// `Trainer::step` phase by phase under an op counter: the ops of each phase, in the order of
+/// [`OpsByPhase`]'s fields (the controller last, both hooks). Prints the names with `names`.
+fn counted_step(t: &mut Trainer, batch: &Batch, step: i64, counter: &OpCounter, names: bool) -> Result<[i64; 7]> {
+    let mut n = [0i64; 7];
+    let mut take = |i: usize, phase: &str| {
+        if names {
+            eprintln!("step {step} {phase}: {:?}", counter.names());
+        }
+        n[i] += counter.take();
+    };
+    let _ = counter.take();
+    // Trainer::forward_loss, with a count between the model and the loss (one autocast block,
+    // so that its cache of bf16 weights spans both, as in the step).
+    tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step));
+    let device = t.vs.device();
+    let (task, loss) = crate::precision::autocast(device, t.bf16, || {
+        let out = t.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
+        take(0, "forward");
+        let task = crate::train::task_loss(t.model.kind, t.model.config.num_labels(), &out.logits, &batch.labels);
+        let loss = match t.controller.regularization() {
+            Some(reg) => &task + reg,
+            None => task.shallow_clone(),
+        };
+        take(1, "loss");
+        (task, loss)
+    });
+    // Trainer::backward: zero_grad, backward, clipping.
+    t.opt.zero_grad();
+    take(5, "zero_grad");
+    loss.backward();
+    take(2, "backward");
+    if t.optim.max_grad_norm > 0.0 {
+        crate::optim::clip_grad_norm(&t.trainable(), t.optim.max_grad_norm);
+    }
+    take(3, "clipping");
+    // Trainer::optimizer_step: the controller's pre-update hook, then AdamW.
+    t.controller.before_step(step)?;
+    take(6, "controller");
+    let (policy, warmup, total) = (t.lr_policy, t.optim.warmup_steps, t.total_steps);
+    t.opt.step(step, &move |birth: i64| policy.multiplier(step, birth, warmup, total));
+    take(4, "optimizer");
+    t.after_step(step)?;
+    take(6, "controller");
+    let value = crate::device::read_f64(&task);
+    if !value.is_finite() {
+        bail!("the loss became {value} at step {step}");
+    }
+    let _ = counter.take();
+    Ok(n)
+}
+
+/// Counts the ATen ops that launch work ([`crate::op_count`]) in every phase of every step of a
+/// fresh trainer of `spec` (warm-up and timed steps, the controller allocating every second step:
+/// [`BenchSpec::counting_method_config`]), with AdamW on its device path (tensor ops, also on
+/// CPU). An allocation step is one whose controller count exceeds the smallest; the last
+/// ordinary and the last allocation step are reported (after growth, where the method grows).
+pub fn count_ops(spec: &BenchSpec) -> Result<OpsCount> {
+    let device = spec.device;
+    if spec.precision == Precision::Bf16 {
+        crate::precision::enable_bf16(device)?;
+    }
+    let total = spec.total_steps();
+    let config = spec.shape.config();
+    let mcfg = spec.counting_method_config();
+    mcfg.validate(config.num_hidden_layers, total)?;
+    tch::manual_seed(spec.seed);
+    let attached = crate::peft::attach_random(&config, HeadKind::Cls, &mcfg, device);
+    let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
+    let mut trainer = Trainer::new(attached, &mcfg, TrainerConfig { optim, total_steps: total, seed: spec.seed })?;
+    trainer.bf16 = spec.precision == Precision::Bf16;
+    trainer.opt.tensor_ops_only = true;
+    let batch = random_batch(&config, spec.batch, spec.seq, device);
+    let counter = OpCounter::start(spec.ops_names)?;
+    let mut steps = Vec::new();
+    for step in 0..total {
+        steps.push(counted_step(&mut trainer, &batch, step, &counter, spec.ops_names)?);
+    }
+    drop(counter);
+    let least = steps.iter().map(|n| n[6]).min().unwrap_or(0);
+    let ordinary = steps.iter().rev().find(|n| n[6] == least).expect("at least one step");
+    let allocation = steps.iter().rev().find(|n| n[6] > least);
+    let by_phase = OpsByPhase {
+        forward: ordinary[0],
+        loss: ordinary[1],
+        backward: ordinary[2],
+        clipping: ordinary[3],
+        optimizer: ordinary[4],
+        zero_grad: ordinary[5],
+        controller: ordinary[6],
+        controller_allocation: allocation.map(|n| n[6]),
+    };
+    Ok(OpsCount { ordinary: by_phase, allocation: allocation.map(|n| n.iter().sum()) })
+}
+
 /// Builds the model and trainer of `spec` and times its steps.
 pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     if spec.batch < 1 || spec.seq < 2 || spec.steps < 1 || spec.warmup < 0 {
@@ -527,7 +698,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     tch::manual_seed(spec.seed);
     let attached = crate::peft::attach_random(&config, HeadKind::Cls, &mcfg, device);
     let times = CallTimes::default();
-    let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, ..Default::default() };
+    let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
     let timed = times.clone();
     let cfg = TrainerConfig { optim, total_steps: total, seed: spec.seed };
     let mut trainer = Trainer::with_controller(attached, &mcfg, cfg, |inner| Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO }))?;
@@ -575,6 +746,8 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         v.sort_by(f64::total_cmp);
         (!v.is_empty()).then(|| percentile(&v, 0.5) * 1e3)
     };
+    // Counted after every measurement above: a second trainer, its own steps.
+    let ops = if spec.ops { Some(count_ops(spec)?) } else { None };
     Ok(BenchResult {
         tool: "triadapt",
         model_config: spec.shape.as_str(),
@@ -587,6 +760,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         precision: spec.precision.as_str(),
         threads: tch::get_num_threads(),
         optim: "triadapt AdamW (src/optim.rs)",
+        adamw: adamw_name(spec.adamw),
         examples_per_s: spec.batch as f64 / median,
         examples_per_s_mean: spec.batch as f64 * sorted.len() as f64 / sorted.iter().sum::<f64>(),
         step_ms_median: median * 1e3,
@@ -611,6 +785,9 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         forward_ms: phase(0),
         backward_ms: phase(1),
         optimizer_ms: phase(2),
+        ops_per_step: ops.as_ref().map(|o| o.ordinary.total()),
+        ops_by_phase: ops.as_ref().map(|o| o.ordinary),
+        ops_allocation_step: ops.as_ref().and_then(|o| o.allocation),
         versions: format!("triadapt {}, libtorch {}", env!("CARGO_PKG_VERSION"), env!("TRIADAPT_TORCH_VERSION")),
     })
 }

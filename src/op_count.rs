@@ -1,12 +1,13 @@
 //! Counting the ATen ops a piece of code launches, in process, from LibTorch's own op events
 //! (RecordFunction, the events torch.profiler is built on): a C++ callback (csrc/op_counter.cpp,
 //! compiled by build.rs) registered only while a [`OpCounter`] lives, so that code outside a
-//! count pays nothing.
+//! count pays nothing. The callback is the counting thread's own: it sees that thread's ops and
+//! the backward work the thread hands to the autograd engine (which carries the caller's
+//! callbacks to its threads), not other threads of the process.
 //!
 //! The rule (README "Counting kernels"), with the op classes of `assets/op_count_rules.txt`,
 //! which `scripts/bench_peft.py --ops` applies to torch.profiler's events:
-//! - every ATen op (RecordFunction scope FUNCTION, on any thread: backward ops run on the
-//!   autograd engine's) counts when no op other than a *silent* one starts inside it, i.e. a
+//! - every ATen op (RecordFunction scope FUNCTION, backward ops included) counts when no op other than a *silent* one starts inside it, i.e. a
 //!   leaf once silent ops are removed; an op that only dispatches others (linear, softmax, to)
 //!   does not count, the ops it dispatches do;
 //! - *silent* ops (views, metadata, `empty*`, no-op conversions, and every event not named
@@ -19,8 +20,7 @@
 //! not observed: the ops a node runs are.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use anyhow::{anyhow, bail, Result};
 
@@ -104,29 +104,33 @@ fn load_rules() -> Result<()> {
         .map_err(|e| anyhow!(e))
 }
 
-/// Whether a counter is live (the C++ callback is process-wide: one count at a time).
-static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Held by the live counter: the C++ counts are process-wide, so one count runs at a time.
+static COUNTING: Mutex<()> = Mutex::new(());
 
-/// Counts ops from its creation until it is dropped.
+/// Counts the ops of the thread that created it, from its creation until it is dropped (on the
+/// same thread: it is not `Send`).
 #[derive(Debug)]
 pub struct OpCounter {
-    _private: (),
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl OpCounter {
     /// Starts counting from zero; `by_name` also keeps a count per op name ([`OpCounter::names`]).
-    /// Fails while another counter is live.
+    /// Waits while a counter of another thread is live; fails if this thread already has one.
     pub fn start(by_name: bool) -> Result<OpCounter> {
         load_rules()?;
-        if COUNTING.swap(true, Ordering::SeqCst) {
-            bail!("an op count is already running in this process");
-        }
+        let guard = match COUNTING.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::WouldBlock) if OWNER.with(|o| o.get()) => bail!("this thread already counts ops"),
+            Err(_) => COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+        OWNER.with(|o| o.set(true));
         // SAFETY: plain C calls.
         unsafe {
             triadapt_ops_reset();
             triadapt_ops_enable(by_name as libc::c_int);
         }
-        Ok(OpCounter { _private: () })
+        Ok(OpCounter { _one_at_a_time: guard })
     }
 
     /// Ops counted since the start or the last `take`, and starts again from zero.
@@ -170,8 +174,13 @@ impl Drop for OpCounter {
     fn drop(&mut self) {
         // SAFETY: a plain C call.
         unsafe { triadapt_ops_disable() };
-        COUNTING.store(false, Ordering::SeqCst);
+        OWNER.with(|o| o.set(false));
     }
+}
+
+thread_local! {
+    /// Whether this thread holds the live counter (a second `start` here would wait forever).
+    static OWNER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `f` and returns its result with the number of ops it launched.

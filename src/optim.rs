@@ -134,13 +134,16 @@ impl ParamState {
 #[derive(Debug)]
 pub struct AdamW {
     pub config: AdamWConfig,
+    /// Update float32 CPU tensors with tensor ops too, as on CUDA, instead of the one-pass CPU
+    /// kernel (the same arithmetic): `bench --ops` counts the ops a GPU would run.
+    pub tensor_ops_only: bool,
     params: Vec<(String, ParamState)>,
     index: HashMap<String, usize>,
 }
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> Self {
-        AdamW { config, params: Vec::new(), index: HashMap::new() }
+        AdamW { config, tensor_ops_only: false, params: Vec::new(), index: HashMap::new() }
     }
 
     /// Registers a leaf tensor (requires_grad) born at `step`.
@@ -276,6 +279,7 @@ impl AdamW {
     /// each entry's update count and learning rate from its birth.
     pub fn step(&mut self, step: i64, lr_mult: &dyn Fn(i64) -> f64) {
         let c = self.config;
+        let one_pass = !self.tensor_ops_only;
         tch::no_grad(|| {
             for (_, s) in &mut self.params {
                 let grad = s.value.grad();
@@ -286,7 +290,7 @@ impl AdamW {
                     let count = (step + 1 - birth).max(1) as i32;
                     let lr = c.lr * lr_mult(*birth);
                     let update = UniformUpdate::new(&c, lr, s.weight_decay, count);
-                    if cpu_kernel::applies(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq) {
+                    if one_pass && cpu_kernel::applies(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq) {
                         cpu_kernel::update(&s.value, &grad, &s.exp_avg, &s.exp_avg_sq, update.kernel_step());
                     } else {
                         update.apply_with_tensor_ops(s, &grad);

@@ -49,6 +49,17 @@ pub struct BenchArgs {
     /// training step.
     #[arg(long)]
     pub breakdown: bool,
+    /// AdamW's arithmetic: torch (torch.optim.AdamW) or legacy_hf (old HF transformers', which
+    /// the paper's experiments run).
+    #[arg(long, default_value = "torch", value_parser = ["torch", "legacy_hf"])]
+    pub adamw: String,
+    /// Also count the ATen ops that launch work per step, by phase (README "Counting kernels"),
+    /// with AdamW on its device path; a second trainer runs the counted steps.
+    #[arg(long)]
+    pub ops: bool,
+    /// With --ops: print each phase's counted op names to stderr.
+    #[arg(long, requires = "ops")]
+    pub ops_names: bool,
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +85,12 @@ fn print_text(r: &BenchResult) {
     println!("  compute           {:.1} GFLOP/step, {:.1} GFLOP/s achieved", r.model_gflop_per_step, r.achieved_gflops);
     println!("  adapters          {} matrices, average rank {:.2} -> {:.2} (mean {:.2}), {} trainable parameters", r.adapted_matrices, r.avg_rank_start, r.avg_rank_end, r.avg_rank_mean, r.trainable_params);
     println!("  final loss        {:.4}", r.final_loss);
+    if let (Some(total), Some(p)) = (r.ops_per_step, &r.ops_by_phase) {
+        println!("  ops per step      {total} (forward {}, loss {}, backward {}, clipping {}, optimizer {}, zero_grad {}, controller {})", p.forward, p.loss, p.backward, p.clipping, p.optimizer, p.zero_grad, p.controller);
+        if let (Some(all), Some(c)) = (r.ops_allocation_step, p.controller_allocation) {
+            println!("  allocation step   {all} ops (controller {c})");
+        }
+    }
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -107,6 +124,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             lora_dropout: args.lora_dropout,
             seed: args.seed,
             breakdown: args.breakdown,
+            adamw: serde_json::from_value(serde_json::Value::String(args.adamw.clone()))?,
+            ops: args.ops,
+            ops_names: args.ops_names,
             ..BenchSpec::new(shape, variant)
         };
         let r = bench::run(&spec)?;
