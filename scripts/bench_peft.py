@@ -9,11 +9,17 @@ controller). Targets: the six per-layer matrices of every layer (never the poole
 and classifier train in every method, as in `triadapt train`.
 
 One step is what HF's Trainer does: forward in train mode (dropout as the config says), loss
-(cross-entropy; peft's AdaLoRA adds its orthogonal regularisation inside forward), backward,
+(cross-entropy; peft's AdaLoRA adds its orthogonal regularisation inside forward: the models are
+built with task_type SEQ_CLS, without which PEFT never adds it), backward,
 `loss.item()`, gradient clipping to norm 1, AdamW step, linear schedule step, the rank
 controller, `zero_grad(set_to_none=True)`. AdamW is torch's with `--optim fused` by default:
 that is what transformers' Trainer picks with torch >= 2.8 (`adamw_torch_fused`); `forloop` is
-torch's plain per-tensor implementation (the CPU default of `torch.optim.AdamW()`).
+torch's plain per-tensor implementation (the CPU default of `torch.optim.AdamW()`). `--adamw
+legacy_hf` runs old HF transformers' per-tensor AdamW instead, as the paper's experiments do.
+
+`--ops` also counts the ATen ops of each phase of a step with `triadapt bench --ops`'s rule
+(scripts/op_count.py, torch.profiler's events) and adds ops_per_step, ops_by_phase and
+ops_allocation_step; bf16 is then counted under CPU autocast.
 
 Memory: the peak resident set (VmHWM) of this process, and the resident set just before the
 model is built (so that the interpreter's and the imports' share can be told apart). On CUDA the
@@ -92,52 +98,69 @@ def percentile(sorted_values, q):
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-config", default="small", choices=sorted(SHAPES))
-    ap.add_argument("--method", default="lora", choices=["full", "lora", "adalora"])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the timed ones")
-    ap.add_argument("--steps", type=int, default=8, help="timed steps")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: CUDA autocast")
-    ap.add_argument("--rank", type=int, default=8, help="LoRA rank; AdaLoRA's target_r (init_r = 1.5x)")
-    ap.add_argument("--lora-alpha", type=float, default=16.0)
-    ap.add_argument("--lora-dropout", type=float, default=0.0)
-    ap.add_argument("--orth-reg-weight", type=float, default=0.1)
-    ap.add_argument("--optim", default="fused", choices=["fused", "foreach", "forloop"])
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--json", action="store_true", help="one JSON line instead of text")
-    args = ap.parse_args()
+def model_config(spec):
+    """A DebertaV2Config of a named shape, or read from a config.json path (two labels)."""
+    from transformers import DebertaV2Config
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    if args.precision == "bf16" and not cuda:
-        ap.error("--precision bf16 needs --device cuda")
+    if spec in SHAPES:
+        return DebertaV2Config(**SHAPES[spec], **COMMON, num_labels=2)
+    if os.path.isfile(spec):
+        config = DebertaV2Config.from_json_file(spec)
+        config.num_labels = 2
+        return config
+    raise SystemExit(f"--model-config {spec!r}: expected one of {', '.join(sorted(SHAPES))} or a config.json path")
 
-    import peft
-    import transformers
+
+class LegacyHfAdamW(torch.optim.Optimizer):
+    """The AdamW of old HF transformers (removed from transformers 4.x), which the AdaLoRA and
+    IncreLoRA harnesses and `adamw: legacy_hf` run: per tensor, the moments, denom = sqrt(v) +
+    eps before bias correction, step size lr sqrt(1 - b2^t) / (1 - b1^t), then weight decay
+    of the updated value (docs/method.md, "Optimizer")."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+                m.mul_(b1).add_(p.grad, alpha=1.0 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1.0 - b2)
+                denom = v.sqrt().add_(group["eps"])
+                size = group["lr"] * (1.0 - b2**t) ** 0.5 / (1.0 - b1**t)
+                p.addcdiv_(m, denom, value=-size)
+                if group["weight_decay"] > 0.0:
+                    p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+
+
+def build(args, device, total_steps, delta_t):
+    """The model of `args` with its method attached, AdamW and the linear schedule. AdaLoRA masks
+    every `delta_t` steps."""
     from peft import AdaLoraConfig, LoraConfig, get_peft_model
-    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, get_linear_schedule_with_warmup
+    from transformers import DebertaV2ForSequenceClassification, get_linear_schedule_with_warmup
 
-    transformers.logging.set_verbosity_error()
-    rss_before = memory_kb().get("VmRSS", 0)
-    total_steps = args.warmup + args.steps
     torch.manual_seed(args.seed)
-    config = DebertaV2Config(**SHAPES[args.model_config], **COMMON, num_labels=2)
+    config = model_config(args.model_config)
     model = DebertaV2ForSequenceClassification(config)
     n_adapted = 0
+    # task_type: PEFT's sequence-classification wrapper, through which AdaLoRA adds its orthogonal
+    # regulariser to the loss (without it the regulariser is silently never added).
     if args.method == "lora":
-        pc = LoraConfig(r=args.rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=TARGETS, modules_to_save=["pooler", "classifier"])
+        pc = LoraConfig(task_type="SEQ_CLS", r=args.rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=TARGETS, modules_to_save=["pooler", "classifier"])
         model = get_peft_model(model, pc)
     elif args.method == "adalora":
         init_r = max(args.rank * 3 // 2, args.rank)
-        pc = AdaLoraConfig(init_r=init_r, target_r=args.rank, tinit=0, tfinal=0, deltaT=1, beta1=0.85, beta2=0.85, orth_reg_weight=args.orth_reg_weight,
+        pc = AdaLoraConfig(task_type="SEQ_CLS", init_r=init_r, target_r=args.rank, tinit=0, tfinal=0, deltaT=delta_t, beta1=0.85, beta2=0.85, orth_reg_weight=args.orth_reg_weight,
                            total_step=total_steps, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=TARGETS, modules_to_save=["pooler", "classifier"])
         model = get_peft_model(model, pc)
     if args.method != "full":
@@ -150,14 +173,113 @@ def main() -> int:
     decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n)]
     no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n]
     params = [p for _, p in named]
-    kw = {"fused": dict(fused=True), "foreach": dict(foreach=True), "forloop": dict(foreach=False)}[args.optim]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.999), eps=1e-8, **kw)
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    if args.adamw == "legacy_hf":
+        opt = LegacyHfAdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        kw = {"fused": dict(fused=True), "foreach": dict(foreach=True), "forloop": dict(foreach=False)}[args.optim]
+        opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, **kw)
     sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=total_steps)
+    return config, model, params, opt, sched, n_adapted
 
+
+def random_batch(args, config, device):
     g = torch.Generator().manual_seed(args.seed)
     input_ids = torch.randint(4, config.vocab_size, (args.batch, args.seq), generator=g).to(device)
     attention_mask = torch.ones(args.batch, args.seq, dtype=torch.long, device=device)
     labels = torch.randint(0, 2, (args.batch,), generator=g).to(device)
+    return input_ids, attention_mask, labels
+
+
+PHASES = ["forward", "loss", "backward", "clipping", "optimizer", "zero_grad", "controller"]
+
+
+def count_ops(args, device):
+    """`triadapt bench --ops`'s count for this peer (scripts/op_count.py, the same rule): every
+    step of a fresh model, each phase in a `phase::` range; AdaLoRA masks every second step. The
+    loss range starts when the classifier has run (HF computes the loss, PEFT's AdaLoRA adds its
+    regulariser, inside the model's forward). Returns (ops_by_phase, ops_per_step,
+    ops_allocation_step) as `triadapt bench` reports them."""
+    from torch.autograd.profiler import record_function
+
+    from op_count import OpCounter
+
+    total_steps = args.warmup + args.steps
+    config, model, params, opt, sched, _ = build(args, device, total_steps, delta_t=2)
+    input_ids, attention_mask, labels = random_batch(args, config, device)
+    classifier = model.base_model.model.classifier if args.method != "full" else model.classifier
+    loss_range = []
+
+    def start_loss(*_):
+        loss_range.append(record_function("phase::loss"))
+        loss_range[-1].__enter__()
+
+    classifier.register_forward_hook(start_loss)
+    steps = []
+    for step in range(total_steps):
+        with OpCounter() as c:
+            with record_function("phase::forward"):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+                loss_range.pop().__exit__(None, None, None)
+            with record_function("phase::backward"):
+                out.loss.backward()
+            with record_function("phase::clipping"):
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+            with record_function("phase::optimizer"):
+                opt.step()
+                sched.step()
+            with record_function("phase::controller"):
+                if args.method == "adalora":
+                    model.base_model.update_and_allocate(step)
+            with record_function("phase::zero_grad"):
+                opt.zero_grad(set_to_none=True)
+        steps.append({p: c.by_phase.get(p, 0) for p in PHASES})
+    least = min(s["controller"] for s in steps)
+    ordinary = [s for s in steps if s["controller"] == least][-1]
+    allocation = [s for s in steps if s["controller"] > least]
+    by_phase = dict(ordinary, controller_allocation=allocation[-1]["controller"] if allocation else None)
+    return by_phase, sum(ordinary.values()), sum(allocation[-1].values()) if allocation else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-config", default="small", help=f"{', '.join(sorted(SHAPES))}, or a DeBERTa config.json path")
+    ap.add_argument("--method", default="lora", choices=["full", "lora", "adalora"])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the timed ones")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: CUDA autocast")
+    ap.add_argument("--rank", type=int, default=8, help="LoRA rank; AdaLoRA's target_r (init_r = 1.5x)")
+    ap.add_argument("--lora-alpha", type=float, default=16.0)
+    ap.add_argument("--lora-dropout", type=float, default=0.0)
+    ap.add_argument("--orth-reg-weight", type=float, default=0.1)
+    ap.add_argument("--optim", default="fused", choices=["fused", "foreach", "forloop"], help="torch.optim.AdamW's implementation (--adamw torch)")
+    ap.add_argument("--adamw", default="torch", choices=["torch", "legacy_hf"], help="torch.optim.AdamW, or old HF transformers' AdamW")
+    ap.add_argument("--ops", action="store_true", help="also count the ops of each phase of a step (scripts/op_count.py)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="one JSON line instead of text")
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if args.precision == "bf16" and not cuda and not args.ops:
+        ap.error("--precision bf16 needs --device cuda (or --ops: counted under CPU autocast)")
+
+    import peft
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    rss_before = memory_kb().get("VmRSS", 0)
+    total_steps = args.warmup + args.steps
+    config, model, params, opt, sched, n_adapted = build(args, device, total_steps, delta_t=1)
+    input_ids, attention_mask, labels = random_batch(args, config, device)
 
     def sync():
         if cuda:
@@ -172,7 +294,7 @@ def main() -> int:
             cpu_start = time.process_time()
         sync()
         t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         loss = out.loss
         loss.backward()
@@ -211,7 +333,8 @@ def main() -> int:
         "device": args.device,
         "precision": args.precision,
         "threads": torch.get_num_threads(),
-        "optim": f"torch AdamW ({args.optim})",
+        "optim": "old HF AdamW (per tensor)" if args.adamw == "legacy_hf" else f"torch AdamW ({args.optim})",
+        "adamw": args.adamw,
         "examples_per_s": args.batch / median,
         "examples_per_s_mean": args.batch * len(s) / sum(s),
         "step_ms_median": median * 1e3,
@@ -228,8 +351,14 @@ def main() -> int:
         "trainable_params": sum(p.numel() for p in params),
         "adapted_matrices": n_adapted,
         "final_loss": loss_value,
+        "ops_per_step": None,
+        "ops_by_phase": None,
+        "ops_allocation_step": None,
         "versions": f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}",
     }
+    if args.ops:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        result["ops_by_phase"], result["ops_per_step"], result["ops_allocation_step"] = count_ops(args, device)
     if args.json:
         print(json.dumps(result))
     else:

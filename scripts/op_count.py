@@ -54,8 +54,8 @@ def classify(name, rules):
     return "leaf"
 
 
-def count_events(events, rules):
-    """(count, Counter of counted names) over a profiler's FunctionEvents."""
+def counted_events(events, rules):
+    """The FunctionEvents that count, by the rule."""
     ops = [e for e in events if e.scope == FUNCTION]
     cls = {id(e): classify(e.name, rules) for e in ops}
 
@@ -80,14 +80,37 @@ def count_events(events, rules):
                 inside_one.add(id(e))
                 break
             p = op_parent(p)
-    names = collections.Counter()
+    counted = []
     for e in ops:
         c = cls[id(e)]
         if c == "silent" or id(e) in inside_one:
             continue
         if c == "one" or id(e) not in has_counted_child:
-            names[e.name] += 1
+            counted.append(e)
+    return counted
+
+
+def count_events(events, rules):
+    """(count, Counter of counted names) over a profiler's FunctionEvents."""
+    names = collections.Counter(e.name for e in counted_events(events, rules))
     return sum(names.values()), names
+
+
+PHASE = "phase::"
+
+
+def count_by_phase(events, rules):
+    """{phase: count} of the counted ops inside `record_function("phase::NAME")` ranges (the
+    innermost range that holds an op's start, on any thread); ops outside every range are left
+    out."""
+    ranges = sorted((e.time_range.start, e.time_range.end, e.name[len(PHASE):]) for e in events if e.name.startswith(PHASE))
+    counts = collections.Counter()
+    for e in counted_events(events, rules):
+        t = e.time_range.start
+        inside = [r for r in ranges if r[0] <= t <= r[1]]
+        if inside:
+            counts[max(inside)[2]] += 1
+    return counts
 
 
 class OpCounter:
@@ -105,7 +128,9 @@ class OpCounter:
     def __exit__(self, *exc):
         self._prof.__exit__(*exc)
         if exc[0] is None:
-            self.count, self.by_name = count_events(self._prof.events(), self.rules)
+            events = self._prof.events()
+            self.count, self.by_name = count_events(events, self.rules)
+            self.by_phase = count_by_phase(events, self.rules)
         return False
 
 
