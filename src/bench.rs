@@ -167,6 +167,8 @@ impl Precision {
 #[derive(Debug, Clone)]
 pub struct BenchSpec {
     pub shape: Shape,
+    /// A DeBERTa config.json to bench instead of `shape` (random weights, two labels).
+    pub config_file: Option<std::path::PathBuf>,
     pub variant: Variant,
     pub batch: i64,
     pub seq: i64,
@@ -198,6 +200,7 @@ impl BenchSpec {
     pub fn new(shape: Shape, variant: Variant) -> Self {
         BenchSpec {
             shape,
+            config_file: None,
             variant,
             batch: 8,
             seq: 128,
@@ -220,6 +223,23 @@ impl BenchSpec {
 
     pub fn total_steps(&self) -> i64 {
         self.warmup + self.steps
+    }
+
+    /// The model config: `config_file`'s (with a two-label head), else the shape's.
+    pub fn model_config(&self) -> Result<DebertaConfig> {
+        let Some(path) = &self.config_file else { return Ok(self.shape.config()) };
+        let mut config = DebertaConfig::from_file(path)?;
+        (config.num_labels, config.id2label) = (Some(2), None);
+        config.validate().map_err(|e| anyhow::anyhow!("--model-config {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// The shape's name, or the config file's path.
+    pub fn model_config_name(&self) -> String {
+        match &self.config_file {
+            Some(path) => path.display().to_string(),
+            None => self.shape.as_str().to_string(),
+        }
     }
 
     /// The method block of this variant (all six matrices of every layer adapted).
@@ -277,7 +297,8 @@ impl BenchSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     pub tool: &'static str,
-    pub model_config: &'static str,
+    /// The shape's name, or the config.json path.
+    pub model_config: String,
     pub method: &'static str,
     pub batch: i64,
     pub seq: i64,
@@ -646,7 +667,7 @@ pub fn count_ops(spec: &BenchSpec) -> Result<OpsCount> {
         crate::precision::enable_bf16(device)?;
     }
     let total = spec.total_steps();
-    let config = spec.shape.config();
+    let config = spec.model_config()?;
     let mcfg = spec.counting_method_config();
     mcfg.validate(config.num_hidden_layers, total)?;
     tch::manual_seed(spec.seed);
@@ -691,7 +712,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         crate::precision::enable_bf16(device)?;
     }
     let total = spec.total_steps();
-    let config = spec.shape.config();
+    let config = spec.model_config()?;
     let mcfg = spec.method_config();
     mcfg.validate(config.num_hidden_layers, total)?;
     let (rss_before, _) = process_memory_kb();
@@ -750,7 +771,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     let ops = if spec.ops { Some(count_ops(spec)?) } else { None };
     Ok(BenchResult {
         tool: "triadapt",
-        model_config: spec.shape.as_str(),
+        model_config: spec.model_config_name(),
         method: spec.variant.as_str(),
         batch: spec.batch,
         seq: spec.seq,

@@ -32,6 +32,19 @@ fn bench_on_the_tiny_shape_prints_its_fields() {
     assert_eq!(row["adamw"], "legacy_hf");
 }
 
+/// `--model-config` also takes a config.json: the fixture's, counted like a built-in shape.
+#[test]
+fn bench_takes_a_config_json_path() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/v3/config.json");
+    let out = triadapt(&["bench", "--model-config", config.to_str().unwrap(), "--steps", "1", "--warmup", "0", "--seq", "16", "--batch", "2", "--threads", "1", "--ops", "--json"]);
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let row: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(row["model_config"].as_str(), config.to_str());
+    assert!(row["ops_per_step"].as_i64().is_some_and(|n| n > 0), "{row}");
+    let out = triadapt(&["bench", "--model-config", "no/such/config.json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("or the path of a DeBERTa config.json"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// scripts/gpu_check.sh, the one-call check for a lent GPU machine, run end to end on CPU with
 /// tiny budgets (DEVICE=cpu; short runs and one PEFT peer), so that the script cannot rot: every
 /// step must pass.

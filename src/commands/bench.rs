@@ -8,7 +8,8 @@ use crate::bench::{self, BenchResult, BenchSpec, Precision, Shape, Variant};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// base (deberta-v3-base: 12 layers, hidden 768), small (deberta-v3-small: 6 layers, hidden
-    /// 768), xsmall (deberta-v3-xsmall: 12 layers, hidden 384) or tiny (the test fixture).
+    /// 768), xsmall (deberta-v3-xsmall: 12 layers, hidden 384), tiny (the test fixture), or the
+    /// path of any DeBERTa config.json (random weights, a two-label head).
     #[arg(long, default_value = "small")]
     pub model_config: String,
     /// Comma-separated: full, lora, adalora, increlora, triadapt (started at the average rank),
@@ -109,7 +110,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let shape: Shape = args.model_config.parse()?;
+    // A built-in shape's name, else a config.json path.
+    let (shape, config_file) = match args.model_config.parse::<Shape>() {
+        Ok(shape) => (shape, None),
+        Err(_) if std::path::Path::new(&args.model_config).is_file() => (Shape::Tiny, Some(std::path::PathBuf::from(&args.model_config))),
+        Err(_) => anyhow::bail!("--model-config {:?}: expected one of {} or the path of a DeBERTa config.json", args.model_config, Shape::ALL.map(|m| m.as_str()).join(", ")),
+    };
     let precision: Precision = args.precision.parse()?;
     let variants = args.method.iter().map(|m| m.parse::<Variant>()).collect::<Result<Vec<_>>>()?;
     for variant in variants {
@@ -127,6 +133,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             adamw: serde_json::from_value(serde_json::Value::String(args.adamw.clone()))?,
             ops: args.ops,
             ops_names: args.ops_names,
+            config_file: config_file.clone(),
             ..BenchSpec::new(shape, variant)
         };
         let r = bench::run(&spec)?;
