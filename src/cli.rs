@@ -294,7 +294,7 @@ enum Command {
     /// Time training steps (forward, backward, AdamW, rank controller) on random weights of a
     /// real DeBERTa-v3 shape after warm-up: examples/s, median step time and spread, rank
     /// controller time per step, peak memory, achieved GFLOP/s. See README "Benchmarks".
-    #[command(after_help = "Examples:\n  triadapt bench --method lora,adalora --model-config small\n  triadapt bench --method triadapt --device cuda --precision bf16 --json\n  triadapt bench --method full --breakdown --steps 4\n  triadapt bench --method lora,triadapt-grow --model-config base --batch 1 --seq 16 --ops --adamw legacy_hf")]
+    #[command(after_help = "Examples:\n  triadapt bench --method lora,adalora --model-config small\n  triadapt bench --method triadapt --device cuda --precision bf16 --json\n  triadapt bench --method full --breakdown --steps 4\n  triadapt bench --model-config base --batch 1 --ops --adamw legacy_hf")]
     Bench(commands::bench::BenchArgs),
     /// Run a model on JSON-lines inputs and print one JSON line of logits per input.
     ///
