@@ -142,6 +142,7 @@ def main() -> int:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--methods", default=",".join(p[0] for p in PAIRS), help="triadapt methods to run (PEFT's peers follow)")
     ap.add_argument("--peft-optim", default="fused", choices=["fused", "foreach", "forloop"])
+    ap.add_argument("--adamw", default="torch", choices=["torch", "legacy_hf"], help="AdamW's arithmetic, both tools (legacy_hf: old HF transformers', as the paper's experiments; PEFT's then ignores --peft-optim)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds of the --repeat methods (default: 2 for the cpu plan, else 1); later rounds run each pair in the opposite order")
     ap.add_argument("--repeat", default="lora,adalora", help="the methods measured again in later rounds (the ones with throughput targets)")
     args = ap.parse_args()
@@ -286,9 +287,9 @@ def main() -> int:
                 for ours, theirs in PAIRS:
                     if ours not in wanted or (round_no > 1 and ours not in repeat):
                         continue
-                    cmds = [("triadapt", [args.bin, "bench", "--method", ours, *shape_args, *common])]
+                    cmds = [("triadapt", [args.bin, "bench", "--method", ours, "--adamw", args.adamw, *shape_args, *common])]
                     if theirs:
-                        cmds.append(("peft", [args.python, str(HERE / "bench_peft.py"), "--method", theirs, "--optim", args.peft_optim, *shape_args, *common]))
+                        cmds.append(("peft", [args.python, str(HERE / "bench_peft.py"), "--method", theirs, "--optim", args.peft_optim, "--adamw", args.adamw, *shape_args, *common]))
                     if len(cmds) == 2:
                         # Round 1 alternates from pair to pair; each later round flips a pair's
                         # round-1 order.
