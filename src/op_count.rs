@@ -183,13 +183,6 @@ thread_local! {
     static OWNER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` and returns its result with the number of ops it launched.
-pub fn count<T>(f: impl FnOnce() -> T) -> Result<(T, i64)> {
-    let counter = OpCounter::start(false)?;
-    let out = f();
-    Ok((out, counter.take()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
