@@ -19,7 +19,7 @@ pub struct TrainArgs<'a> {
     pub init_adapter: Option<&'a Path>,
 }
 
-/// The run folder when `--out` is not given: results/runs/<task>_<method>_seed<seed>.
+/// The run folder when `--out` is not given: `results/runs/<task>_<method>_seed<seed>`.
 pub fn default_out(cfg: &RunConfig) -> PathBuf {
     let name = cfg.name.clone().unwrap_or_else(|| format!("{}_{}_seed{}", cfg.task, cfg.method.name.as_str(), cfg.seed));
     PathBuf::from("results/runs").join(name)

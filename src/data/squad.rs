@@ -233,7 +233,7 @@ pub struct QaFeature {
     /// Character span in the context of each context token of the window, in order (token
     /// `context_start + i` has `offsets[i]`).
     pub offsets: Vec<(u32, u32)>,
-    /// Training labels: the answer's first and last token, or 0 ([CLS]).
+    /// Training labels: the answer's first and last token, or 0 (`[CLS]`).
     pub start_position: i64,
     pub end_position: i64,
 }

@@ -414,7 +414,7 @@ pub fn update_emas(exp_avg_ipt: &mut [f64], exp_avg_unc: &mut [f64], scores: &[f
     }
 }
 
-/// [`update_emas`] on device tensors (float64 [n]), in the same operations and order, so the
+/// [`update_emas`] on device tensors (float64 `[n]`), in the same operations and order, so the
 /// two agree bit for bit (a unit test checks it). Returns the new (ipt, unc).
 pub fn update_emas_on_device(exp_avg_ipt: &Tensor, exp_avg_unc: &Tensor, scores: &Tensor, beta1: f64, beta2: f64) -> (Tensor, Tensor) {
     let ipt = exp_avg_ipt * beta1 + scores * (1.0 - beta1);

@@ -79,7 +79,7 @@ pub struct TrainerConfig {
 }
 
 impl Trainer {
-    /// A trainer for `model` (from [`crate::peft::attach`]) running `method`: freezes the backbone
+    /// A trainer for `model` (from [`crate::peft::attach()`]) running `method`: freezes the backbone
     /// (all of it trains for full fine-tuning; the head always trains) and registers every
     /// trainable tensor with AdamW, born at step 0.
     pub fn new(model: Attached, method: &MethodConfig, cfg: TrainerConfig) -> Result<Self> {
