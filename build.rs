@@ -42,7 +42,9 @@ fn main() {
 /// The op counter's C++ shim, against `<torch>/include` (the lib directory's sibling).
 fn compile_op_counter(lib_dir: &str) {
     if lib_dir.is_empty() {
-        panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report LibTorch's lib directory, needed for csrc/op_counter.cpp's headers");
+        panic!(
+            "DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report LibTorch's lib directory, needed for csrc/op_counter.cpp's headers"
+        );
     }
     let include = Path::new(lib_dir).join("../include");
     if !include.join("ATen/record_function.h").exists() {

@@ -15,13 +15,13 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+use crate::data::batch::Batch;
 use crate::model::{DebertaConfig, HeadKind};
+use crate::op_count::OpCounter;
 use crate::optim::LrPolicy;
+use crate::optim::{AdamWVariant, OptimConfig};
 use crate::peft::method::{MethodConfig, MethodName};
 use crate::peft::RankController;
-use crate::data::batch::Batch;
-use crate::optim::{AdamWVariant, OptimConfig};
-use crate::op_count::OpCounter;
 use crate::train::{Trainer, TrainerConfig};
 
 /// Model shapes with random weights (no checkpoint needed).
@@ -82,9 +82,10 @@ impl Shape {
 impl FromStr for Shape {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        Shape::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            anyhow::anyhow!("--model-config {s:?}: expected one of {}", Shape::ALL.map(|m| m.as_str()).join(", "))
-        })
+        Shape::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("--model-config {s:?}: expected one of {}", Shape::ALL.map(|m| m.as_str()).join(", ")))
     }
 }
 
@@ -105,7 +106,8 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [Variant::Full, Variant::Lora, Variant::Adalora, Variant::Increlora, Variant::Triadapt, Variant::TriadaptGrow];
+    pub const ALL: [Variant; 6] =
+        [Variant::Full, Variant::Lora, Variant::Adalora, Variant::Increlora, Variant::Triadapt, Variant::TriadaptGrow];
 
     /// The method the variant trains.
     pub fn method(self) -> MethodName {
@@ -130,9 +132,10 @@ impl Variant {
 impl FromStr for Variant {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        Variant::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            anyhow::anyhow!("--method {s:?}: expected one of {}", Variant::ALL.map(|m| m.as_str()).join(", "))
-        })
+        Variant::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("--method {s:?}: expected one of {}", Variant::ALL.map(|m| m.as_str()).join(", ")))
     }
 }
 
@@ -245,7 +248,14 @@ impl BenchSpec {
     /// The method block of this variant (all six matrices of every layer adapted).
     pub fn method_config(&self) -> MethodConfig {
         let r = self.rank;
-        let mut m = MethodConfig { name: self.variant.method(), lora_alpha: self.lora_alpha, lora_dropout: self.lora_dropout, orth_reg_weight: self.orth_reg_weight, lr_policy: LrPolicy::Restart, ..Default::default() };
+        let mut m = MethodConfig {
+            name: self.variant.method(),
+            lora_alpha: self.lora_alpha,
+            lora_dropout: self.lora_dropout,
+            orth_reg_weight: self.orth_reg_weight,
+            lr_policy: LrPolicy::Restart,
+            ..Default::default()
+        };
         match self.variant {
             Variant::Full => {}
             Variant::Lora => m.lora.rank = r,
@@ -462,11 +472,7 @@ fn sync(device: Device) {
 pub fn process_memory_kb() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
@@ -722,7 +728,9 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
     let timed = times.clone();
     let cfg = TrainerConfig { optim, total_steps: total, seed: spec.seed };
-    let mut trainer = Trainer::with_controller(attached, &mcfg, cfg, |inner| Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO }))?;
+    let mut trainer = Trainer::with_controller(attached, &mcfg, cfg, |inner| {
+        Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO })
+    })?;
     trainer.bf16 = spec.precision == Precision::Bf16;
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let n_adapted = trainer.adapters().len();

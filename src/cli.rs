@@ -9,7 +9,11 @@ use crate::commands;
 use crate::model::HeadKind;
 
 #[derive(Parser)]
-#[command(name = "triadapt", version, about = "TriAdaptLoRA and its baselines (LoRA, AdaLoRA, IncreLoRA, full fine-tuning) on DeBERTaV2/V3 encoders, numerically equal to HF transformers.")]
+#[command(
+    name = "triadapt",
+    version,
+    about = "TriAdaptLoRA and its baselines (LoRA, AdaLoRA, IncreLoRA, full fine-tuning) on DeBERTaV2/V3 encoders, numerically equal to HF transformers."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,9 @@ enum Command {
     /// threshold, top_k, importance, growth, init_std, grown_weight_decay}, method.adalora.*,
     /// method.increlora.*, squad.*. See README.md for
     /// each, and docs/method.md for what each computes and the reference it follows.
-    #[command(after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --out runs/rte --resume\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict\n  triadapt train --config experiments/synthetic_rte.yaml --method lora --init-adapter peft/my-lora")]
+    #[command(
+        after_help = "Examples:\n  triadapt train --config experiments/synthetic_rte.yaml --out runs/demo\n  triadapt train --config experiments/rte_r2.yaml --method increlora\n  triadapt train --config experiments/rte_r2.yaml --out runs/rte --resume\n  triadapt train --config experiments/rte_r2.yaml --set method.budget=strict\n  triadapt train --config experiments/synthetic_rte.yaml --method lora --init-adapter peft/my-lora"
+    )]
     Train {
         /// Experiment YAML (e.g. experiments/rte.yaml).
         #[arg(long)]
@@ -101,7 +107,9 @@ enum Command {
     },
     /// Fold a trained adapter into its base model: writes a plain HF checkpoint (config.json,
     /// model.safetensors, spm.model) that HF transformers loads without triadapt or PEFT.
-    #[command(after_help = "Examples:\n  triadapt merge results/runs/demo --out merged/demo\n  triadapt merge results/runs/demo --checkpoint last --out merged/last\n  (HF: AutoModelForSequenceClassification.from_pretrained(\"merged/demo\"))")]
+    #[command(
+        after_help = "Examples:\n  triadapt merge results/runs/demo --out merged/demo\n  triadapt merge results/runs/demo --checkpoint last --out merged/last\n  (HF: AutoModelForSequenceClassification.from_pretrained(\"merged/demo\"))"
+    )]
     Merge {
         /// A run folder (uses its adapter/) or an adapter folder.
         adapter: PathBuf,
@@ -113,7 +121,9 @@ enum Command {
     },
     /// Write a trained adapter (any method) as a standard PEFT LoRA adapter (adapter_config.json
     /// with a per-module rank_pattern, adapter_model.safetensors) computing the same dW.
-    #[command(after_help = "Examples:\n  triadapt export-peft results/runs/demo --out peft/demo\n  triadapt export-peft results/runs/demo --checkpoint last --out peft/last\n  (PEFT: AutoPeftModelForSequenceClassification.from_pretrained(\"peft/demo\"))")]
+    #[command(
+        after_help = "Examples:\n  triadapt export-peft results/runs/demo --out peft/demo\n  triadapt export-peft results/runs/demo --checkpoint last --out peft/last\n  (PEFT: AutoPeftModelForSequenceClassification.from_pretrained(\"peft/demo\"))"
+    )]
     ExportPeft {
         /// A run folder (uses its adapter/) or an adapter folder.
         adapter: PathBuf,
@@ -126,7 +136,9 @@ enum Command {
     /// Evaluate a run folder (its adapter on its base model) or a fine-tuned HF model directory
     /// on a GLUE or SQuAD 2.0 split; prints the metrics as JSON (GLUE: fractions; SQuAD: percent,
     /// under the official names).
-    #[command(after_help = "Examples:\n  triadapt eval --model results/runs/demo --task rte\n  triadapt eval --model results/runs/mnli --task mnli --predictions\n  triadapt eval --model results/runs/squad --task squad2 --device cuda")]
+    #[command(
+        after_help = "Examples:\n  triadapt eval --model results/runs/demo --task rte\n  triadapt eval --model results/runs/mnli --task mnli --predictions\n  triadapt eval --model results/runs/squad --task squad2 --device cuda"
+    )]
     Eval {
         /// A run folder, an adapter folder, or an HF model directory with a trained head
         /// (classification for GLUE, question answering for squad2).
@@ -165,7 +177,9 @@ enum Command {
     /// resumes a sweep. Each run is claimed before it starts, so the same command started on
     /// several machines sharing the folder divides the runs. The file format and runs.csv
     /// columns are in README.md ("Sweeps").
-    #[command(after_help = "Examples:\n  triadapt sweep sweeps/demo.yaml --dry-run\n  triadapt sweep sweeps/glue_r2.yaml --devices 0,1,2,3\n  triadapt sweep sweeps/glue_r2.yaml --slurm --shard 0/8 > glue.sbatch")]
+    #[command(
+        after_help = "Examples:\n  triadapt sweep sweeps/demo.yaml --dry-run\n  triadapt sweep sweeps/glue_r2.yaml --devices 0,1,2,3\n  triadapt sweep sweeps/glue_r2.yaml --slurm --shard 0/8 > glue.sbatch"
+    )]
     Sweep {
         /// Sweep YAML (e.g. sweeps/demo.yaml).
         #[arg(value_name = "FILE")]
@@ -195,7 +209,9 @@ enum Command {
     },
     /// Rebuild runs.csv from the row files (runs/<id>/row.json) of one or more results folders,
     /// e.g. copies of results/<name> written by different shards.
-    #[command(after_help = "Examples:\n  triadapt collect results/glue_r2 /mnt/node2/results/glue_r2\n  triadapt collect results/glue_r2 --out results/glue_r2/all.csv")]
+    #[command(
+        after_help = "Examples:\n  triadapt collect results/glue_r2 /mnt/node2/results/glue_r2\n  triadapt collect results/glue_r2 --out results/glue_r2/all.csv"
+    )]
     Collect {
         /// Results folders (each holding runs/<id>/row.json).
         #[arg(value_name = "RESULTS_DIR", required = true)]
@@ -212,7 +228,9 @@ enum Command {
     ///
     /// Uses the finished runs of runs.csv; where a method has several runs at a budget (seeds,
     /// swept values) its panel shows the one with the highest best_score (ties: the lowest seed).
-    #[command(after_help = "Examples:\n  triadapt heatmap results/mnli --task mnli\n  triadapt heatmap results/demo --task rte --budget 24\n  triadapt heatmap results/mnli --width 600 --height 700 --scale 3")]
+    #[command(
+        after_help = "Examples:\n  triadapt heatmap results/mnli --task mnli\n  triadapt heatmap results/demo --task rte --budget 24\n  triadapt heatmap results/mnli --width 600 --height 700 --scale 3"
+    )]
     Heatmap {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -236,7 +254,9 @@ enum Command {
     /// with a min-max band). Writes PNG and SVG into <out>/<results name>/:
     /// ablation_<task>_<key>, rank_growth_<task>_budget<B>, training_<task>_budget<B>, with the
     /// plotted numbers in .csv and the runs drawn in .runs.csv beside each.
-    #[command(after_help = "Examples:\n  triadapt plot results/rte_warmup\n  triadapt plot results/rte_refrank --x method.triadapt.ref_rank\n  triadapt plot results/demo --budget 24 --width 450 --height 400 --scale 2.2")]
+    #[command(
+        after_help = "Examples:\n  triadapt plot results/rte_warmup\n  triadapt plot results/rte_refrank --x method.triadapt.ref_rank\n  triadapt plot results/demo --budget 24 --width 450 --height 400 --scale 2.2"
+    )]
     Plot {
         /// A results directory holding runs.csv (e.g. results/rte_warmup).
         #[arg(value_name = "RESULTS_DIR")]
@@ -268,7 +288,9 @@ enum Command {
     /// methods and settings of the other swept keys x MNLI m/mm, SST-2, CoLA, QQP acc/F1, QNLI,
     /// RTE, MRPC, STS-B Corr, All Avg; x100, mean ± std over seeds (n)) and write it as
     /// table.md and table.csv (n, mean, std, min, max per cell).
-    #[command(after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/demo --out tables/demo\n  triadapt table results/glue_r2 --reference published_glue.csv")]
+    #[command(
+        after_help = "Examples:\n  triadapt table results/glue_r2\n  triadapt table results/demo --out tables/demo\n  triadapt table results/glue_r2 --reference published_glue.csv"
+    )]
     Table {
         /// A results directory holding runs.csv (e.g. results/glue).
         #[arg(value_name = "RESULTS_DIR")]
@@ -283,7 +305,9 @@ enum Command {
         reference: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
-    #[command(after_help = "Examples:\n  triadapt completions bash > /etc/bash_completion.d/triadapt\n  triadapt completions zsh > ~/.zfunc/_triadapt\n  triadapt completions fish > ~/.config/fish/completions/triadapt.fish")]
+    #[command(
+        after_help = "Examples:\n  triadapt completions bash > /etc/bash_completion.d/triadapt\n  triadapt completions zsh > ~/.zfunc/_triadapt\n  triadapt completions fish > ~/.config/fish/completions/triadapt.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -294,14 +318,18 @@ enum Command {
     /// Time training steps (forward, backward, AdamW, rank controller) on random weights of a
     /// real DeBERTa-v3 shape after warm-up: examples/s, median step time and spread, rank
     /// controller time per step, peak memory, achieved GFLOP/s. See README "Benchmarks".
-    #[command(after_help = "Examples:\n  triadapt bench --method lora,adalora --model-config small\n  triadapt bench --method triadapt --device cuda --precision bf16 --json\n  triadapt bench --method full --breakdown --steps 4\n  triadapt bench --model-config base --batch 1 --ops --adamw legacy_hf")]
+    #[command(
+        after_help = "Examples:\n  triadapt bench --method lora,adalora --model-config small\n  triadapt bench --method triadapt --device cuda --precision bf16 --json\n  triadapt bench --method full --breakdown --steps 4\n  triadapt bench --model-config base --batch 1 --ops --adamw legacy_hf"
+    )]
     Bench(commands::bench::BenchArgs),
     /// Run a model on JSON-lines inputs and print one JSON line of logits per input.
     ///
     /// Each input line is {"input_ids": [...], "attention_mask": [...], "token_type_ids": [...]}
     /// (mask and types optional) or {"text_a": "...", "text_b": "..."} (text_b optional), which
     /// is tokenized with the model directory's spm.model. Runs in eval mode (no dropout).
-    #[command(after_help = "Examples:\n  triadapt predict --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt predict --model merged/demo --input inputs.jsonl --bf16\n  triadapt predict --head qa --model models/qa --input in.jsonl --hidden\n  triadapt predict --model peft/my-lora --base-model data/tiny-deberta-v3 --input inputs.jsonl")]
+    #[command(
+        after_help = "Examples:\n  triadapt predict --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt predict --model merged/demo --input inputs.jsonl --bf16\n  triadapt predict --head qa --model models/qa --input in.jsonl --hidden\n  triadapt predict --model peft/my-lora --base-model data/tiny-deberta-v3 --input inputs.jsonl"
+    )]
     Predict {
         /// An HF model directory (config.json + model.safetensors | pytorch_model.bin |
         /// rust_model.ot), a run folder, a triadapt adapter folder, or a PEFT LoRA adapter folder
@@ -332,7 +360,9 @@ enum Command {
     },
     /// Tokenize JSON-lines {"text_a", "text_b"?} with a model's spm.model exactly as HF's
     /// DebertaV2Tokenizer: one JSON line of input_ids, token_type_ids, attention_mask each.
-    #[command(after_help = "Examples:\n  triadapt tokenize --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt tokenize --model spm.model --input pairs.jsonl --max-len 128 --pad")]
+    #[command(
+        after_help = "Examples:\n  triadapt tokenize --model data/tiny-deberta-v3 --input inputs.jsonl\n  triadapt tokenize --model spm.model --input pairs.jsonl --max-len 128 --pad"
+    )]
     Tokenize {
         /// A model directory holding spm.model, or the spm.model file itself.
         #[arg(long)]
@@ -367,7 +397,9 @@ enum Command {
     /// `huggingface-cli download` elsewhere and copy the cache, or give model and data
     /// directories as paths.
     #[command(verbatim_doc_comment)]
-    #[command(after_help = "Examples:\n  triadapt fetch model microsoft/deberta-v3-base\n  triadapt fetch model microsoft/deberta-v3-base@main\n  triadapt fetch glue all\n  HF_HUB_OFFLINE=1 triadapt fetch squad2")]
+    #[command(
+        after_help = "Examples:\n  triadapt fetch model microsoft/deberta-v3-base\n  triadapt fetch model microsoft/deberta-v3-base@main\n  triadapt fetch glue all\n  HF_HUB_OFFLINE=1 triadapt fetch squad2"
+    )]
     Fetch {
         /// model, glue or squad2.
         #[arg(value_name = "WHAT")]
@@ -402,26 +434,64 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::run(&args),
         Command::Sweep { file, dry_run, shard, devices, slurm, sbatch_opts } => {
             let shard = shard.map(|s| s.parse::<crate::sweep::Shard>()).transpose()?;
-            commands::sweep::run(&commands::sweep::SweepArgs { file: &file, dry_run, shard, devices: devices.as_deref(), slurm, sbatch_opts: sbatch_opts.as_deref() })
+            commands::sweep::run(&commands::sweep::SweepArgs {
+                file: &file,
+                dry_run,
+                shard,
+                devices: devices.as_deref(),
+                slurm,
+                sbatch_opts: sbatch_opts.as_deref(),
+            })
         }
         Command::Collect { dirs, out } => commands::sweep::collect(&dirs, out.as_deref()),
         Command::Eval { model, task, split, data_dir, max_len, batch_size, device, predictions, from } => {
             let device = crate::device::parse_device(&device)?;
-            let args = commands::eval::EvalArgs { model: &model, task: &task, split: &split, data_dir: data_dir.as_deref(), max_len, batch_size, device, with_predictions: predictions, checkpoint: from.checkpoint, base_model: from.base_model.as_deref() };
+            let args = commands::eval::EvalArgs {
+                model: &model,
+                task: &task,
+                split: &split,
+                data_dir: data_dir.as_deref(),
+                max_len,
+                batch_size,
+                device,
+                with_predictions: predictions,
+                checkpoint: from.checkpoint,
+                base_model: from.base_model.as_deref(),
+            };
             println!("{}", serde_json::to_string_pretty(&commands::eval::run(&args)?)?);
             Ok(())
         }
         Command::Merge { adapter, out, from } => commands::adapter::merge(&adapter, from.checkpoint, from.base_model.as_deref(), &out),
-        Command::ExportPeft { adapter, out, from } => commands::adapter::export(&adapter, from.checkpoint, from.base_model.as_deref(), &out),
+        Command::ExportPeft { adapter, out, from } => {
+            commands::adapter::export(&adapter, from.checkpoint, from.base_model.as_deref(), &out)
+        }
         Command::Train { config, method, sets, out, device, resume, init_adapter } => {
             let method = method.map(|m| m.parse()).transpose()?;
             let init_adapter = init_adapter.as_deref();
-            commands::train::run(&commands::train::TrainArgs { config: &config, method, sets: &sets, out: out.as_deref(), device: device.as_deref(), resume, init_adapter })
+            commands::train::run(&commands::train::TrainArgs {
+                config: &config,
+                method,
+                sets: &sets,
+                out: out.as_deref(),
+                device: device.as_deref(),
+                resume,
+                init_adapter,
+            })
         }
         Command::Predict { model, input, head, hidden, device, max_len, bf16, from } => {
             let device = crate::device::parse_device(&device)?;
             let (checkpoint, base_model) = (from.checkpoint, from.base_model.as_deref());
-            commands::predict::run(&commands::predict::PredictArgs { model: &model, input: &input, head, hidden, device, max_len, bf16, checkpoint, base_model })
+            commands::predict::run(&commands::predict::PredictArgs {
+                model: &model,
+                input: &input,
+                head,
+                hidden,
+                device,
+                max_len,
+                bf16,
+                checkpoint,
+                base_model,
+            })
         }
         Command::Tokenize { model, input, max_len, pad } => commands::tokenize::run(&model, &input, max_len, pad),
         Command::Fetch { kind, name, quiet } => commands::fetch::run(kind, name.as_deref(), quiet),

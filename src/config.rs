@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use crate::peft::method::{MethodConfig, MethodName};
-use crate::optim::OptimConfig;
 pub use crate::data::squad::SquadConfig;
+use crate::optim::OptimConfig;
+use crate::peft::method::{MethodConfig, MethodName};
 
 /// One training run. The same keys are what `--set` and sweep grids take (dotted paths for
 /// nested blocks, e.g. `method.triadapt.ref_rank`).
@@ -305,11 +305,11 @@ mod tests {
 
     #[test]
     fn overrides_reach_nested_keys_and_parse_yaml_scalars() {
-        let cfg = RunConfig::from_yaml_str("task: rte\nmethod:\n  name: lora\n", &[
-            "method.triadapt.ref_rank=8".into(),
-            "optim.lr=1.2e-3".into(),
-            "method.target_layers=[0, 1]".into(),
-        ]).unwrap();
+        let cfg = RunConfig::from_yaml_str(
+            "task: rte\nmethod:\n  name: lora\n",
+            &["method.triadapt.ref_rank=8".into(), "optim.lr=1.2e-3".into(), "method.target_layers=[0, 1]".into()],
+        )
+        .unwrap();
         assert_eq!(cfg.method.triadapt.ref_rank, 8);
         assert_eq!(cfg.optim.lr, 1.2e-3);
         assert_eq!(cfg.method.target_layers, Some(vec![0, 1]));

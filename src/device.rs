@@ -91,7 +91,11 @@ pub struct Environment {
 pub fn environment() -> Environment {
     let libtorch = env!("TRIADAPT_TORCH_VERSION").to_string();
     let cuda_available = tch::Cuda::is_available();
-    let cuda_version = libtorch.split("+cu").nth(1).filter(|v| v.len() >= 3 && v.chars().all(|c| c.is_ascii_digit())).map(|v| format!("{}.{}", &v[..v.len() - 1], &v[v.len() - 1..]));
+    let cuda_version = libtorch
+        .split("+cu")
+        .nth(1)
+        .filter(|v| v.len() >= 3 && v.chars().all(|c| c.is_ascii_digit()))
+        .map(|v| format!("{}.{}", &v[..v.len() - 1], &v[v.len() - 1..]));
     let device_name = cuda_available
         .then(|| std::process::Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok())
         .flatten()

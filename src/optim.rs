@@ -74,7 +74,16 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 1e-3, weight_decay: 0.01, warmup_steps: 100, max_grad_norm: 1.0, adam_beta1: 0.9, adam_beta2: 0.999, adam_eps: 1e-8, adamw: AdamWVariant::Torch }
+        OptimConfig {
+            lr: 1e-3,
+            weight_decay: 0.01,
+            warmup_steps: 100,
+            max_grad_norm: 1.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
+            adamw: AdamWVariant::Torch,
+        }
     }
 }
 
@@ -237,7 +246,10 @@ impl AdamW {
         s.exp_avg_sq = exp_avg_sq.to_device(dev).to_kind(s.value.kind());
         let birth = birth.to_device(dev).to_kind(Kind::Float);
         let mut births: Vec<i64> = Vec::<f32>::try_from(birth.flatten(0, -1).unique_dim(0, true, false, false).0)
-            .unwrap_or_default().into_iter().map(|b| b as i64).collect();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| b as i64)
+            .collect();
         births.sort_unstable();
         s.birth = match births.as_slice() {
             [only] => uniform_birth(&s.value, *only),
@@ -498,8 +510,20 @@ mod tests {
         for n in [7i64, 3 * (1 << 15) + 5] {
             let c = AdamWConfig { lr: 0.01, weight_decay: 0.1, ..Default::default() };
             let fresh = |t: &Tensor| t.copy();
-            let (p0, m0, v0) = (Tensor::randn([n], (Kind::Float, tch::Device::Cpu)), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)));
-            let mut ops = ParamState { value: fresh(&p0), exp_avg: fresh(&m0), exp_avg_sq: fresh(&v0), birth: uniform_birth(&p0, 0), births: vec![0], weight_decay: 0.1, grown_weight_decay: 0.1 };
+            let (p0, m0, v0) = (
+                Tensor::randn([n], (Kind::Float, tch::Device::Cpu)),
+                Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)),
+                Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)),
+            );
+            let mut ops = ParamState {
+                value: fresh(&p0),
+                exp_avg: fresh(&m0),
+                exp_avg_sq: fresh(&v0),
+                birth: uniform_birth(&p0, 0),
+                births: vec![0],
+                weight_decay: 0.1,
+                grown_weight_decay: 0.1,
+            };
             let (kp, km, kv) = (fresh(&p0), fresh(&m0), fresh(&v0));
             for count in 1..=4 {
                 let g = Tensor::randn([n], (Kind::Float, tch::Device::Cpu));

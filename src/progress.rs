@@ -10,9 +10,7 @@ pub fn step_bar(total: u64, enabled: bool, prefix: &str) -> ProgressBar {
         return bar;
     }
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}").expect("valid template").progress_chars("=> "),
     );
     bar.set_prefix(prefix.to_string());
     bar

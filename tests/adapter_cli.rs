@@ -33,10 +33,22 @@ fn oracle_jobs_with_position_query(jobs: &[(PathBuf, Option<PathBuf>, &str)], in
         .collect();
     let file = dir.join("jobs.json");
     std::fs::write(&file, serde_json::Value::Array(list).to_string()).unwrap();
-    let o = Command::new(root().join(".venv/bin/python")).current_dir(root()).args(["scripts/peft_oracle.py", "logits", "--jobs"]).arg(&file).output().expect("the venv's python (make test creates it)");
+    let o = Command::new(root().join(".venv/bin/python"))
+        .current_dir(root())
+        .args(["scripts/peft_oracle.py", "logits", "--jobs"])
+        .arg(&file)
+        .output()
+        .expect("the venv's python (make test creates it)");
     assert!(o.status.success(), "oracle failed:\n{}", String::from_utf8_lossy(&o.stderr));
     (0..jobs.len())
-        .map(|i| Tensor::read_safetensors(dir.join(format!("oracle_{i}.safetensors"))).unwrap().into_iter().find(|(n, _)| n == "logits").unwrap().1)
+        .map(|i| {
+            Tensor::read_safetensors(dir.join(format!("oracle_{i}.safetensors")))
+                .unwrap()
+                .into_iter()
+                .find(|(n, _)| n == "logits")
+                .unwrap()
+                .1
+        })
         .collect()
 }
 
@@ -45,7 +57,11 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let o = crate::common::oracle("v3_batch");
     let inputs = tmp.path().join("inputs.safetensors");
-    Tensor::write_safetensors(&[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])], &inputs).unwrap();
+    Tensor::write_safetensors(
+        &[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])],
+        &inputs,
+    )
+    .unwrap();
     let (mut jobs, mut ours_all) = (Vec::new(), Vec::new());
     for method in ["triadapt", "adalora"] {
         let run = tmp.path().join(method);
@@ -54,7 +70,19 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
         } else {
             &[]
         };
-        let mut args = vec!["train", "--config", "experiments/synthetic_rte.yaml", "--method", method, "--out", run.to_str().unwrap(), "--set", "max_steps=40", "--set", "eval_steps=40"];
+        let mut args = vec![
+            "train",
+            "--config",
+            "experiments/synthetic_rte.yaml",
+            "--method",
+            method,
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "max_steps=40",
+            "--set",
+            "eval_steps=40",
+        ];
         args.extend_from_slice(extra);
         triadapt(&args);
         let (merged, peft) = (tmp.path().join(format!("{method}_merged")), tmp.path().join(format!("{method}_peft")));
@@ -95,11 +123,28 @@ fn frozen_position_query_is_the_glue_harness_attention() {
     let tmp = tempfile::tempdir().unwrap();
     let o = crate::common::oracle("v3_batch");
     let inputs = tmp.path().join("inputs.safetensors");
-    Tensor::write_safetensors(&[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])], &inputs).unwrap();
+    Tensor::write_safetensors(
+        &[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])],
+        &inputs,
+    )
+    .unwrap();
     let (run, peft) = (tmp.path().join("run"), tmp.path().join("peft"));
     triadapt(&[
-        "train", "--config", "experiments/synthetic_rte.yaml", "--method", "lora", "--out", run.to_str().unwrap(),
-        "--set", "max_steps=30", "--set", "eval_steps=30", "--set", "method.position_query=frozen", "--set", "method.train_pooler=false",
+        "train",
+        "--config",
+        "experiments/synthetic_rte.yaml",
+        "--method",
+        "lora",
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "max_steps=30",
+        "--set",
+        "eval_steps=30",
+        "--set",
+        "method.position_query=frozen",
+        "--set",
+        "method.train_pooler=false",
     ]);
     triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
     let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, None, Device::Cpu).unwrap();
@@ -113,13 +158,30 @@ fn frozen_position_query_is_the_glue_harness_attention() {
     assert!(stock > 1e-4, "stock HF + PEFT gives our frozen-path logits ({stock:e}): the switch changed nothing");
 
     // The pooler did not train: the adapter holds the tensors the run drew at its start.
-    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(run.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
+    let saved: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(run.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
     let first = tmp.path().join("first");
     triadapt(&[
-        "train", "--config", "experiments/synthetic_rte.yaml", "--method", "lora", "--out", first.to_str().unwrap(),
-        "--set", "max_steps=1", "--set", "eval_steps=1", "--set", "optim.lr=1e-12", "--set", "method.position_query=frozen", "--set", "method.train_pooler=false",
+        "train",
+        "--config",
+        "experiments/synthetic_rte.yaml",
+        "--method",
+        "lora",
+        "--out",
+        first.to_str().unwrap(),
+        "--set",
+        "max_steps=1",
+        "--set",
+        "eval_steps=1",
+        "--set",
+        "optim.lr=1e-12",
+        "--set",
+        "method.position_query=frozen",
+        "--set",
+        "method.train_pooler=false",
     ]);
-    let initial: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(first.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
+    let initial: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(first.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
     assert!(saved["pooler.dense.weight"].equal(&initial["pooler.dense.weight"]), "the frozen pooler moved");
     assert!(!saved["classifier.weight"].equal(&initial["classifier.weight"]), "the classifier must still train");
 }

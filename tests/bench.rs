@@ -17,16 +17,46 @@ fn bench_on_the_tiny_shape_prints_its_fields() {
 
     // JSON, a growing method, the phase breakdown: the keys the suite reads.
     // Four steps after the warm-up: the op count's controller allocates every second one.
-    let out = triadapt(&["bench", "--model-config", "tiny", "--steps", "4", "--seq", "32", "--threads", "1", "--method", "triadapt-grow", "--breakdown", "--json", "--ops", "--adamw", "legacy_hf"]);
+    let out = triadapt(&[
+        "bench",
+        "--model-config",
+        "tiny",
+        "--steps",
+        "4",
+        "--seq",
+        "32",
+        "--threads",
+        "1",
+        "--method",
+        "triadapt-grow",
+        "--breakdown",
+        "--json",
+        "--ops",
+        "--adamw",
+        "legacy_hf",
+    ]);
     assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
     let row: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-    for key in ["examples_per_s", "step_ms_median", "step_ms_p25", "step_ms_p75", "cpu_ms_per_step", "controller_ms_per_step", "peak_rss_mb", "model_gflop_per_step", "forward_ms"] {
+    for key in [
+        "examples_per_s",
+        "step_ms_median",
+        "step_ms_p25",
+        "step_ms_p75",
+        "cpu_ms_per_step",
+        "controller_ms_per_step",
+        "peak_rss_mb",
+        "model_gflop_per_step",
+        "forward_ms",
+    ] {
         assert!(row[key].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0), "{key}: {}", row[key]);
     }
     assert!(row["avg_rank_end"].as_f64().unwrap() > row["avg_rank_start"].as_f64().unwrap(), "triadapt-grow grew nothing: {row}");
     // --ops: an ordinary step by phase (it adds up), and an allocation step.
     let phases = row["ops_by_phase"].as_object().unwrap_or_else(|| panic!("no ops_by_phase: {row}"));
-    let sum: i64 = ["forward", "loss", "backward", "clipping", "optimizer", "zero_grad", "controller"].iter().map(|k| phases[*k].as_i64().unwrap_or_else(|| panic!("{k}: {row}"))).sum();
+    let sum: i64 = ["forward", "loss", "backward", "clipping", "optimizer", "zero_grad", "controller"]
+        .iter()
+        .map(|k| phases[*k].as_i64().unwrap_or_else(|| panic!("{k}: {row}")))
+        .sum();
     assert_eq!(row["ops_per_step"].as_i64(), Some(sum), "{row}");
     assert!(row["ops_allocation_step"].as_i64().is_some() && phases["controller_allocation"].as_i64().is_some(), "{row}");
     assert_eq!(row["adamw"], "legacy_hf");
@@ -36,13 +66,33 @@ fn bench_on_the_tiny_shape_prints_its_fields() {
 #[test]
 fn bench_takes_a_config_json_path() {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/v3/config.json");
-    let out = triadapt(&["bench", "--model-config", config.to_str().unwrap(), "--steps", "1", "--warmup", "0", "--seq", "16", "--batch", "2", "--threads", "1", "--ops", "--json"]);
+    let out = triadapt(&[
+        "bench",
+        "--model-config",
+        config.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--seq",
+        "16",
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        "--ops",
+        "--json",
+    ]);
     assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
     let row: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
     assert_eq!(row["model_config"].as_str(), config.to_str());
     assert!(row["ops_per_step"].as_i64().is_some_and(|n| n > 0), "{row}");
     let out = triadapt(&["bench", "--model-config", "no/such/config.json"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("or the path of a DeBERTa config.json"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("or the path of a DeBERTa config.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// scripts/gpu_check.sh, the one-call check for a lent GPU machine, run end to end on CPU with

@@ -34,7 +34,13 @@ fn pytorch_bin_gives_hf_logits() {
     let md = ModelDir::open(&model_dir("v3_bin")).unwrap();
     assert_eq!(md.format, WeightFormat::PytorchBin);
     let o = oracle("v3_batch");
-    assert_forward_close("pytorch_model.bin logits", "v3_bin", o["input_ids"].size()[1], &logits_of(&model_dir("v3_bin"), HeadKind::Cls), &o["logits"]);
+    assert_forward_close(
+        "pytorch_model.bin logits",
+        "v3_bin",
+        o["input_ids"].size()[1],
+        &logits_of(&model_dir("v3_bin"), HeadKind::Cls),
+        &o["logits"],
+    );
 }
 
 #[test]
@@ -56,7 +62,13 @@ fn backbone_only_checkpoint_loads_into_a_head_model_and_reports_the_head() {
     assert_eq!(report.initialised, ["classifier.bias", "classifier.weight", "pooler.dense.bias", "pooler.dense.weight"]);
     // The backbone is v3's, so its hidden states are HF's.
     let o = oracle("v3_batch");
-    assert_forward_close("backbone-only hidden state", "v3_backbone", o["input_ids"].size()[1], &run_eval(&m, &o).last_hidden_state, &o["last_hidden_state"]);
+    assert_forward_close(
+        "backbone-only hidden state",
+        "v3_backbone",
+        o["input_ids"].size()[1],
+        &run_eval(&m, &o).last_hidden_state,
+        &o["last_hidden_state"],
+    );
 }
 
 #[test]

@@ -44,7 +44,15 @@ fn predict_text_and_qa_head_run_on_the_demo_inputs() {
     let cls = stdout_lines(&triadapt(&["predict", "--model", model_dir("v3").to_str().unwrap(), "--input", demo.to_str().unwrap()]));
     assert_eq!(cls.len(), n);
     assert!(cls.iter().all(|l| l["logits"].as_array().map(|a| a.len()) == Some(3)));
-    let qa = stdout_lines(&triadapt(&["predict", "--head", "qa", "--model", model_dir("v3_qa").to_str().unwrap(), "--input", demo.to_str().unwrap()]));
+    let qa = stdout_lines(&triadapt(&[
+        "predict",
+        "--head",
+        "qa",
+        "--model",
+        model_dir("v3_qa").to_str().unwrap(),
+        "--input",
+        demo.to_str().unwrap(),
+    ]));
     assert!(qa.iter().all(|l| l["start_logits"].is_array() && l["end_logits"].is_array()));
 }
 
@@ -56,7 +64,16 @@ fn tokenize_command_matches_hf_ids() {
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, serde_json::json!({"text_a": case["text_a"], "text_b": case["text_b"]}).to_string()).unwrap();
     let max_len = case["max_len"].to_string();
-    let out = stdout_lines(&triadapt(&["tokenize", "--model", model_dir("v3").to_str().unwrap(), "--input", input.to_str().unwrap(), "--max-len", &max_len, "--pad"]));
+    let out = stdout_lines(&triadapt(&[
+        "tokenize",
+        "--model",
+        model_dir("v3").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--max-len",
+        &max_len,
+        "--pad",
+    ]));
     assert_eq!(out[0]["input_ids"], case["input_ids"]);
     assert_eq!(out[0]["token_type_ids"], case["token_type_ids"]);
 }
@@ -130,7 +147,8 @@ fn every_subcommand_help_ends_with_working_examples() {
     for mut sub in subs {
         let name = sub.get_name().to_string();
         let help = sub.render_long_help().to_string();
-        let examples: Vec<&str> = help.lines().skip_while(|l| !l.starts_with("Examples:")).skip(1).filter(|l| l.trim_start().starts_with("triadapt ")).collect();
+        let examples: Vec<&str> =
+            help.lines().skip_while(|l| !l.starts_with("Examples:")).skip(1).filter(|l| l.trim_start().starts_with("triadapt ")).collect();
         assert!(examples.len() >= 2, "{name} --help has {} examples:\n{help}", examples.len());
         for ex in examples {
             // Every flag and value of the example parses (a pipe or redirection ends it).

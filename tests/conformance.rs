@@ -32,7 +32,11 @@ fn quick(name: MethodName) -> MethodConfig {
 }
 
 fn ensure(ok: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if ok { Ok(()) } else { Err(msg()) }
+    if ok {
+        Ok(())
+    } else {
+        Err(msg())
+    }
 }
 
 fn logits(model: &triadapt::model::DebertaModel) -> Tensor {
@@ -66,7 +70,9 @@ fn save_load_round_trip(cfg: &MethodConfig) -> Result<(), String> {
     apply_adapter(&read_adapter(tmp.path()).map_err(|e| format!("{e:#}"))?, &fresh.adapters, &fresh.vs).map_err(|e| format!("{e:#}"))?;
     let d = max_abs_diff(&logits(&fresh.model), &logits(&t.model));
     ensure(d == 0.0, || format!("reloaded logits differ by {d:e}"))?;
-    ensure(fresh.adapters.iter().map(|(_, a)| a.lock().unwrap().rank()).eq(t.controller.ranks().into_iter().map(|(_, r)| r)), || "reloaded ranks differ".into())
+    ensure(fresh.adapters.iter().map(|(_, a)| a.lock().unwrap().rank()).eq(t.controller.ranks().into_iter().map(|(_, r)| r)), || {
+        "reloaded ranks differ".into()
+    })
 }
 
 fn merge_export_live(cfg: &MethodConfig) -> Result<(), String> {
@@ -78,7 +84,8 @@ fn merge_export_live(cfg: &MethodConfig) -> Result<(), String> {
     let source = ModelDir::open(&model_dir("v3")).unwrap();
     let out = tmp.path().join("merged");
     triadapt::peft::export::write_hf_checkpoint(&out, &source, HeadKind::Cls, &merged, Some("mnli")).map_err(|e| format!("{e:#}"))?;
-    let (_vs, plain, _) = ModelDir::open(&out).unwrap().load(HeadKind::Cls, &PlainLinearFactory, Device::Cpu).map_err(|e| format!("{e:#}"))?;
+    let (_vs, plain, _) =
+        ModelDir::open(&out).unwrap().load(HeadKind::Cls, &PlainLinearFactory, Device::Cpu).map_err(|e| format!("{e:#}"))?;
     let o = oracle("v3_batch");
     let bound = forward_bound("v3", o["input_ids"].size()[1], &live);
     let d = max_abs_diff(&logits(&plain), &live);
@@ -117,7 +124,8 @@ fn resume_is_exact(cfg: &MethodConfig) -> Result<(), String> {
         resumed.step(&b, step).unwrap();
     }
     let tensors = |t: &Trainer| -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = t.controller.named_params().into_iter().chain(t.trainable_vars().iter().map(|(n, x)| (n.clone(), x.shallow_clone()))).collect();
+        let mut v: Vec<(String, Tensor)> =
+            t.controller.named_params().into_iter().chain(t.trainable_vars().iter().map(|(n, x)| (n.clone(), x.shallow_clone()))).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };

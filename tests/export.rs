@@ -63,7 +63,8 @@ fn lora_matches_peft_on_the_fixture() {
     let MethodSetup::Lora(factory) = &setup else { unreachable!() };
     let adapters = factory.adapters();
     let path = fixtures().join("peft/lora_v3.safetensors");
-    let fx: HashMap<String, Tensor> = Tensor::read_safetensors(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect();
+    let fx: HashMap<String, Tensor> =
+        Tensor::read_safetensors(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect();
     let mut fixture_modules: Vec<&str> = fx.keys().filter_map(|k| k.strip_suffix(".lora_A")).collect();
     fixture_modules.sort();
     let mut ours: Vec<&str> = adapters.iter().map(|(n, _)| n.as_str()).collect();
@@ -132,7 +133,14 @@ struct Case {
 
 /// Builds the model on `base` with `factory`, lets `adapters` set and hand over the adapters,
 /// perturbs the head, computes our logits and writes both exports under `tmp/label`.
-fn build(tmp: &Path, label: &'static str, base: &str, head: HeadKind, factory: &dyn triadapt::model::LinearFactory, adapters: impl FnOnce() -> Vec<(String, DynAdapter)>) -> Case {
+fn build(
+    tmp: &Path,
+    label: &'static str,
+    base: &str,
+    head: HeadKind,
+    factory: &dyn triadapt::model::LinearFactory,
+    adapters: impl FnOnce() -> Vec<(String, DynAdapter)>,
+) -> Case {
     let dir = ModelDir::open(&model_dir(base)).unwrap();
     let (vs, model, _) = dir.load(head, factory, Device::Cpu).unwrap();
     let adapters = adapters();
@@ -305,7 +313,8 @@ fn merged_and_peft_exports_match_hf_and_peft() {
 fn export_peft_refuses_an_all_zero_update_and_a_missing_head() {
     let _rng = crate::common::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
-    let zero: DynAdapter = std::sync::Arc::new(std::sync::Mutex::new(DenseUpdate { dw: Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), rank: 0 }));
+    let zero: DynAdapter =
+        std::sync::Arc::new(std::sync::Mutex::new(DenseUpdate { dw: Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), rank: 0 }));
     let adapters = vec![("deberta.encoder.layer.0.attention.self.query_proj".to_string(), zero)];
     let w = |r: i64, c: i64| Tensor::zeros([r, c], (Kind::Float, Device::Cpu));
     let head = vec![("classifier.weight".to_string(), w(3, 4)), ("pooler.dense.weight".to_string(), w(4, 4))];
@@ -337,7 +346,7 @@ fn merged_checkpoints_carry_the_task_labels_for_any_base_config() {
     }
     std::fs::write(bare.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     let three = model_dir("v3_backbone"); // backbone weights, three labels in its config
-    // (label, base model, task, labels, problem type, label names)
+                                          // (label, base model, task, labels, problem type, label names)
     type Case<'a> = (&'a str, &'a Path, &'a str, i64, Option<&'a str>, &'a [&'a str]);
     let cases: [Case; 5] = [
         ("stsb_bare", bare.as_path(), "stsb", 1, Some("regression"), &["LABEL_0"]),
@@ -378,6 +387,11 @@ fn merged_checkpoints_carry_the_task_labels_for_any_base_config() {
     let jobs: Vec<(&Path, Option<&Path>, HeadKind)> = merged_dirs.iter().map(|m| (m.as_path(), None, HeadKind::Cls)).collect();
     let hf = oracle_logits(tmp.path(), &jobs);
     for ((case, ours), hf) in cases.iter().zip(&ours).zip(&hf) {
-        assert_fixture_close(&format!("{}: HF AutoModelForSequenceClassification on the merged checkpoint", case.0), HeadKind::Cls, hf, ours);
+        assert_fixture_close(
+            &format!("{}: HF AutoModelForSequenceClassification on the merged checkpoint", case.0),
+            HeadKind::Cls,
+            hf,
+            ours,
+        );
     }
 }

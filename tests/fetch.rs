@@ -169,8 +169,17 @@ fn payload(n: usize, seed: u8) -> Vec<u8> {
 /// Every variable that steers downloads and caches: removed so that the caller's environment
 /// cannot leak in.
 const ENV_VARS: [&str; 11] = [
-    "TRIADAPT_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TRIADAPT_SQUAD_URL", "HF_HOME", "HF_HUB_CACHE",
-    "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
+    "TRIADAPT_CACHE",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TRIADAPT_SQUAD_URL",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
 ];
 
 fn triadapt(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -220,7 +229,8 @@ fn partial_file_resumes_with_a_range_request() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("model.safetensors");
     std::fs::write(part_path(&dest), &data[..75_000]).unwrap();
-    let out = fetch_file_outcome(&server.url("/model.safetensors"), &dest, Some(data.len() as u64), Some(&sha256(&data)), false, false).unwrap();
+    let out =
+        fetch_file_outcome(&server.url("/model.safetensors"), &dest, Some(data.len() as u64), Some(&sha256(&data)), false, false).unwrap();
     assert_eq!(out, Outcome::Downloaded(data.len() as u64));
     assert_eq!(std::fs::read(&dest).unwrap(), data);
     let seen = server.seen();
@@ -299,7 +309,6 @@ fn unreachable_host_names_url_destination_and_cache_variable() {
     assert!(msg.contains("TRIADAPT_CACHE") && msg.contains("by hand"), "{msg}");
 }
 
-
 /// A file of a fake hub repository: its bytes and whether the hub stores it in LFS (etag =
 /// sha256) or in git (etag = a git object id).
 struct HubFile {
@@ -325,14 +334,25 @@ fn serve_repo(server: &Server, kind: &str, repo: &str, commit: &str, revisions: 
     let prefix = if kind == "datasets" { "/datasets" } else { "" };
     for rev in revisions.iter().copied().chain(std::iter::once(commit)) {
         let info = serde_json::json!({ "id": repo, "sha": commit, "siblings": siblings });
-        server.route(&format!("/api/{kind}/{repo}/revision/{rev}"), Route { content_type: "application/json", ignore_range: true, token: token.map(str::to_string), ..Route::plain(info.to_string().into_bytes()) });
+        server.route(
+            &format!("/api/{kind}/{repo}/revision/{rev}"),
+            Route {
+                content_type: "application/json",
+                ignore_range: true,
+                token: token.map(str::to_string),
+                ..Route::plain(info.to_string().into_bytes())
+            },
+        );
         for f in files {
             let etag = if f.lfs { sha256(&f.body) } else { git_oid(&f.body) };
             let mut headers = vec![("X-Repo-Commit".to_string(), commit.to_string()), ("ETag".to_string(), format!("\"{etag}\""))];
             if f.lfs {
                 headers.push(("X-Linked-Etag".to_string(), format!("\"{etag}\"")));
             }
-            server.route(&format!("{prefix}/{repo}/resolve/{rev}/{}", f.name), Route { headers, token: token.map(str::to_string), ..Route::plain(f.body.clone()) });
+            server.route(
+                &format!("{prefix}/{repo}/resolve/{rev}/{}", f.name),
+                Route { headers, token: token.map(str::to_string), ..Route::plain(f.body.clone()) },
+            );
         }
     }
 }
@@ -411,7 +431,26 @@ fn fetch_model_fills_the_hf_cache_with_a_revision_and_finds_it_again() {
     let data = format!("data_dir={root}/data/synthetic/rte");
     let mut envs_off = envs.to_vec();
     envs_off.push(("HF_HUB_OFFLINE", "1"));
-    let o = triadapt(&["train", "--config", &config, "--method", "lora", "--set", "model=tiny/backbone@v1", "--set", &data, "--set", "max_steps=2", "--set", "eval_steps=2", "--out", run.to_str().unwrap()], &envs_off);
+    let o = triadapt(
+        &[
+            "train",
+            "--config",
+            &config,
+            "--method",
+            "lora",
+            "--set",
+            "model=tiny/backbone@v1",
+            "--set",
+            &data,
+            "--set",
+            "max_steps=2",
+            "--set",
+            "eval_steps=2",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &envs_off,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run_info.json")).unwrap()).unwrap();
     assert_eq!((info["model"].as_str(), info["model_commit"].as_str()), (Some("tiny/backbone@v1"), Some(COMMIT_B)));
@@ -431,10 +470,13 @@ fn hub_downloads_are_checked_and_errors_say_why() {
     serve_repo(&server, "models", "bad/model", COMMIT_A, &["main"], &files, None);
     files[2].body[0] ^= 0xFF;
     let etag = sha256(&good);
-    server.route(&format!("/bad/model/resolve/{COMMIT_A}/spm.model"), Route {
-        headers: vec![("X-Repo-Commit".into(), COMMIT_A.into()), ("ETag".into(), format!("\"{etag}\""))],
-        ..Route::plain(files[2].body.clone())
-    });
+    server.route(
+        &format!("/bad/model/resolve/{COMMIT_A}/spm.model"),
+        Route {
+            headers: vec![("X-Repo-Commit".into(), COMMIT_A.into()), ("ETag".into(), format!("\"{etag}\""))],
+            ..Route::plain(files[2].body.clone())
+        },
+    );
     let msg = format!("{:#}", fetch_model(&remote(&server, false), cache.path(), "bad/model", false).unwrap_err());
     assert!(msg.contains("sha256") && msg.contains(&etag) && msg.contains("removed"), "{msg}");
     let blob = cache.path().join("models--bad--model/blobs").join(&etag);
@@ -454,17 +496,31 @@ fn hub_downloads_are_checked_and_errors_say_why() {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(home.path().join("token"), "hf_secret\n").unwrap();
     let cache2 = home.path().join("hub");
-    let out = triadapt(&["fetch", "model", "gated/model", "--quiet"], &[("HF_HOME", home.path().to_str().unwrap()), ("HF_ENDPOINT", server.base.as_str())]);
+    let out = triadapt(
+        &["fetch", "model", "gated/model", "--quiet"],
+        &[("HF_HOME", home.path().to_str().unwrap()), ("HF_ENDPOINT", server.base.as_str())],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(cache2.join("models--gated--model/snapshots").join(COMMIT_B).join("model.safetensors").is_file(), "HF_HOME/hub is the default cache");
+    assert!(
+        cache2.join("models--gated--model/snapshots").join(COMMIT_B).join("model.safetensors").is_file(),
+        "HF_HOME/hub is the default cache"
+    );
 
     // Offline: no request, and the message names the exact place looked at.
     let before = server.seen().len();
-    let out = triadapt(&["fetch", "model", "microsoft/deberta-v3-base"], &[("HF_HUB_CACHE", cache.path().to_str().unwrap()), ("HF_ENDPOINT", server.base.as_str()), ("HF_HUB_OFFLINE", "1")]);
+    let out = triadapt(
+        &["fetch", "model", "microsoft/deberta-v3-base"],
+        &[("HF_HUB_CACHE", cache.path().to_str().unwrap()), ("HF_ENDPOINT", server.base.as_str()), ("HF_HUB_OFFLINE", "1")],
+    );
     assert!(!out.status.success());
     let msg = stderr(&out);
     let refs = cache.path().join("models--microsoft--deberta-v3-base/refs/main");
-    assert!(msg.contains("HF_HUB_OFFLINE") && msg.contains(&refs.display().to_string()) && msg.contains("triadapt fetch model microsoft/deberta-v3-base"), "{msg}");
+    assert!(
+        msg.contains("HF_HUB_OFFLINE")
+            && msg.contains(&refs.display().to_string())
+            && msg.contains("triadapt fetch model microsoft/deberta-v3-base"),
+        "{msg}"
+    );
     assert_eq!(server.seen().len(), before);
 }
 
@@ -505,10 +561,18 @@ fn fetch_glue_into_the_hf_cache_across_commits() {
     fetch_glue(&remote(&server, false), cache.path(), "cola", false).unwrap();
     assert_eq!(std::fs::read_to_string(cache.path().join("datasets--nyu-mll--glue/refs/main")).unwrap(), COMMIT_B);
     assert_eq!(resolve_glue_dir_in(cache.path(), "rte").unwrap(), snap_a.join("rte"));
-    let gets_before = server.seen().iter().filter(|s| s.method == "GET" && s.path.contains("/resolve/") && s.range.as_deref() != Some("bytes=0-0")).count();
+    let gets_before = server
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/resolve/") && s.range.as_deref() != Some("bytes=0-0"))
+        .count();
     let report = fetch_glue(&remote(&server, false), cache.path(), "rte", false).unwrap();
     assert!(report.files.iter().all(|(_, o)| *o == Outcome::Present), "{:?}", report.files);
-    let gets_after = server.seen().iter().filter(|s| s.method == "GET" && s.path.contains("/resolve/") && s.range.as_deref() != Some("bytes=0-0")).count();
+    let gets_after = server
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/resolve/") && s.range.as_deref() != Some("bytes=0-0"))
+        .count();
     assert_eq!(gets_after, gets_before, "no file body downloaded again");
     let snap_b = cache.path().join("datasets--nyu-mll--glue/snapshots").join(COMMIT_B);
     assert_eq!(resolve_glue_dir_in(cache.path(), "rte").unwrap(), snap_b.join("rte"));
@@ -552,7 +616,8 @@ fn the_hf_cache_is_shared_with_python_huggingface_hub() {
     fetch_model(&remote(&server, false), by_triadapt.path(), "tiny/deberta", false).unwrap();
     let printed = py(by_triadapt.path(), download, true);
     let snap = by_triadapt.path().join("models--tiny--deberta/snapshots").join(COMMIT_A);
-    let expected: Vec<String> = ["config.json", "spm.model", "model.safetensors"].iter().map(|f| snap.join(f).display().to_string()).collect();
+    let expected: Vec<String> =
+        ["config.json", "spm.model", "model.safetensors"].iter().map(|f| snap.join(f).display().to_string()).collect();
     assert_eq!(printed.lines().collect::<Vec<_>>(), expected);
 }
 
@@ -598,7 +663,9 @@ fn fetch_help_explains_each_form() {
     let out = triadapt(&["fetch", "--help"], &[]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for form in ["fetch model", "fetch glue", "fetch squad2", "HF_HUB_CACHE", "HF_HOME", "HF_TOKEN", "HF_HUB_OFFLINE", "TRIADAPT_CACHE", "@REV"] {
+    for form in
+        ["fetch model", "fetch glue", "fetch squad2", "HF_HUB_CACHE", "HF_HOME", "HF_TOKEN", "HF_HUB_OFFLINE", "TRIADAPT_CACHE", "@REV"]
+    {
         assert!(help.contains(form), "--help lacks {form:?}:\n{help}");
     }
     let out = triadapt(&["fetch", "model"], &[]);
@@ -618,9 +685,15 @@ fn env_reports_the_caches_and_the_token_without_showing_it() {
     let h = home.path().to_str().unwrap();
     let v = env(&[("HF_HOME", h), ("TRIADAPT_CACHE", "/data/own")]);
     assert_eq!(v["hf_hub_cache"], home.path().join("hub").display().to_string());
-    assert_eq!((v["triadapt_cache"].as_str(), v["hf_hub_offline"].as_bool(), v["hf_token_found"].as_bool()), (Some("/data/own"), Some(false), Some(false)));
+    assert_eq!(
+        (v["triadapt_cache"].as_str(), v["hf_hub_offline"].as_bool(), v["hf_token_found"].as_bool()),
+        (Some("/data/own"), Some(false), Some(false))
+    );
     std::fs::write(home.path().join("token"), "hf_abc\n").unwrap();
     let v = env(&[("HF_HOME", h), ("HF_HUB_CACHE", "/data/hub"), ("HF_HUB_OFFLINE", "1")]);
-    assert_eq!((v["hf_hub_cache"].as_str(), v["hf_hub_offline"].as_bool(), v["hf_token_found"].as_bool()), (Some("/data/hub"), Some(true), Some(true)));
+    assert_eq!(
+        (v["hf_hub_cache"].as_str(), v["hf_hub_offline"].as_bool(), v["hf_token_found"].as_bool()),
+        (Some("/data/hub"), Some(true), Some(true))
+    );
     assert!(!v.to_string().contains("hf_abc"), "the token itself is never printed");
 }

@@ -62,10 +62,9 @@ fn check_grad(model: &str, oracle_name: &str) {
     out.logits.sum(tch::Kind::Float).backward();
     let vars = vs.variables();
     let bound = gradient_bound(model, seq_len(&o));
-    for (name, key) in [
-        ("deberta.encoder.layer.0.attention.self.query_proj.weight", "grad_query_weight"),
-        ("classifier.weight", "grad_classifier_weight"),
-    ] {
+    for (name, key) in
+        [("deberta.encoder.layer.0.attention.self.query_proj.weight", "grad_query_weight"), ("classifier.weight", "grad_classifier_weight")]
+    {
         let ours = vars[name].grad();
         let hf: &Tensor = &o[key];
         let rel = max_abs_diff(&ours, hf) / hf.abs().max().double_value(&[]);

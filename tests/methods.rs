@@ -9,7 +9,6 @@ use triadapt::peft::method::{MethodConfig, MethodName};
 use triadapt::peft::triadapt::{GrowthMode, TriAdapter};
 use triadapt::peft::Adapter;
 
-
 #[test]
 fn triadapt_per_rank_growth_keeps_old_entries_and_adds_triangles() {
     let _rng = crate::common::torch_rng();
@@ -203,7 +202,10 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
                 }
                 update_emas(&mut ipt, &mut unc, &floats(&raw[t as usize]), b1, b2);
                 let scores: Vec<f64> = ipt.iter().zip(&unc).map(|(i, u)| i * u).collect();
-                let Some((k, grants)) = increlora_allocation(t, warmup, interval, top_h, add_r, total, budget, mode, || scores.clone()) else { continue };
+                let Some((k, grants)) = increlora_allocation(t, warmup, interval, top_h, add_r, total, budget, mode, || scores.clone())
+                else {
+                    continue;
+                };
                 let e = expected.get(next).unwrap_or_else(|| panic!("{name}: an allocation at step {t} the oracle does not have"));
                 assert_eq!(scores, floats(&e["scores"]), "{name}: ipt x unc at step {t}");
                 check_allocation(name, e, t, k, grants, &mut ranks);
@@ -262,7 +264,13 @@ fn adalora_reports_its_final_budget_as_its_paper() {
     }
     let ranks = t.controller.ranks();
     assert_eq!(ranks.iter().map(|(_, r)| r).sum::<i64>(), 2 * 12, "the final budget");
-    let width = |name: &str| if name.ends_with("intermediate.dense") || (name.ends_with("output.dense") && !name.contains("attention")) { 97 } else { 65 };
+    let width = |name: &str| {
+        if name.ends_with("intermediate.dense") || (name.ends_with("output.dense") && !name.contains("attention")) {
+            97
+        } else {
+            65
+        }
+    };
     let kept: i64 = ranks.iter().map(|(n, r)| r * width(n)).sum();
     assert_eq!(t.adapter_param_count(), kept);
     assert_eq!(t.trainable_count() - t.head_param_count(), 3 * per_rank_of_every_matrix, "every triplet still trains");
@@ -285,7 +293,15 @@ fn triadapt_allocates_from_the_importance_before_the_update() {
         triadapt::peft::shared(a)
     };
     let adapters = vec![("m0".to_string(), make()), ("m1".to_string(), make())];
-    let cfg = TriAdaptConfig { ref_rank: 2, warmup_steps: 1, interval: 1, threshold: ThresholdKind::Fixed, top_k: 1, growth_step: Some(1), ..Default::default() };
+    let cfg = TriAdaptConfig {
+        ref_rank: 2,
+        warmup_steps: 1,
+        interval: 1,
+        threshold: ThresholdKind::Fixed,
+        top_k: 1,
+        growth_step: Some(1),
+        ..Default::default()
+    };
     let mut c = TriAdaptController::new(cfg, adapters.clone(), 100, 0.0);
     let mut opt = AdamW::new(AdamWConfig::default());
     for (name, p) in c.named_params() {
@@ -306,7 +322,6 @@ fn triadapt_allocates_from_the_importance_before_the_update() {
     c.after_step(3, &mut opt).unwrap();
     assert_eq!(c.ranks().into_iter().map(|(_, r)| r).sum::<i64>(), 4, "step 3 grows m1 (budget 4)");
 }
-
 
 /// No training step waits for the device except where it must: every device-to-host read of
 /// the training path goes through `triadapt::device::read_*`, which counts them. A step makes

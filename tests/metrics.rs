@@ -74,8 +74,7 @@ struct SquadEvalCase {
 }
 
 fn fixture() -> Fixture {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics/cases.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics/cases.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -116,12 +115,7 @@ fn correlations_match_scipy() {
 fn glue_metrics_match_hf() {
     for c in &fixture().glue {
         let ours = glue_metrics(&c.task, &c.preds, &c.labels).unwrap();
-        assert_eq!(
-            ours.keys().collect::<Vec<_>>(),
-            c.metrics.keys().collect::<Vec<_>>(),
-            "{} metric names",
-            c.task
-        );
+        assert_eq!(ours.keys().collect::<Vec<_>>(), c.metrics.keys().collect::<Vec<_>>(), "{} metric names", c.task);
         for (k, &v) in &c.metrics {
             check(&format!("{} {k}", c.task), ours[k], v);
         }
@@ -149,11 +143,7 @@ fn squad_eval_matches_official() {
         let n = &c.name;
         check(&format!("{n} exact"), ours.exact, r.exact);
         check(&format!("{n} f1"), ours.f1, r.f1);
-        assert_eq!(
-            (ours.total, ours.has_ans_total, ours.no_ans_total),
-            (r.total, r.has_ans_total, r.no_ans_total),
-            "{n} totals"
-        );
+        assert_eq!((ours.total, ours.has_ans_total, ours.no_ans_total), (r.total, r.has_ans_total, r.no_ans_total), "{n} totals");
         for (what, o, e) in [
             ("HasAns_exact", ours.has_ans_exact, r.has_ans_exact),
             ("HasAns_f1", ours.has_ans_f1, r.has_ans_f1),

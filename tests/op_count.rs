@@ -110,7 +110,8 @@ const MARGIN_PERCENT: i64 = 2;
 fn within_budget(precision: Precision) {
     let mut over = Vec::new();
     for &(variant, p, adamw, ordinary, allocation) in TODAY.iter().filter(|row| row.1 == precision) {
-        let spec = BenchSpec { warmup: 2, steps: 4, batch: 2, seq: 16, precision: p, adamw, ops: true, ..BenchSpec::new(Shape::Tiny, variant) };
+        let spec =
+            BenchSpec { warmup: 2, steps: 4, batch: 2, seq: 16, precision: p, adamw, ops: true, ..BenchSpec::new(Shape::Tiny, variant) };
         let got = count_ops(&spec).unwrap();
         let budget = |n: i64| n + n * MARGIN_PERCENT / 100;
         let total = got.ordinary.total();
@@ -118,7 +119,9 @@ fn within_budget(precision: Precision) {
             over.push(format!("{} {adamw:?}: {total} ops per step, budget {} ({:?})", variant.as_str(), budget(ordinary), got.ordinary));
         }
         match (got.allocation, allocation) {
-            (Some(n), Some(a)) if n > budget(a) => over.push(format!("{} {adamw:?}: {n} ops on an allocation step, budget {}", variant.as_str(), budget(a))),
+            (Some(n), Some(a)) if n > budget(a) => {
+                over.push(format!("{} {adamw:?}: {n} ops on an allocation step, budget {}", variant.as_str(), budget(a)))
+            }
             (Some(_), Some(_)) | (None, None) => {}
             (got, want) => over.push(format!("{} {adamw:?}: allocation step {got:?}, expected one {want:?}", variant.as_str())),
         }

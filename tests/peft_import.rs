@@ -61,7 +61,11 @@ fn predicted(stdout: &str) -> Tensor {
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             let vec = |k: &str| Tensor::from_slice(&serde_json::from_value::<Vec<f32>>(v[k].clone()).unwrap());
-            if v.get("logits").is_some() { vec("logits") } else { Tensor::stack(&[vec("start_logits"), vec("end_logits")], 1) }
+            if v.get("logits").is_some() {
+                vec("logits")
+            } else {
+                Tensor::stack(&[vec("start_logits"), vec("end_logits")], 1)
+            }
         })
         .collect();
     Tensor::stack(&rows, 0)
@@ -84,7 +88,15 @@ fn peft_lora_adapters_predict_what_peft_computes() {
     }
     // --base-model replaces base_model_name_or_path; a wrong --head is refused.
     let cls = case("cls_patterns");
-    let out = ok(&triadapt(&["predict", "--model", cls.to_str().unwrap(), "--base-model", "tests/fixtures/models/v3_backbone", "--input", input.to_str().unwrap()]));
+    let out = ok(&triadapt(&[
+        "predict",
+        "--model",
+        cls.to_str().unwrap(),
+        "--base-model",
+        "tests/fixtures/models/v3_backbone",
+        "--input",
+        input.to_str().unwrap(),
+    ]));
     assert_peft_close("cls_patterns with --base-model", &predicted(&out), &expected("cls_patterns"));
     let e = err(&triadapt(&["predict", "--model", cls.to_str().unwrap(), "--head", "qa", "--input", input.to_str().unwrap()]));
     assert!(e.contains("--head Qa") && e.contains("Cls head"), "{e}");
@@ -100,7 +112,16 @@ fn a_merged_peft_adapter_gives_peft_outputs_in_hf() {
     let inputs = fixtures().join("oracle/v3_batch.safetensors");
     let o = Command::new(py)
         .current_dir(root())
-        .args(["scripts/peft_oracle.py", "logits", "--model", merged.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "scripts/peft_oracle.py",
+            "logits",
+            "--model",
+            merged.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "HF oracle failed:\n{}", String::from_utf8_lossy(&o.stderr));
@@ -125,7 +146,9 @@ fn unsupported_peft_adapters_are_refused_with_the_reason() {
     for f in ["adapter_model.safetensors", "adapter_config.json"] {
         std::fs::copy(case("cls_patterns").join(f), edited.join(f)).unwrap();
     }
-    let cfg = std::fs::read_to_string(edited.join("adapter_config.json")).unwrap().replace("\"intermediate.dense\": 3", "\"intermediate.dense\": 5");
+    let cfg = std::fs::read_to_string(edited.join("adapter_config.json"))
+        .unwrap()
+        .replace("\"intermediate.dense\": 3", "\"intermediate.dense\": 5");
     std::fs::write(edited.join("adapter_config.json"), cfg).unwrap();
     let e = predict(&edited);
     assert!(e.contains("deberta.encoder.layer.0.intermediate.dense") && e.contains("rank 5"), "{e}");
@@ -169,7 +192,10 @@ fn lora_starts_from_a_peft_adapter_exactly() {
     let cfg = lora_method(&["query_proj", "key_proj", "value_proj", "attention.output.dense"]);
     let m = triadapt::peft::attach(&dir, HeadKind::Cls, &cfg, Device::Cpu).unwrap();
     let e = format!("{:#}", triadapt::peft::import::start_from_peft(&m.setup, &peft, &m.vs).unwrap_err());
-    assert!(e.contains("layer.0.intermediate.dense") && e.contains("layer.0.attention.self.key_proj") && e.contains("target_modules"), "{e}");
+    assert!(
+        e.contains("layer.0.intermediate.dense") && e.contains("layer.0.attention.self.key_proj") && e.contains("target_modules"),
+        "{e}"
+    );
 }
 
 /// The whole path through the CLI: a LoRA run, exported for PEFT, starts a second run
@@ -179,24 +205,55 @@ fn lora_starts_from_a_peft_adapter_exactly() {
 fn train_init_adapter_continues_an_exported_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, peft, b) = (tmp.path().join("a"), tmp.path().join("peft"), tmp.path().join("b"));
-    let base = ["train", "--config", "experiments/synthetic_rte.yaml", "--method", "lora", "--set", "max_steps=12", "--set", "eval_steps=12"];
+    let base =
+        ["train", "--config", "experiments/synthetic_rte.yaml", "--method", "lora", "--set", "max_steps=12", "--set", "eval_steps=12"];
     let mut args: Vec<&str> = base.to_vec();
     args.extend(["--out", a.to_str().unwrap()]);
     ok(&triadapt(&args));
     ok(&triadapt(&["export-peft", a.to_str().unwrap(), "--checkpoint", "last", "--out", peft.to_str().unwrap()]));
     let mut args: Vec<&str> = base.to_vec();
-    args.extend(["--set", "optim.lr=1e-12", "--set", "max_steps=1", "--init-adapter", peft.to_str().unwrap(), "--out", b.to_str().unwrap()]);
+    args.extend([
+        "--set",
+        "optim.lr=1e-12",
+        "--set",
+        "max_steps=1",
+        "--init-adapter",
+        peft.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ]);
     ok(&triadapt(&args));
     let stored = std::fs::read_to_string(b.join("config.yaml")).unwrap();
     assert!(stored.contains(&format!("init_adapter: {}", peft.display())), "{stored}");
     let input = root().join("tests/fixtures/inputs/demo.jsonl");
-    let predict = |dir: &Path| predicted(&ok(&triadapt(&["predict", "--model", dir.to_str().unwrap(), "--checkpoint", "last", "--input", input.to_str().unwrap()])));
+    let predict = |dir: &Path| {
+        predicted(&ok(&triadapt(&[
+            "predict",
+            "--model",
+            dir.to_str().unwrap(),
+            "--checkpoint",
+            "last",
+            "--input",
+            input.to_str().unwrap(),
+        ])))
+    };
     let (first, second, via_peft) = (predict(&a), predict(&b), predict(&peft));
     assert!(max_abs_diff(&first, &Tensor::zeros_like(&first)) > 0.0);
     assert_close("run started from the exported adapter", &second, &first, 1e-5);
     assert_close("the exported PEFT folder itself", &via_peft, &first, 1e-5);
     let eval = |dir: &Path| -> serde_json::Value {
-        serde_json::from_str(&ok(&triadapt(&["eval", "--model", dir.to_str().unwrap(), "--task", "rte", "--data-dir", "data/synthetic/rte", "--checkpoint", "last"]))).unwrap()
+        serde_json::from_str(&ok(&triadapt(&[
+            "eval",
+            "--model",
+            dir.to_str().unwrap(),
+            "--task",
+            "rte",
+            "--data-dir",
+            "data/synthetic/rte",
+            "--checkpoint",
+            "last",
+        ])))
+        .unwrap()
     };
     assert_eq!(eval(&peft)["metrics"], eval(&a)["metrics"]);
     // Only LoRA starts from an adapter.

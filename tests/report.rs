@@ -12,7 +12,8 @@ use std::process::Command;
 
 use triadapt::report::{self, curves::PlotOptions, heatmap::HeatmapOptions, Runs};
 
-const METRICS: [&str; 8] = ["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", "m_accuracy", "mm_accuracy", "combined_score"];
+const METRICS: [&str; 8] =
+    ["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", "m_accuracy", "mm_accuracy", "combined_score"];
 
 /// The scores of one TriAdaptLoRA run per task and seed (seed 1, seed 2), as (metric, value).
 fn triadapt_scores(task: &str, seed: i64) -> Vec<(&'static str, f64)> {
@@ -132,21 +133,81 @@ fn glue_fixture(root: &Path) -> (PathBuf, i64) {
             } else {
                 String::new()
             };
-            rows.push(Row { id, task: task.into(), method: "triadapt".into(), seed, swept: vec![], status: "finished", scores: triadapt_scores(task, seed), params: 330_000, run_dir });
+            rows.push(Row {
+                id,
+                task: task.into(),
+                method: "triadapt".into(),
+                seed,
+                swept: vec![],
+                status: "finished",
+                scores: triadapt_scores(task, seed),
+                params: 330_000,
+                run_dir,
+            });
             // LoRA: every score 0.01 lower, no run folders.
             let scores = triadapt_scores(task, seed).into_iter().map(|(m, v)| (m, v - 0.01)).collect();
-            rows.push(Row { id: format!("{task}_lora_s{seed}"), task: task.into(), method: "lora".into(), seed, swept: vec![], status: "finished", scores, params: 340_000, run_dir: String::new() });
+            rows.push(Row {
+                id: format!("{task}_lora_s{seed}"),
+                task: task.into(),
+                method: "lora".into(),
+                seed,
+                swept: vec![],
+                status: "finished",
+                scores,
+                params: 340_000,
+                run_dir: String::new(),
+            });
         }
     }
     // AdaLoRA: RTE and MNLI only (absolute run_dir); IncreLoRA: MNLI only.
     let ada = dir.join("runs").join("mnli_adalora_s1");
     write_pattern(&ada, |l, j| if l < 3 { 0 } else { ((l * j) % 6) as i64 });
-    rows.push(Row { id: "mnli_adalora_s1".into(), task: "mnli".into(), method: "adalora".into(), seed: 1, swept: vec![], status: "finished", scores: vec![("m_accuracy", 0.89), ("mm_accuracy", 0.90)], params: 320_000, run_dir: ada.display().to_string() });
-    rows.push(Row { id: "rte_adalora_s1".into(), task: "rte".into(), method: "adalora".into(), seed: 1, swept: vec![], status: "finished", scores: vec![("accuracy", 0.85)], params: 320_000, run_dir: String::new() });
+    rows.push(Row {
+        id: "mnli_adalora_s1".into(),
+        task: "mnli".into(),
+        method: "adalora".into(),
+        seed: 1,
+        swept: vec![],
+        status: "finished",
+        scores: vec![("m_accuracy", 0.89), ("mm_accuracy", 0.90)],
+        params: 320_000,
+        run_dir: ada.display().to_string(),
+    });
+    rows.push(Row {
+        id: "rte_adalora_s1".into(),
+        task: "rte".into(),
+        method: "adalora".into(),
+        seed: 1,
+        swept: vec![],
+        status: "finished",
+        scores: vec![("accuracy", 0.85)],
+        params: 320_000,
+        run_dir: String::new(),
+    });
     write_pattern(&dir.join("runs").join("mnli_increlora_s1"), |l, _| 1 + (l % 3) as i64);
-    rows.push(Row { id: "mnli_increlora_s1".into(), task: "mnli".into(), method: "increlora".into(), seed: 1, swept: vec![], status: "finished", scores: vec![("m_accuracy", 0.895), ("mm_accuracy", 0.90)], params: 330_000, run_dir: "runs/mnli_increlora_s1".into() });
+    rows.push(Row {
+        id: "mnli_increlora_s1".into(),
+        task: "mnli".into(),
+        method: "increlora".into(),
+        seed: 1,
+        swept: vec![],
+        status: "finished",
+        scores: vec![("m_accuracy", 0.895), ("mm_accuracy", 0.90)],
+        params: 330_000,
+        run_dir: "runs/mnli_increlora_s1".into(),
+    });
     // A failed run: left out everywhere (it would pull TriAdaptLoRA's RTE mean down).
-    rows.push(Row { id: "rte_triadapt_s3".into(), task: "rte".into(), method: "triadapt".into(), seed: 3, swept: vec![], status: "failed", scores: vec![("accuracy", 0.10)], params: 330_000, run_dir: String::new() });
+    rows.push(Row {
+        id: "rte_triadapt_s3".into(),
+        task: "rte".into(),
+        method: "triadapt".into(),
+        seed: 3,
+        swept: vec![],
+        status: "failed",
+        scores: vec![("accuracy", 0.10)],
+        params: 330_000,
+        run_dir: String::new(),
+    });
     write_runs_csv(&dir, &[], &rows);
     (dir, triadapt_total)
 }
@@ -172,7 +233,8 @@ fn write_curve(dir: &Path, method: &str, warmup: i64, score: f64, seed: i64) {
     let mut s = String::from("step,loss,lr,dev_metric,total_rank\n");
     for step in 1..=STEPS {
         let loss = scale * (-(step as f64) / tau).exp() + 0.2 + 0.05 * ((step as f64) * 0.7).sin().abs() + 0.01 * seed as f64;
-        let dev = if step % 100 == 0 || step == STEPS { format!("{}", score - 0.1 * (-(step as f64) / 200.0).exp()) } else { String::new() };
+        let dev =
+            if step % 100 == 0 || step == STEPS { format!("{}", score - 0.1 * (-(step as f64) / 200.0).exp()) } else { String::new() };
         let rank = if step <= start { 72 } else { (72 + by * ((step - start) / every + 1)).min(144) };
         writeln!(s, "{step},{loss},0.001,{dev},{rank}").unwrap();
     }
@@ -191,7 +253,17 @@ fn ablation_fixture(root: &Path) -> PathBuf {
                 let score = ablation_score(method, wi, seed);
                 write_curve(&dir.join("runs").join(&id), method, *w, score, seed);
                 let swept = if method == "triadapt" { vec![w.to_string(), String::new()] } else { vec![String::new(), w.to_string()] };
-                rows.push(Row { id: id.clone(), task: "rte".into(), method: method.into(), seed, swept, status: "finished", scores: vec![("accuracy", score)], params: 330_000, run_dir: format!("runs/{id}") });
+                rows.push(Row {
+                    id: id.clone(),
+                    task: "rte".into(),
+                    method: method.into(),
+                    seed,
+                    swept,
+                    status: "finished",
+                    scores: vec![("accuracy", score)],
+                    params: 330_000,
+                    run_dir: format!("runs/{id}"),
+                });
             }
         }
     }
@@ -211,10 +283,13 @@ fn png_size(path: &Path) -> (u32, u32) {
 fn svg_texts(path: &Path) -> Vec<String> {
     let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(s.contains("<svg"), "{} is not an SVG", path.display());
-    s.split("<text").skip(1).map(|t| {
-        let body = &t[t.find('>').expect("tag end") + 1..];
-        body[..body.find("</text>").expect("closed")].trim().to_string()
-    }).collect()
+    s.split("<text")
+        .skip(1)
+        .map(|t| {
+            let body = &t[t.find('>').expect("tag end") + 1..];
+            body[..body.find("</text>").expect("closed")].trim().to_string()
+        })
+        .collect()
 }
 
 fn assert_texts(path: &Path, needles: &[&str]) {
@@ -259,7 +334,8 @@ fn svg_attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
 /// corner is on the centre's column); bands (translucent) are not markers.
 fn svg_markers(svg: &str, color: &str) -> Vec<(&'static str, (f64, f64))> {
     let mut out = Vec::new();
-    for (tag, rest) in [("circle", svg.split("<circle").skip(1).collect::<Vec<_>>()), ("polygon", svg.split("<polygon").skip(1).collect())] {
+    for (tag, rest) in [("circle", svg.split("<circle").skip(1).collect::<Vec<_>>()), ("polygon", svg.split("<polygon").skip(1).collect())]
+    {
         for e in rest {
             let e = &e[..e.find("/>").unwrap()];
             if svg_attr(e, "fill") != Some(color) || svg_attr(e, "opacity") != Some("1") {
@@ -269,10 +345,14 @@ fn svg_markers(svg: &str, color: &str) -> Vec<(&'static str, (f64, f64))> {
                 out.push(("circle", (svg_attr(e, "cx").unwrap().parse().unwrap(), svg_attr(e, "cy").unwrap().parse().unwrap())));
                 continue;
             }
-            let pts: Vec<(f64, f64)> = svg_attr(e, "points").unwrap().split_whitespace().map(|p| {
-                let (x, y) = p.split_once(',').unwrap();
-                (x.parse().unwrap(), y.parse().unwrap())
-            }).collect();
+            let pts: Vec<(f64, f64)> = svg_attr(e, "points")
+                .unwrap()
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect();
             let n = pts.len() as f64;
             let centre = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
             let shape = match pts.len() {
@@ -296,7 +376,11 @@ fn fixture_curve(path: &Path) -> Vec<(f64, f64, Option<f64>, f64)> {
 }
 
 fn mean_min_max(v: &[f64]) -> (f64, f64, f64) {
-    (v.iter().sum::<f64>() / v.len() as f64, v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+    (
+        v.iter().sum::<f64>() / v.len() as f64,
+        v.iter().copied().fold(f64::INFINITY, f64::min),
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    )
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -347,8 +431,17 @@ fn glue_table_means_over_seeds_and_all_avg() {
     assert_eq!(
         tri.cells,
         [
-            "TriAdaptLoRA", "0.33M", "91.0 ± 1.4 / 91.0 ± 0.0 (2)", "95.5 ± 0.7 (2)", "71.0 ± 1.4 (2)", "91.0 ± 1.4 / 88.0 ± 0.0 (2)",
-            "94.0 ± 0.0 (2)", "87.0 ± 1.4 (2)", "91.0 ± 1.4 (2)", "91.5 ± 0.7 (2)", "88.8 ± 0.5 (2)"
+            "TriAdaptLoRA",
+            "0.33M",
+            "91.0 ± 1.4 / 91.0 ± 0.0 (2)",
+            "95.5 ± 0.7 (2)",
+            "71.0 ± 1.4 (2)",
+            "91.0 ± 1.4 / 88.0 ± 0.0 (2)",
+            "94.0 ± 0.0 (2)",
+            "87.0 ± 1.4 (2)",
+            "91.0 ± 1.4 (2)",
+            "91.5 ± 0.7 (2)",
+            "88.8 ± 0.5 (2)"
         ]
     );
     // LoRA: every score 0.01 lower -> All Avg 0.878125.
@@ -375,15 +468,25 @@ fn glue_table_means_over_seeds_and_all_avg() {
     assert_eq!(std::fs::read_to_string(out.join("table.md")).unwrap(), stdout);
     // table.csv: the numbers behind each cell (x100), e.g. TriAdaptLoRA's RTE and All Avg.
     let csv = csv_maps(&out.join("table.csv"));
-    let row = |method: &str, score: &str| csv.iter().find(|r| r["method"] == method && r["score"] == score).unwrap_or_else(|| panic!("{method} {score}: {csv:?}"));
+    let row = |method: &str, score: &str| {
+        csv.iter().find(|r| r["method"] == method && r["score"] == score).unwrap_or_else(|| panic!("{method} {score}: {csv:?}"))
+    };
     let rte = row("triadapt", "rte");
-    assert_eq!((rte["block"].as_str(), rte["r"].as_str(), rte["averaged"].as_str(), rte["n"].as_str()), ("rank budget 144", "", "runs", "2"));
+    assert_eq!(
+        (rte["block"].as_str(), rte["r"].as_str(), rte["averaged"].as_str(), rte["n"].as_str()),
+        ("rank budget 144", "", "runs", "2")
+    );
     for (col, v) in [("mean", 87.0), ("std", 2f64.sqrt()), ("min", 86.0), ("max", 88.0)] {
         assert!(close(rte[col].parse().unwrap(), v), "{col}: {rte:?}");
     }
     let avg = row("triadapt", "all_avg");
     assert_eq!((avg["averaged"].as_str(), avg["n"].as_str()), ("seeds", "2"));
-    assert!(close(avg["mean"].parse().unwrap(), 88.8125) && close(avg["min"].parse().unwrap(), 88.4375) && close(avg["max"].parse().unwrap(), 89.1875), "{avg:?}");
+    assert!(
+        close(avg["mean"].parse().unwrap(), 88.8125)
+            && close(avg["min"].parse().unwrap(), 88.4375)
+            && close(avg["max"].parse().unwrap(), 89.1875),
+        "{avg:?}"
+    );
     assert_eq!(row("adalora", "rte")["std"], "", "one run: no standard deviation");
     // Default destination: the results directory.
     let o = triadapt(&["table", dir.to_str().unwrap()]);
@@ -400,7 +503,9 @@ fn glue_table_means_over_seeds_and_all_avg() {
 /// LoRA 0.78, full 0.82; seeds 1-3, except LoRA's MNLI (seeds 1 and 2) and full (seed 1).
 fn budget_table_fixture(root: &Path) -> PathBuf {
     let dir = root.join("results").join("glue_budgets");
-    let mut csv = String::from("run_id,name,task,method,seed,method.triadapt.ref_rank,method.triadapt.interval,status,error,main_metric,best_score,best_step");
+    let mut csv = String::from(
+        "run_id,name,task,method,seed,method.triadapt.ref_rank,method.triadapt.interval,status,error,main_metric,best_score,best_step",
+    );
     for m in METRICS {
         write!(csv, ",{m}").unwrap();
     }
@@ -412,7 +517,11 @@ fn budget_table_fixture(root: &Path) -> PathBuf {
         let run_dir = if method == "lora" {
             let run = dir.join("runs").join(&id);
             std::fs::create_dir_all(&run).unwrap();
-            std::fs::write(run.join("config.yaml"), format!("task: {task}\nmethod:\n  name: lora\n  lora:\n    rank: {r}\n  triadapt:\n    ref_rank: 4\n")).unwrap();
+            std::fs::write(
+                run.join("config.yaml"),
+                format!("task: {task}\nmethod:\n  name: lora\n  lora:\n    rank: {r}\n  triadapt:\n    ref_rank: 4\n"),
+            )
+            .unwrap();
             format!("runs/{id}")
         } else {
             String::new()
@@ -469,15 +578,43 @@ fn glue_table_one_block_per_reference_rank_with_published_numbers() {
     };
     let lora = |v: &str, mnli: &str, avg: &str| -> Vec<String> {
         let x = c(&format!("{v} ± 0.2"), 3);
-        vec![format!("{mnli} ± 0.1 / {mnli} ± 0.1 (2)"), x.clone(), x.clone(), format!("{v} ± 0.2 / {v} ± 0.2 (3)"), x.clone(), x.clone(), x.clone(), x, avg.to_string()]
+        vec![
+            format!("{mnli} ± 0.1 / {mnli} ± 0.1 (2)"),
+            x.clone(),
+            x.clone(),
+            format!("{v} ± 0.2 / {v} ± 0.2 (3)"),
+            x.clone(),
+            x.clone(),
+            x.clone(),
+            x,
+            avg.to_string(),
+        ]
     };
     let join = |label: &str, params: &str, cells: Vec<String>| format!("| {label} | {params} | {} |", cells.join(" | "));
     let expect = vec![
         "| **no rank budget** |  |  |  |  |  |  |  |  |  |  |".to_string(),
-        join("Full FT", "184M", vec!["82.2 / 82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 / 82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into(), "82.2 (1)".into()]),
+        join(
+            "Full FT",
+            "184M",
+            vec![
+                "82.2 / 82.2 (1)".into(),
+                "82.2 (1)".into(),
+                "82.2 (1)".into(),
+                "82.2 / 82.2 (1)".into(),
+                "82.2 (1)".into(),
+                "82.2 (1)".into(),
+                "82.2 (1)".into(),
+                "82.2 (1)".into(),
+                "82.2 (1)".into(),
+            ],
+        ),
         "| **r = 2** |  |  |  |  |  |  |  |  |  |  |".to_string(),
         join("LoRA", "0.33M", lora("78.4", "78.3", "78.4†")),
-        join("TriAdaptLoRA (interval=50)", "0.33M", vec!["-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "85.4 ± 0.2 (3)".into(), "-".into(), "-".into(), "-".into()]),
+        join(
+            "TriAdaptLoRA (interval=50)",
+            "0.33M",
+            vec!["-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "85.4 ± 0.2 (3)".into(), "-".into(), "-".into(), "-".into()],
+        ),
         "| ↳ published |  | 81.0/- | - | - | - | - | 80.0 | - | - | 80.0 |".to_string(),
         "| ↳ ours − published |  | -/- | - | - | - | - | +5.4 | - | - | - |".to_string(),
         join("TriAdaptLoRA (interval=100)", "0.33M", tri("80.4")),
@@ -501,9 +638,14 @@ fn glue_table_one_block_per_reference_rank_with_published_numbers() {
     }
     // table.csv: n, mean, std, min, max per cell (x100), the published number and difference.
     let csv = csv_maps(&out.join("table.csv"));
-    let find = |r: &str, label: &str, score: &str| csv.iter().find(|x| x["r"] == r && x["label"] == label && x["score"] == score).unwrap_or_else(|| panic!("{r} {label} {score}"));
+    let find = |r: &str, label: &str, score: &str| {
+        csv.iter().find(|x| x["r"] == r && x["label"] == label && x["score"] == score).unwrap_or_else(|| panic!("{r} {label} {score}"))
+    };
     let rte = find("2", "TriAdaptLoRA (interval=100)", "rte");
-    assert_eq!((rte["block"].as_str(), rte["method"].as_str(), rte["setting"].as_str(), rte["averaged"].as_str(), rte["n"].as_str()), ("r = 2", "triadapt", "method.triadapt.interval=100", "runs", "3"));
+    assert_eq!(
+        (rte["block"].as_str(), rte["method"].as_str(), rte["setting"].as_str(), rte["averaged"].as_str(), rte["n"].as_str()),
+        ("r = 2", "triadapt", "method.triadapt.interval=100", "runs", "3")
+    );
     for (col, v) in [("mean", 80.4), ("std", 0.2), ("min", 80.2), ("max", 80.6), ("published", 80.0), ("difference", 0.4)] {
         assert!((rte[col].parse::<f64>().unwrap() - v).abs() < 1e-9, "{col}: {rte:?}");
     }
@@ -511,7 +653,10 @@ fn glue_table_one_block_per_reference_rank_with_published_numbers() {
     assert_eq!((avg["averaged"].as_str(), avg["n"].as_str(), avg["std"].as_str()), ("cell means", "", ""));
     assert!((avg["mean"].parse::<f64>().unwrap() - 78.3875).abs() < 1e-9, "{avg:?}");
     let full = find("", "Full FT", "all_avg");
-    assert_eq!((full["block"].as_str(), full["averaged"].as_str(), full["n"].as_str(), full["std"].as_str()), ("no rank budget", "seeds", "1", ""));
+    assert_eq!(
+        (full["block"].as_str(), full["averaged"].as_str(), full["n"].as_str(), full["std"].as_str()),
+        ("no rank budget", "seeds", "1", "")
+    );
 
     // A malformed reference file: the error names the file and the line.
     let bad = tmp.path().join("bad.csv");
@@ -557,7 +702,19 @@ fn heatmap_one_panel_per_method_with_shared_scale() {
     assert_eq!(report::heatmap::figure_size(3, 12, 6), (918, 932));
     keep_for_demo(&[png.clone(), svg.clone()]);
     let total = format!("TriAdaptLoRA (dev matched accuracy 92.00%, total rank {tri_total})");
-    assert_texts(&svg, &["MNLI, rank budget 144 (2 per matrix): final rank of each adapted matrix", &total, "AdaLoRA (", "IncreLoRA (", "Wf1", "layer index", "final rank", "weight matrix"]);
+    assert_texts(
+        &svg,
+        &[
+            "MNLI, rank budget 144 (2 per matrix): final rank of each adapted matrix",
+            &total,
+            "AdaLoRA (",
+            "IncreLoRA (",
+            "Wf1",
+            "layer index",
+            "final rank",
+            "weight matrix",
+        ],
+    );
     // Run ids and seeds are in the sidecar, not in the figure.
     let texts = svg_texts(&svg);
     for id in ["mnli_triadapt_s2", "mnli_adalora_s1", "mnli_increlora_s1"] {
@@ -640,7 +797,11 @@ fn one_heatmap_per_rank_budget_with_run_ids_in_the_sidecar() {
     let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let figs = out.join("rte_budgets");
-    let mut pngs: Vec<String> = std::fs::read_dir(&figs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".png")).collect();
+    let mut pngs: Vec<String> = std::fs::read_dir(&figs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
     pngs.sort();
     assert_eq!(pngs, ["heatmap_rte_budget24.png", "heatmap_rte_budget48.png"], "one heatmap per budget");
     let stdout = String::from_utf8(o.stdout).unwrap();
@@ -670,17 +831,22 @@ fn one_heatmap_per_rank_budget_with_run_ids_in_the_sidecar() {
         let svg = file(".svg");
         let title = format!("RTE, rank budget {budget} ({} per matrix): final rank of each adapted matrix", budget / 12);
         let caption = format!("TriAdaptLoRA (dev accuracy 95.00%, total rank {budget})");
-        assert_texts(&svg, &[&title, &caption, "IncreLoRA (", "LoRA (dev accuracy 95.00%", "per method its run with the highest dev score"]);
+        assert_texts(
+            &svg,
+            &[&title, &caption, "IncreLoRA (", "LoRA (dev accuracy 95.00%", "per method its run with the highest dev score"],
+        );
         let texts = svg_texts(&svg);
         assert!(!texts.iter().any(|t| t.contains("_b24_") || t.contains("_b48_") || t.contains("seed")), "{texts:?}");
-        let order: Vec<usize> = ["TriAdaptLoRA (", "IncreLoRA (", "LoRA ("].iter().map(|m| texts.iter().position(|t| t.starts_with(m)).unwrap()).collect();
+        let order: Vec<usize> =
+            ["TriAdaptLoRA (", "IncreLoRA (", "LoRA ("].iter().map(|m| texts.iter().position(|t| t.starts_with(m)).unwrap()).collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "panel order {order:?}");
     }
     // --budget: that budget only; an unknown one names the budgets there are.
     let only = tmp.path().join("only");
     let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", only.to_str().unwrap(), "--budget", "48"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let names: Vec<String> = std::fs::read_dir(only.join("rte_budgets")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(only.join("rte_budgets")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| n.starts_with("heatmap_rte_budget48")) && names.len() == 4, "{names:?}");
     let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", only.to_str().unwrap(), "--budget", "7"]);
     assert!(!o.status.success());
@@ -688,7 +854,20 @@ fn one_heatmap_per_rank_budget_with_run_ids_in_the_sidecar() {
     assert!(e.contains("--budget 7") && e.contains("24, 48"), "{e}");
     // Size and resolution: --width/--height set the layout (the SVG), --scale the PNG's pixels.
     let sized = tmp.path().join("sized");
-    let o = triadapt(&["heatmap", dir.to_str().unwrap(), "--out", sized.to_str().unwrap(), "--budget", "24", "--width", "500", "--height", "600", "--scale", "2"]);
+    let o = triadapt(&[
+        "heatmap",
+        dir.to_str().unwrap(),
+        "--out",
+        sized.to_str().unwrap(),
+        "--budget",
+        "24",
+        "--width",
+        "500",
+        "--height",
+        "600",
+        "--scale",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stem = sized.join("rte_budgets").join("heatmap_rte_budget24");
     // Cells: (500 - 270) / 2 layers = 115 wide; (600 - 110 - 3 * 58) / 18 rows = 17 high, so
@@ -733,7 +912,8 @@ fn ablation_rank_growth_and_training_curves() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let figs = out.join("rte_warmup");
     // All runs have rank budget 144: one rank-growth and one training figure, for that budget.
-    let expect = [("ablation_rte_warmup_steps", (900, 620)), ("rank_growth_rte_budget144", (900, 620)), ("training_rte_budget144", (900, 860))];
+    let expect =
+        [("ablation_rte_warmup_steps", (900, 620)), ("rank_growth_rte_budget144", (900, 620)), ("training_rte_budget144", (900, 860))];
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 3 * 4, "png, svg, csv and runs.csv per figure: {stdout}");
     let mut kept = Vec::new();
@@ -750,19 +930,45 @@ fn ablation_rank_growth_and_training_curves() {
     let setting_note = "mean of 3 seeds per method, band: min–max; setting with the best mean dev score";
     assert_texts(
         &figs.join("ablation_rte_warmup_steps.svg"),
-        &["RTE: dev accuracy vs warm-up steps t_w", "warm-up steps t_w", "dev accuracy (%)", "TriAdaptLoRA", "IncreLoRA", "mean over seeds (3 runs per point)"],
+        &[
+            "RTE: dev accuracy vs warm-up steps t_w",
+            "warm-up steps t_w",
+            "dev accuracy (%)",
+            "TriAdaptLoRA",
+            "IncreLoRA",
+            "mean over seeds (3 runs per point)",
+        ],
     );
     assert_texts(
         &figs.join("rank_growth_rte_budget144.svg"),
-        &["RTE, rank budget 144: total rank during training", "total rank (sum over adapted matrices)", "training step", "rank budget 144", setting_note],
+        &[
+            "RTE, rank budget 144: total rank during training",
+            "total rank (sum over adapted matrices)",
+            "training step",
+            "rank budget 144",
+            setting_note,
+        ],
     );
-    assert_texts(&figs.join("training_rte_budget144.svg"), &["RTE, rank budget 144: training loss and dev accuracy", "training loss", "dev accuracy (%)", "moving mean over 20 steps", setting_note]);
+    assert_texts(
+        &figs.join("training_rte_budget144.svg"),
+        &[
+            "RTE, rank budget 144: training loss and dev accuracy",
+            "training loss",
+            "dev accuracy (%)",
+            "moving mean over 20 steps",
+            setting_note,
+        ],
+    );
     // Each method's line is its best setting (t_w = 200 for both: the highest mean score),
     // named in the one legend, TriAdaptLoRA first; same colours in every figure.
     for stem in ["ablation_rte_warmup_steps", "rank_growth_rte_budget144", "training_rte_budget144"] {
         let svg = figs.join(format!("{stem}.svg"));
         let texts = svg_texts(&svg);
-        let (tri, incre) = if stem.starts_with("ablation") { ("TriAdaptLoRA", "IncreLoRA") } else { ("TriAdaptLoRA, warmup_steps=200", "IncreLoRA, init_warmup=200") };
+        let (tri, incre) = if stem.starts_with("ablation") {
+            ("TriAdaptLoRA", "IncreLoRA")
+        } else {
+            ("TriAdaptLoRA, warmup_steps=200", "IncreLoRA, init_warmup=200")
+        };
         let at = |l: &str| texts.iter().position(|t| t == l).unwrap_or_else(|| panic!("{stem}: no legend entry {l:?} in {texts:?}"));
         assert!(at(tri) < at(incre), "{stem}: legend order");
         assert_eq!(texts.iter().filter(|t| t.contains("TriAdaptLoRA")).count(), 1, "{stem}: one legend");
@@ -792,7 +998,10 @@ fn ablation_rank_growth_and_training_curves() {
             }
             let (mean, min, max) = at(step);
             let r = rows[row];
-            assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} step {step}: {r:?} vs {mean} {min} {max}");
+            assert!(
+                close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max),
+                "{m} step {step}: {r:?} vs {mean} {min} {max}"
+            );
             assert_eq!(r["n"], "3");
         }
         assert_eq!((steps[0], *steps.last().unwrap()), (1, STEPS as usize));
@@ -809,14 +1018,24 @@ fn ablation_rank_growth_and_training_curves() {
     for (m, runs) in &curves {
         let smoothed: Vec<Vec<f64>> = runs
             .iter()
-            .map(|c| (0..c.len()).map(|i| { let lo = i.saturating_sub(19); c[lo..=i].iter().map(|x| x.1).sum::<f64>() / (i - lo + 1) as f64 }).collect())
+            .map(|c| {
+                (0..c.len())
+                    .map(|i| {
+                        let lo = i.saturating_sub(19);
+                        c[lo..=i].iter().map(|x| x.1).sum::<f64>() / (i - lo + 1) as f64
+                    })
+                    .collect()
+            })
             .collect();
         let loss: Vec<_> = training.iter().filter(|r| r["method"] == *m && r["panel"] == "loss").collect();
         assert!(loss.len() > 500 && loss.len() <= 1501, "{}", loss.len());
         for r in &loss {
             let step: usize = r["step"].parse().unwrap();
             let (mean, min, max) = mean_min_max(&smoothed.iter().map(|s| s[step - 1]).collect::<Vec<_>>());
-            assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} loss at {step}");
+            assert!(
+                close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max),
+                "{m} loss at {step}"
+            );
             assert!(r["min"].parse::<f64>().unwrap() > 0.0);
         }
         let dev: Vec<_> = training.iter().filter(|r| r["method"] == *m && r["panel"] == "dev").collect();
@@ -825,7 +1044,10 @@ fn ablation_rank_growth_and_training_curves() {
         for r in &dev {
             let step: usize = r["step"].parse().unwrap();
             let (mean, min, max) = mean_min_max(&runs.iter().map(|c| c[step - 1].2.unwrap() * 100.0).collect::<Vec<_>>());
-            assert!(close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max), "{m} dev at {step}");
+            assert!(
+                close(r["mean"].parse().unwrap(), mean) && close(r["min"].parse().unwrap(), min) && close(r["max"].parse().unwrap(), max),
+                "{m} dev at {step}"
+            );
         }
     }
     // Markers: one per drawn evaluation (10 per method) and one in the legend, TriAdaptLoRA's
@@ -833,25 +1055,40 @@ fn ablation_rank_growth_and_training_curves() {
     let training_svg = std::fs::read_to_string(figs.join("training_rte_budget144.svg")).unwrap();
     assert_eq!(svg_markers(&training_svg, "#D62728").len(), 11, "TriAdaptLoRA circles");
     assert_eq!(svg_markers(&training_svg, "#2CA02C").len(), 11, "IncreLoRA triangles");
-    assert!(svg_markers(&training_svg, "#D62728").iter().all(|m| m.0 == "circle") && svg_markers(&training_svg, "#2CA02C").iter().all(|m| m.0 == "triangle"));
-    assert!(!svg_texts(&figs.join("training_rte_budget144.svg")).iter().any(|t| t.parse::<f64>().is_ok_and(|v| v < 0.0)), "a negative tick");
+    assert!(
+        svg_markers(&training_svg, "#D62728").iter().all(|m| m.0 == "circle")
+            && svg_markers(&training_svg, "#2CA02C").iter().all(|m| m.0 == "triangle")
+    );
+    assert!(
+        !svg_texts(&figs.join("training_rte_budget144.svg")).iter().any(|t| t.parse::<f64>().is_ok_and(|v| v < 0.0)),
+        "a negative tick"
+    );
     // The runs behind each line, with their ids.
     for stem in ["rank_growth_rte_budget144", "training_rte_budget144"] {
         let side = csv_maps(&figs.join(format!("{stem}.runs.csv")));
         let ids: Vec<&str> = side.iter().map(|r| r["run_id"].as_str()).collect();
-        assert_eq!(ids, ["triadapt_w200_s1", "triadapt_w200_s2", "triadapt_w200_s3", "increlora_w200_s1", "increlora_w200_s2", "increlora_w200_s3"], "{stem}");
+        assert_eq!(
+            ids,
+            ["triadapt_w200_s1", "triadapt_w200_s2", "triadapt_w200_s3", "increlora_w200_s1", "increlora_w200_s2", "increlora_w200_s3"],
+            "{stem}"
+        );
     }
     // The ablation's numbers: TriAdaptLoRA at 200 as computed above from runs.csv.
     let abl = csv_maps(&figs.join("ablation_rte_warmup_steps.csv"));
     let r = abl.iter().find(|r| r["method"] == "triadapt" && r["x"] == "200").unwrap();
     assert_eq!((r["n"].as_str(), r["series"].as_str()), ("3", "TriAdaptLoRA"));
     assert!(close(r["mean"].parse().unwrap(), 83.0) && close(r["min"].parse().unwrap(), 82.5) && close(r["max"].parse().unwrap(), 83.5));
-    let runs_at: Vec<String> = csv_maps(&figs.join("ablation_rte_warmup_steps.runs.csv")).into_iter().filter(|r| r["method"] == "triadapt" && r["x"] == "200").map(|r| r["run_id"].clone()).collect();
+    let runs_at: Vec<String> = csv_maps(&figs.join("ablation_rte_warmup_steps.runs.csv"))
+        .into_iter()
+        .filter(|r| r["method"] == "triadapt" && r["x"] == "200")
+        .map(|r| r["run_id"].clone())
+        .collect();
     assert_eq!(runs_at, ["triadapt_w200_s1", "triadapt_w200_s2", "triadapt_w200_s3"]);
 
     // --width/--height/--scale for every figure of the command.
     let sized = tmp.path().join("sized");
-    let o = triadapt(&["plot", dir.to_str().unwrap(), "--out", sized.to_str().unwrap(), "--width", "450", "--height", "400", "--scale", "2"]);
+    let o =
+        triadapt(&["plot", dir.to_str().unwrap(), "--out", sized.to_str().unwrap(), "--width", "450", "--height", "400", "--scale", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for (stem, _) in expect {
         let base = sized.join("rte_warmup").join(stem);
@@ -861,12 +1098,23 @@ fn ablation_rank_growth_and_training_curves() {
 
     // --x and --metric: a named column; an unknown one is an error naming the swept keys.
     let out2 = tmp.path().join("plots2");
-    let o = triadapt(&["plot", dir.to_str().unwrap(), "--out", out2.to_str().unwrap(), "--x", "method.triadapt.warmup_steps", "--metric", "accuracy"]);
+    let o = triadapt(&[
+        "plot",
+        dir.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+        "--x",
+        "method.triadapt.warmup_steps",
+        "--metric",
+        "accuracy",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let one = out2.join("rte_warmup").join("ablation_rte_warmup_steps.svg");
     assert_texts(&one, &["TriAdaptLoRA", "RTE: dev accuracy vs warm-up steps t_w"]);
     assert!(!svg_texts(&one).iter().any(|t| t.contains("IncreLoRA")), "IncreLoRA has no method.triadapt.warmup_steps");
-    let e = report::curves::run(&dir, &out, &PlotOptions { x: Some("method.triadapt.nope".into()), ..Default::default() }).unwrap_err().to_string();
+    let e = report::curves::run(&dir, &out, &PlotOptions { x: Some("method.triadapt.nope".into()), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("method.triadapt.nope") && e.contains("method.increlora.init_warmup"), "{e}");
 }
 
@@ -881,7 +1129,8 @@ fn identical_ablation_lines_both_show() {
     for method in ["triadapt", "lora"] {
         for (r, score) in [(2, 0.90), (4, 0.95)] {
             let (a, b) = if method == "triadapt" { (r.to_string(), String::new()) } else { (String::new(), r.to_string()) };
-            writeln!(csv, "{method}_r{r},same,rte,{method},1,{a},{b},finished,,accuracy,{score},100,{score},{},{},", 12 * r, 12 * r).unwrap();
+            writeln!(csv, "{method}_r{r},same,rte,{method},1,{a},{b},finished,,accuracy,{score},100,{score},{},{},", 12 * r, 12 * r)
+                .unwrap();
         }
     }
     std::fs::create_dir_all(&dir).unwrap();
@@ -916,7 +1165,8 @@ fn identical_ablation_lines_both_show() {
     }
     // TriAdaptLoRA's line solid (one polyline through its points, and the legend sample), LoRA's
     // dashed over it: many short segments.
-    let lines = |color: &str| svg.split("<polyline").skip(1).filter(|e| svg_attr(&e[..e.find("/>").unwrap()], "stroke") == Some(color)).count();
+    let lines =
+        |color: &str| svg.split("<polyline").skip(1).filter(|e| svg_attr(&e[..e.find("/>").unwrap()], "stroke") == Some(color)).count();
     assert_eq!(lines("#D62728"), 2, "one solid line and the legend sample");
     assert!(lines("#FF7F0E") >= 10, "LoRA's line dashed: {} segments", lines("#FF7F0E"));
 }

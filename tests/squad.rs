@@ -129,7 +129,11 @@ fn windows_overlap_by_the_stride_and_answers_outside_a_window_point_at_cls() {
             let (lo, hi) = (f.offsets[0].0 as usize, f.offsets.last().unwrap().1 as usize);
             if lo <= sc && ec <= hi {
                 inside += 1;
-                assert!(f.start_position >= f.context_start as i64 && f.end_position >= f.start_position, "{}: labels in the context", ex.id);
+                assert!(
+                    f.start_position >= f.context_start as i64 && f.end_position >= f.start_position,
+                    "{}: labels in the context",
+                    ex.id
+                );
             } else {
                 cls_answerable += 1;
                 assert_eq!((f.start_position, f.end_position), (0, 0), "{}: answer outside the window -> [CLS]", ex.id);
@@ -169,15 +173,7 @@ fn labelled_offsets_map_back_to_the_exact_answer_text() {
 #[test]
 fn offsets_keep_the_ids_and_follow_the_text() {
     let tok = tokenizer();
-    let texts = [
-        "  The cat  sat,\tnear 中文  the 1,000 mat.  ",
-        "x 中 y",
-        "Å starts here",
-        "ﬁne day",
-        "",
-        "   ",
-        "a\n\nb",
-    ];
+    let texts = ["  The cat  sat,\tnear 中文  the 1,000 mat.  ", "x 中 y", "Å starts here", "ﬁne day", "", "   ", "a\n\nb"];
     for t in texts {
         let (ids, offs) = tok.ids_with_offsets(t);
         assert_eq!(ids, tok.ids(t), "{t:?}");
@@ -232,13 +228,18 @@ struct PostFixture {
 #[test]
 fn postprocessing_matches_hf_on_hand_made_logits() {
     let fx: PostFixture = serde_json::from_str(&std::fs::read_to_string(squad_dir().join("postprocess.json")).unwrap()).unwrap();
-    let examples: Vec<SquadExample> = fx.examples.iter().map(|e| SquadExample { id: e.id.clone(), question: "?".into(), context: e.context.as_str().into(), answers: vec![] }).collect();
+    let examples: Vec<SquadExample> = fx
+        .examples
+        .iter()
+        .map(|e| SquadExample { id: e.id.clone(), question: "?".into(), context: e.context.as_str().into(), answers: vec![] })
+        .collect();
     let features: Vec<QaFeature> = fx
         .features
         .iter()
         .map(|f| {
             let context_start = f.offsets.iter().position(Option::is_some).unwrap();
-            let offsets: Vec<(u32, u32)> = f.offsets.iter().skip(context_start).map_while(|o| o.map(|(b, e)| (b as u32, e as u32))).collect();
+            let offsets: Vec<(u32, u32)> =
+                f.offsets.iter().skip(context_start).map_while(|o| o.map(|(b, e)| (b as u32, e as u32))).collect();
             QaFeature {
                 example: examples.iter().position(|e| e.id == f.example_id).unwrap(),
                 input_ids: vec![0; f.offsets.len()],
@@ -253,9 +254,18 @@ fn postprocessing_matches_hf_on_hand_made_logits() {
     let ends: Vec<Vec<f32>> = fx.features.iter().map(|f| f.end_logits.clone()).collect();
     let mut got_all = Vec::new();
     for case in &fx.cases {
-        let cfg = SquadConfig { doc_stride: 0, max_answer_length: case.max_answer_length, n_best: case.n_best, null_score_diff_threshold: case.null_score_diff_threshold };
+        let cfg = SquadConfig {
+            doc_stride: 0,
+            max_answer_length: case.max_answer_length,
+            n_best: case.n_best,
+            null_score_diff_threshold: case.null_score_diff_threshold,
+        };
         let got = squad::postprocess(&examples, &features, &starts, &ends, &cfg).unwrap();
-        assert_eq!(got.text, case.predictions, "n_best {} max_answer_length {} threshold {}", case.n_best, case.max_answer_length, case.null_score_diff_threshold);
+        assert_eq!(
+            got.text, case.predictions,
+            "n_best {} max_answer_length {} threshold {}",
+            case.n_best, case.max_answer_length, case.null_score_diff_threshold
+        );
         for (id, d) in &case.score_diff {
             assert!((got.score_diff[id] - d).abs() < 1e-6, "{id}: score diff {} vs HF {d}", got.score_diff[id]);
         }
@@ -276,7 +286,8 @@ fn postprocessing_matches_hf_on_hand_made_logits() {
 fn perfect_predictions_score_100_under_the_official_names() {
     let dev = load(SquadSplit::Dev);
     // A gold answer that normalises to "" (e.g. "The") does not count as gold: answer another.
-    let best = |e: &SquadExample| e.answers.iter().find(|a| !normalize_answer(&a.text).is_empty()).map_or(String::new(), |a| a.text.clone());
+    let best =
+        |e: &SquadExample| e.answers.iter().find(|a| !normalize_answer(&a.text).is_empty()).map_or(String::new(), |a| a.text.clone());
     let preds: BTreeMap<String, String> = dev.iter().map(|e| (e.id.clone(), best(e))).collect();
     let m = squad::metrics_map(&squad::evaluate(&preds, &dev).unwrap());
     for k in ["exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"] {
@@ -353,10 +364,18 @@ fn triadapt_trains_and_evaluates_squad2_end_to_end() {
     assert_eq!(preds.len(), dev.len());
     let again = squad::metrics_map(&squad::evaluate(&preds, &dev).unwrap());
     assert_eq!(again["f1"], m["final_metrics"]["f1"].as_f64().unwrap());
-    for f in ["config.yaml", "curve.csv", "rank_history.csv", "rank_pattern.json", "adapter/adapter_model.safetensors", "adapter/adapter_config.json"] {
+    for f in [
+        "config.yaml",
+        "curve.csv",
+        "rank_history.csv",
+        "rank_pattern.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
-    let adapter: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap()).unwrap();
+    let adapter: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(adapter["head"], "qa");
     // `triadapt eval` on the run folder: the saved adapter and QA head, the run's windows and
     // decoding settings, give the final evaluation's answers and scores again.
@@ -399,7 +418,8 @@ fn bad_squad_files_are_clear_errors() {
 
     // A wrong type names the JSON path.
     let bad = tmp.path().join("bad_type.json");
-    std::fs::write(&bad, r#"{"data": [{"paragraphs": [{"context": "a b", "qas": [{"id": 7, "question": "q", "answers": []}]}]}]}"#).unwrap();
+    std::fs::write(&bad, r#"{"data": [{"paragraphs": [{"context": "a b", "qas": [{"id": 7, "question": "q", "answers": []}]}]}]}"#)
+        .unwrap();
     let err = format!("{:#}", squad::read_squad(&bad, true).unwrap_err());
     assert!(err.contains("bad_type.json") && err.contains("line 1 column") && err.contains("data[0].paragraphs[0].qas[0].id"), "{err}");
 

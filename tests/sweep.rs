@@ -44,10 +44,7 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 fn read_csv(path: &Path) -> (Vec<String>, Vec<HashMap<String, String>>) {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    let rows = r
-        .records()
-        .map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(str::to_string)).collect())
-        .collect();
+    let rows = r.records().map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(str::to_string)).collect()).collect();
     (header, rows)
 }
 
@@ -177,10 +174,26 @@ fn shards_partition_the_runs() {
 
 #[test]
 fn every_shipped_sweep_dry_runs() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("sweeps")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("sweeps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
     let names: Vec<String> = files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    for want in ["demo", "glue_r2", "glue_r8", "glue_r2_adalora_matched", "glue_r8_adalora_matched", "mnli_ranks", "paper_unknowns", "rte_interval", "rte_refrank", "rte_warmup", "squad_v2"] {
+    for want in [
+        "demo",
+        "glue_r2",
+        "glue_r8",
+        "glue_r2_adalora_matched",
+        "glue_r8_adalora_matched",
+        "mnli_ranks",
+        "paper_unknowns",
+        "rte_interval",
+        "rte_refrank",
+        "rte_warmup",
+        "squad_v2",
+    ] {
         assert!(names.iter().any(|n| n == want), "sweeps/{want}.yaml missing");
     }
     for f in &files {
@@ -242,7 +255,13 @@ fn bad_sweep_files_name_the_file_line_and_key() {
     assert!(e.contains("optim.lr") && e.contains("list"), "{e}");
     // Zip lists of different lengths.
     let e = parse_err(&format!("name: x\nbase: {base}\nzip:\n  method.triadapt.ref_rank: [2, 3]\n  method.triadapt.interval: [5]\n"));
-    assert!(e.contains("bad_sweep.yaml:5") && e.contains("method.triadapt.ref_rank") && e.contains("method.triadapt.interval") && e.contains("length"), "{e}");
+    assert!(
+        e.contains("bad_sweep.yaml:5")
+            && e.contains("method.triadapt.ref_rank")
+            && e.contains("method.triadapt.interval")
+            && e.contains("length"),
+        "{e}"
+    );
     // A value of the wrong type: the run and the key.
     let e = parse_err(&format!("name: x\nbase: {base}\ngrid:\n  method.triadapt.ref_rank: [2, two]\n"));
     assert!(e.contains("bad_sweep.yaml") && e.contains("method.triadapt.ref_rank"), "{e}");
@@ -336,15 +355,26 @@ fn a_killed_sweep_resumes_without_retraining_or_duplicate_rows() {
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     #[cfg(target_os = "linux")]
-    assert!(processes_mentioning(results.to_str().unwrap()).is_empty(), "a training child outlived the killed sweep: {:?}", processes_mentioning(results.to_str().unwrap()));
+    assert!(
+        processes_mentioning(results.to_str().unwrap()).is_empty(),
+        "a training child outlived the killed sweep: {:?}",
+        processes_mentioning(results.to_str().unwrap())
+    );
 
-    let done: Vec<_> = s.runs.iter().filter(|r| matches!(sweep::run_state(&s.run_dir(r)), sweep::RunState::Finished | sweep::RunState::Adoptable)).collect();
+    let done: Vec<_> = s
+        .runs
+        .iter()
+        .filter(|r| matches!(sweep::run_state(&s.run_dir(r)), sweep::RunState::Finished | sweep::RunState::Adoptable))
+        .collect();
     assert!(!done.is_empty() && done.len() < 4, "{} runs finished before the kill", done.len());
-    let stamps: Vec<(PathBuf, SystemTime)> = done.iter().map(|r| {
-        let p = s.run_dir(r).join("metrics.json");
-        let t = mtime(&p);
-        (p, t)
-    }).collect();
+    let stamps: Vec<(PathBuf, SystemTime)> = done
+        .iter()
+        .map(|r| {
+            let p = s.run_dir(r).join("metrics.json");
+            let t = mtime(&p);
+            (p, t)
+        })
+        .collect();
     // runs.csv at the kill: whole rows only, each run at most once.
     if results.join("runs.csv").exists() {
         let (_, rows) = read_csv(&results.join("runs.csv"));
@@ -373,7 +403,26 @@ fn a_killed_sweep_resumes_without_retraining_or_duplicate_rows() {
     for (p, t) in &stamps {
         assert_eq!(mtime(p), *t, "{} was trained again", p.display());
     }
-    let lead = ["run_id", "name", "task", "method", "seed", "status", "error", "main_metric", "best_score", "best_step", "accuracy", "trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
+    let lead = [
+        "run_id",
+        "name",
+        "task",
+        "method",
+        "seed",
+        "status",
+        "error",
+        "main_metric",
+        "best_score",
+        "best_step",
+        "accuracy",
+        "trainable_params",
+        "adapter_params",
+        "head_params",
+        "total_rank",
+        "rank_budget",
+        "wall_seconds",
+        "run_dir",
+    ];
     assert_eq!(header, lead, "no swept keys in this sweep");
 
     // A third call has nothing to do; the dry run says so.
@@ -399,11 +448,15 @@ fn failed_runs_are_recorded_and_retried_and_devices_run_in_parallel() {
         assert!(r["data_dir"].contains("no_such_data"));
         assert!(r["error"].contains("no_such_data"), "the error names the cause: {r:?}");
     }
-    let ok_stamps: Vec<(PathBuf, SystemTime)> = rows.iter().filter(|r| r["status"] == "finished").map(|r| {
-        let p = Path::new(&r["run_dir"]).join("metrics.json");
-        let t = mtime(&p);
-        (p, t)
-    }).collect();
+    let ok_stamps: Vec<(PathBuf, SystemTime)> = rows
+        .iter()
+        .filter(|r| r["status"] == "finished")
+        .map(|r| {
+            let p = Path::new(&r["run_dir"]).join("metrics.json");
+            let t = mtime(&p);
+            (p, t)
+        })
+        .collect();
     assert_eq!(ok_stamps.len(), 4);
     // Again: the failed runs are retried (and fail again), the finished ones are not touched.
     let o = run_cli(&["sweep", file.to_str().unwrap()]);
@@ -454,7 +507,28 @@ fn collect_merges_shard_copies() {
     let (header, rows) = read_csv(&out);
     assert_eq!(
         header,
-        ["run_id", "name", "task", "method", "seed", "method.triadapt.ref_rank", "status", "error", "main_metric", "best_score", "best_step", "accuracy", "f1", "trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"]
+        [
+            "run_id",
+            "name",
+            "task",
+            "method",
+            "seed",
+            "method.triadapt.ref_rank",
+            "status",
+            "error",
+            "main_metric",
+            "best_score",
+            "best_step",
+            "accuracy",
+            "f1",
+            "trainable_params",
+            "adapter_params",
+            "head_params",
+            "total_rank",
+            "rank_budget",
+            "wall_seconds",
+            "run_dir"
+        ]
     );
     assert_eq!(rows.len(), 6);
     let ids: Vec<&str> = rows.iter().map(|r| r["run_id"].as_str()).collect();
@@ -508,7 +582,11 @@ fn shipped_paper_sweeps_use_the_reference_settings() {
             }
             // The baselines' published rows come from the IncreLoRA/AdaLoRA GLUE harnesses.
             if name.starts_with("glue") || name == "mnli_ranks" {
-                let want = if matches!(r.method, MethodName::Lora | MethodName::Adalora | MethodName::Increlora) { PositionQuery::Frozen } else { PositionQuery::Adapted };
+                let want = if matches!(r.method, MethodName::Lora | MethodName::Adalora | MethodName::Increlora) {
+                    PositionQuery::Frozen
+                } else {
+                    PositionQuery::Adapted
+                };
                 assert_eq!(r.config.method.position_query, want, "{name}: {} run {}", r.method.as_str(), r.id);
             }
             if r.method == MethodName::Triadapt {
@@ -516,7 +594,12 @@ fn shipped_paper_sweeps_use_the_reference_settings() {
             }
             if r.method == MethodName::Adalora && name.starts_with("glue") {
                 // AdaLoRA's scripts' evaluation cadence.
-                let want = match r.config.task.as_str() { "mnli" | "sst2" | "qqp" => Some(3000), "qnli" => Some(1000), "mrpc" => Some(300), _ => None };
+                let want = match r.config.task.as_str() {
+                    "mnli" | "sst2" | "qqp" => Some(3000),
+                    "qnli" => Some(1000),
+                    "mrpc" => Some(300),
+                    _ => None,
+                };
                 if let Some(want) = want {
                     assert_eq!(r.config.eval_steps, want, "{name}: AdaLoRA on {}", r.config.task);
                 }
@@ -560,13 +643,20 @@ fn an_interrupted_sweep_resumes_its_run_from_the_checkpoint() {
     let file = write(dir.path(), "preempt.yaml", &body);
     let sweep = Sweep::load(&file).unwrap();
     let run_dir = sweep.run_dir(&sweep.runs[0]);
-    let mut child = triadapt().args(["sweep", file.to_str().unwrap(), "--devices", "cpu"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = triadapt()
+        .args(["sweep", file.to_str().unwrap(), "--devices", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     // While it runs: log lines in train.log, curve.csv flushed, a checkpoint.
     loop {
         let log = std::fs::read_to_string(run_dir.join("train.log")).unwrap_or_default();
         let rows = std::fs::read_to_string(run_dir.join("curve.csv")).map(|c| c.lines().count()).unwrap_or(0);
-        let checkpointed = std::fs::read_dir(run_dir.join("checkpoints")).map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("step-"))).unwrap_or(false);
+        let checkpointed = std::fs::read_dir(run_dir.join("checkpoints"))
+            .map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false);
         if log.contains("step 40/200 ") && rows > 40 && checkpointed {
             assert!(log.contains("loss") && log.contains("ex/s") && log.contains("eta"), "{log}");
             break;
@@ -598,7 +688,8 @@ fn an_interrupted_sweep_resumes_its_run_from_the_checkpoint() {
 fn the_slurm_script_requeues_with_a_warning_signal_and_takes_options() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "s.yaml", &format!("name: s\nbase: {}\nmethods: [lora]\nseeds: [1, 2]\n", base_yaml()));
-    let o = run_cli(&["sweep", file.to_str().unwrap(), "--slurm", "--sbatch-opts", "--cpus-per-task=1 --partition=debug", "--devices", "cpu"]);
+    let o =
+        run_cli(&["sweep", file.to_str().unwrap(), "--slurm", "--sbatch-opts", "--cpus-per-task=1 --partition=debug", "--devices", "cpu"]);
     assert!(o.status.success(), "{}", text(&o));
     let script = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(script.contains("SBATCH_OPTS='--cpus-per-task=1 --partition=debug'"), "{script}");

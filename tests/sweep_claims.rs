@@ -54,7 +54,9 @@ fn starts(run_dir: &Path) -> Vec<String> {
 }
 
 fn claim_files(run_dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(run_dir).map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("claim")).collect()).unwrap_or_default();
+    let mut names: Vec<String> = std::fs::read_dir(run_dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("claim")).collect())
+        .unwrap_or_default();
     names.sort();
     names
 }
@@ -69,11 +71,18 @@ fn ran(o: &Output) -> usize {
 #[test]
 fn two_sweeps_of_one_file_divide_the_runs_and_run_each_once() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sweep_file(dir.path(), "twins", "triadapt, lora", "1, 2, 3", "  max_steps: 40\n  eval_steps: 10\n  method.triadapt.warmup_steps: 5\n  method.triadapt.interval: 5\n");
+    let file = sweep_file(
+        dir.path(),
+        "twins",
+        "triadapt, lora",
+        "1, 2, 3",
+        "  max_steps: 40\n  eval_steps: 10\n  method.triadapt.warmup_steps: 5\n  method.triadapt.interval: 5\n",
+    );
     let s = Sweep::load(&file).unwrap();
     assert_eq!(s.runs.len(), 6);
     // One process with two workers, one with one, started together.
-    let spawn = |extra: &[&str]| triadapt().arg("sweep").arg(&file).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let spawn =
+        |extra: &[&str]| triadapt().arg("sweep").arg(&file).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (a, b) = (spawn(&["--devices", "cpu,cpu"]), spawn(&[]));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", text(&a));
@@ -97,12 +106,17 @@ fn two_sweeps_of_one_file_divide_the_runs_and_run_each_once() {
 #[test]
 fn a_claim_left_by_a_killed_sweep_is_taken_over_and_the_run_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sweep_file(dir.path(), "killed", "triadapt", "1", "  max_steps: 200\n  save_steps: 20\n  log_steps: 10\n  eval_steps: 100\n");
+    let file =
+        sweep_file(dir.path(), "killed", "triadapt", "1", "  max_steps: 200\n  save_steps: 20\n  log_steps: 10\n  eval_steps: 100\n");
     let s = Sweep::load(&file).unwrap();
     let run_dir = s.run_dir(&s.runs[0]);
     let mut child = triadapt().args(["sweep", file.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
-    let checkpointed = || std::fs::read_dir(run_dir.join("checkpoints")).map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("step-"))).unwrap_or(false);
+    let checkpointed = || {
+        std::fs::read_dir(run_dir.join("checkpoints"))
+            .map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false)
+    };
     while !checkpointed() {
         assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint in 2 minutes");
         assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it was killed");
@@ -126,7 +140,11 @@ fn a_claim_left_by_a_killed_sweep_is_taken_over_and_the_run_resumes_from_its_che
     assert!(out.contains("0 done, 0 failed, 1 pending, 0 running"), "{out}");
     // The child died with the sweep (Linux); wait for it to be gone before reading its steps.
     std::thread::sleep(Duration::from_millis(300));
-    let saved: Vec<i64> = std::fs::read_dir(run_dir.join("checkpoints")).unwrap().filter_map(Result::ok).filter_map(|e| e.file_name().to_string_lossy().strip_prefix("step-").and_then(|n| n.parse().ok())).collect();
+    let saved: Vec<i64> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("step-").and_then(|n| n.parse().ok()))
+        .collect();
     let newest = *saved.iter().max().unwrap();
 
     let o = triadapt().args(["sweep", file.to_str().unwrap()]).output().unwrap();
@@ -134,7 +152,11 @@ fn a_claim_left_by_a_killed_sweep_is_taken_over_and_the_run_resumes_from_its_che
     assert_eq!(ran(&o), 1);
     let starts = starts(&run_dir);
     assert_eq!(starts.len(), 2, "{starts:?}");
-    assert!(starts[1].contains("resuming from its checkpoint") && starts[1].contains(&format!("taking over the claim of {} pid {}", owner.host, owner.pid)), "{starts:?}");
+    assert!(
+        starts[1].contains("resuming from its checkpoint")
+            && starts[1].contains(&format!("taking over the claim of {} pid {}", owner.host, owner.pid)),
+        "{starts:?}"
+    );
     let log = std::fs::read_to_string(run_dir.join("train.log")).unwrap();
     assert!(log.contains(&format!("from step {newest} of 200")), "not resumed from step {newest}:\n{log}");
     assert!(claim_files(&run_dir).is_empty(), "{:?}", claim_files(&run_dir));
@@ -150,7 +172,14 @@ fn a_live_claim_of_another_host_is_left_alone_until_it_is_stale() {
     let held_dir = s.run_dir(held);
     std::fs::create_dir_all(&held_dir).unwrap();
     // Another machine's sweep holds run 1 (its pid means nothing here).
-    let other = Owner { host: "node-17".into(), boot_id: Some("b0".into()), pid: 4242, since: "2026-12-03T10:00:00Z".into(), token: "node-17-4242-1-0".into(), slurm: None };
+    let other = Owner {
+        host: "node-17".into(),
+        boot_id: Some("b0".into()),
+        pid: 4242,
+        since: "2026-12-03T10:00:00Z".into(),
+        token: "node-17-4242-1-0".into(),
+        slurm: None,
+    };
     let claim = held_dir.join("claim.1.json");
     std::fs::write(&claim, serde_json::to_string(&other).unwrap()).unwrap();
 
@@ -159,7 +188,13 @@ fn a_live_claim_of_another_host_is_left_alone_until_it_is_stale() {
     assert_eq!(ran(&o), 1);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("(1 of them claimed by other processes now)"), "{err}");
-    assert!(err.contains(&format!("{} {} lora seed {}: claimed by node-17 pid 4242 since 2026-12-03T10:00:00Z: left to that process", held.id, held.task, held.seed)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} {} lora seed {}: claimed by node-17 pid 4242 since 2026-12-03T10:00:00Z: left to that process",
+            held.id, held.task, held.seed
+        )),
+        "{err}"
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("1 left to other processes that hold them"), "{}", text(&o));
     assert!(starts(&held_dir).is_empty() && sweep::read_row(&held_dir).unwrap().is_none(), "the held run was not touched");
     assert_eq!(csv_rows(&dir.path().join("results/runs.csv")).len(), 1);
@@ -167,7 +202,12 @@ fn a_live_claim_of_another_host_is_left_alone_until_it_is_stale() {
     // Ten minutes without a refresh by default; here two seconds, and the claim is older.
     std::fs::File::options().write(true).open(&claim).unwrap().set_modified(std::time::SystemTime::now() - Duration::from_secs(5)).unwrap();
     let dry = triadapt().env("TRIADAPT_CLAIM_STALE_SECONDS", "2").args(["sweep", file.to_str().unwrap(), "--dry-run"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("stale: node-17 pid 4242 since 2026-12-03T10:00:00Z (not refreshed within the stale time"), "{}", text(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout)
+            .contains("stale: node-17 pid 4242 since 2026-12-03T10:00:00Z (not refreshed within the stale time"),
+        "{}",
+        text(&dry)
+    );
     let o = triadapt().env("TRIADAPT_CLAIM_STALE_SECONDS", "2").args(["sweep", file.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(ran(&o), 1, "{}", text(&o));
@@ -199,7 +239,13 @@ fn a_sweep_whose_claim_was_taken_over_stops_its_run_without_a_row() {
     let s = Sweep::load(&file).unwrap();
     let run_dir = s.run_dir(&s.runs[0]);
     // A 20 s stale time: the sweep refreshes (and checks) its claim every second.
-    let child = triadapt().env("TRIADAPT_CLAIM_STALE_SECONDS", "20").args(["sweep", file.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = triadapt()
+        .env("TRIADAPT_CLAIM_STALE_SECONDS", "20")
+        .args(["sweep", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while starts(&run_dir).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(60), "the run did not start");
@@ -207,14 +253,25 @@ fn a_sweep_whose_claim_was_taken_over_stops_its_run_without_a_row() {
     }
     assert_eq!(claim_files(&run_dir), ["claim.1.json"]);
     // Another host judged the claim stale and took the run over (the next generation).
-    let other = Owner { host: "node-17".into(), boot_id: None, pid: 4242, since: "2026-12-03T11:00:00Z".into(), token: "node-17-4242-2-0".into(), slurm: None };
+    let other = Owner {
+        host: "node-17".into(),
+        boot_id: None,
+        pid: 4242,
+        since: "2026-12-03T11:00:00Z".into(),
+        token: "node-17-4242-2-0".into(),
+        slurm: None,
+    };
     std::fs::write(run_dir.join("claim.2.json"), serde_json::to_string(&other).unwrap()).unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(90), "the sweep did not stop its run");
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(ran(&o), 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("1 taken over by other processes"), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("another process took the run over (node-17 pid 4242 since 2026-12-03T11:00:00Z)"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another process took the run over (node-17 pid 4242 since 2026-12-03T11:00:00Z)"),
+        "{}",
+        text(&o)
+    );
     assert!(sweep::read_row(&run_dir).unwrap().is_none(), "the loser wrote a row");
     assert_eq!(claim_files(&run_dir), ["claim.2.json"], "the winner's claim stays, the loser's is gone");
     std::thread::sleep(Duration::from_millis(300));

@@ -43,7 +43,14 @@ fn triadapt_learns_the_synthetic_pair_task_and_writes_the_run_folder() {
     let acc = m["best_metrics"]["accuracy"].as_f64().unwrap();
     assert!(acc >= 0.8, "dev accuracy {acc} is not well above chance (0.5)");
     assert_eq!(m["total_rank"].as_i64(), m["rank_budget"].as_i64(), "TriAdaptLoRA ends at its budget");
-    for f in ["config.yaml", "curve.csv", "rank_history.csv", "rank_pattern.json", "adapter/adapter_model.safetensors", "adapter/adapter_config.json"] {
+    for f in [
+        "config.yaml",
+        "curve.csv",
+        "rank_history.csv",
+        "rank_pattern.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
     let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
@@ -63,7 +70,10 @@ fn the_same_seed_twice_gives_identical_results() {
         assert_eq!(ma[key], mb[key], "{key} differs between identical runs");
     }
     assert_eq!(std::fs::read(a.join("curve.csv")).unwrap(), std::fs::read(b.join("curve.csv")).unwrap());
-    assert_eq!(std::fs::read(a.join("adapter/adapter_model.safetensors")).unwrap(), std::fs::read(b.join("adapter/adapter_model.safetensors")).unwrap());
+    assert_eq!(
+        std::fs::read(a.join("adapter/adapter_model.safetensors")).unwrap(),
+        std::fs::read(b.join("adapter/adapter_model.safetensors")).unwrap()
+    );
 }
 
 #[test]
@@ -123,7 +133,15 @@ fn bad_input_is_a_clear_error() {
 
 fn spawn_train(out: &Path, method: &str, sets: &[&str], extra: &[&str]) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_triadapt"));
-    cmd.current_dir(root()).env("OMP_NUM_THREADS", "1").args(["train", "--config", "experiments/synthetic_rte.yaml", "--method", method, "--out", out.to_str().unwrap()]);
+    cmd.current_dir(root()).env("OMP_NUM_THREADS", "1").args([
+        "train",
+        "--config",
+        "experiments/synthetic_rte.yaml",
+        "--method",
+        method,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     for s in sets {
         cmd.args(["--set", s]);
     }
@@ -143,7 +161,10 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
 /// Whether a run folder holds a complete checkpoint.
 fn has_checkpoint(run: &Path) -> bool {
     std::fs::read_dir(run.join("checkpoints"))
-        .map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("step-") && e.path().join("trainer_state.json").is_file()))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("step-") && e.path().join("trainer_state.json").is_file())
+        })
         .unwrap_or(false)
 }
 
@@ -188,7 +209,14 @@ fn a_sigkilled_run_resumes_bit_identically_for_every_method() {
         assert!(o.status.success(), "{method} resume: {}", String::from_utf8_lossy(&o.stderr));
         let log = String::from_utf8_lossy(&o.stderr);
         assert!(log.contains("resuming") && !log.contains("from step 0 "), "{method}: did not resume from a checkpoint:\n{log}");
-        for f in ["curve.csv", "rank_history.csv", "metrics.jsonl", "rank_pattern.json", "adapter/adapter_model.safetensors", "best/adapter_model.safetensors"] {
+        for f in [
+            "curve.csv",
+            "rank_history.csv",
+            "metrics.jsonl",
+            "rank_pattern.json",
+            "adapter/adapter_model.safetensors",
+            "best/adapter_model.safetensors",
+        ] {
             assert!(read(&straight.join(f)) == read(&killed.join(f)), "{method}: {f} differs after resume");
         }
         let (a, b) = (metrics(&straight), metrics(&killed));
@@ -199,18 +227,27 @@ fn a_sigkilled_run_resumes_bit_identically_for_every_method() {
     }
     // TensorBoard (its own reader) shows the resumed run's points once each, equal to the
     // uninterrupted run's (wall times differ, so the event files are compared as read).
-    let folders: Vec<PathBuf> = methods.iter().flat_map(|m| [tmp.path().join(format!("{m}_straight")), tmp.path().join(format!("{m}_killed"))]).collect();
+    let folders: Vec<PathBuf> =
+        methods.iter().flat_map(|m| [tmp.path().join(format!("{m}_straight")), tmp.path().join(format!("{m}_killed"))]).collect();
     let boards = tensorboard_scalars(&folders);
     for m in methods {
         let (a, b) = (&boards[&tmp.path().join(format!("{m}_straight"))], &boards[&tmp.path().join(format!("{m}_killed"))]);
         assert_eq!(a, b, "{m}: TensorBoard shows other points after the resume");
-        assert_eq!(a["train/loss"].iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=60).collect::<Vec<_>>(), "{m}: one loss point per step");
+        assert_eq!(
+            a["train/loss"].iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (1..=60).collect::<Vec<_>>(),
+            "{m}: one loss point per step"
+        );
     }
 }
 
 /// Every scalar TensorBoard's reader finds in each run folder, by tag: (step, value) in file order.
 fn tensorboard_scalars(folders: &[PathBuf]) -> std::collections::HashMap<PathBuf, std::collections::BTreeMap<String, Vec<(i64, f64)>>> {
-    let o = Command::new(root().join(".venv/bin/python")).arg(root().join("scripts/tensorboard_oracle.py")).args(folders).output().expect("the venv's python (make test creates it)");
+    let o = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("scripts/tensorboard_oracle.py"))
+        .args(folders)
+        .output()
+        .expect("the venv's python (make test creates it)");
     assert!(o.status.success(), "tensorboard oracle: {}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -223,7 +260,10 @@ fn tensorboard_scalars(folders: &[PathBuf]) -> std::collections::HashMap<PathBuf
 fn tensorboard_shows_the_runs_curves_evaluations_and_ranks() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    ok(&train(&out, &["max_steps=30", "eval_steps=10", "log_steps=5", "save_steps=100", "method.triadapt.warmup_steps=5", "method.triadapt.interval=5"]));
+    ok(&train(
+        &out,
+        &["max_steps=30", "eval_steps=10", "log_steps=5", "save_steps=100", "method.triadapt.warmup_steps=5", "method.triadapt.interval=5"],
+    ));
     let board = tensorboard_scalars(std::slice::from_ref(&out)).remove(&out).unwrap();
     let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
     let rows: Vec<Vec<&str>> = curve.lines().skip(1).map(|l| l.split(',').collect()).collect();
@@ -246,10 +286,14 @@ fn tensorboard_shows_the_runs_curves_evaluations_and_ranks() {
     }
     assert_eq!(board["eval/accuracy"].iter().map(|(s, _)| *s).collect::<Vec<_>>(), [10, 20, 30]);
     let history = std::fs::read_to_string(out.join("rank_history.csv")).unwrap();
-    let changes: Vec<(String, i64, f64)> = history.lines().skip(1).map(|l| {
-        let f: Vec<&str> = l.split(',').collect();
-        (format!("rank/{}", f[1]), f[0].parse().unwrap(), f[2].parse().unwrap())
-    }).collect();
+    let changes: Vec<(String, i64, f64)> = history
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (format!("rank/{}", f[1]), f[0].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
     assert!(changes.iter().any(|(_, s, _)| *s > 0), "the run must grow for the test to show allocations");
     for (tag, step, rank) in &changes {
         assert!(board[tag].contains(&(*step, *rank)), "{tag} at {step}");
@@ -257,7 +301,10 @@ fn tensorboard_shows_the_runs_curves_evaluations_and_ranks() {
     assert_eq!(board.keys().filter(|k| k.starts_with("rank/")).map(|k| board[k].len()).sum::<usize>(), changes.len());
 
     let quiet = tmp.path().join("quiet");
-    ok(&train(&quiet, &["max_steps=5", "eval_steps=5", "method.triadapt.warmup_steps=2", "method.triadapt.interval=2", "log.tensorboard=false"]));
+    ok(&train(
+        &quiet,
+        &["max_steps=5", "eval_steps=5", "method.triadapt.warmup_steps=2", "method.triadapt.interval=2", "log.tensorboard=false"],
+    ));
     assert!(!quiet.join(triadapt::train::tensorboard::EVENT_FILE).exists());
 }
 
@@ -280,7 +327,11 @@ fn sigterm_checkpoints_and_exits_75_and_resume_checks_the_config() {
     let ckpt = out.join(format!("checkpoints/step-{steps:08}"));
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap()).unwrap();
     assert_eq!(state["step"].as_i64(), Some(steps));
-    assert_eq!(std::fs::read_to_string(out.join("curve.csv")).unwrap().lines().count() as i64, steps + 1, "curve.csv holds every step up to the checkpoint");
+    assert_eq!(
+        std::fs::read_to_string(out.join("curve.csv")).unwrap().lines().count() as i64,
+        steps + 1,
+        "curve.csv holds every step up to the checkpoint"
+    );
     // Another learning rate is another run.
     let mut other = sets.clone();
     other.push("optim.lr=0.01");
@@ -321,7 +372,17 @@ fn best_and_last_checkpoints_and_a_moved_run_folder() {
     assert_eq!(cfg["step"].as_i64(), Some(best_step));
     assert_eq!(cfg["base_model"], "data/tiny-deberta-v3", "the base model as the config named it");
     let eval = |dir: &Path, which: &str| -> serde_json::Value {
-        let o = triadapt(&["eval", "--model", dir.to_str().unwrap(), "--task", "rte", "--data-dir", "data/synthetic/rte", "--checkpoint", which]);
+        let o = triadapt(&[
+            "eval",
+            "--model",
+            dir.to_str().unwrap(),
+            "--task",
+            "rte",
+            "--data-dir",
+            "data/synthetic/rte",
+            "--checkpoint",
+            which,
+        ]);
         ok(&o);
         serde_json::from_slice(&o.stdout).unwrap()
     };
@@ -331,7 +392,10 @@ fn best_and_last_checkpoints_and_a_moved_run_folder() {
     let (mb, ml) = (tmp.path().join("merged_best"), tmp.path().join("merged_last"));
     ok(&triadapt(&["merge", out.to_str().unwrap(), "--out", mb.to_str().unwrap()]));
     ok(&triadapt(&["merge", out.to_str().unwrap(), "--checkpoint", "last", "--out", ml.to_str().unwrap()]));
-    assert!(read(&mb.join("model.safetensors")) != read(&ml.join("model.safetensors")), "merge --checkpoint best and last gave the same weights");
+    assert!(
+        read(&mb.join("model.safetensors")) != read(&ml.join("model.safetensors")),
+        "merge --checkpoint best and last gave the same weights"
+    );
     let pb = tmp.path().join("peft_best");
     ok(&triadapt(&["export-peft", out.to_str().unwrap(), "--out", pb.to_str().unwrap()]));
     let pc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pb.join("adapter_config.json")).unwrap()).unwrap();

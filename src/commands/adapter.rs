@@ -8,11 +8,11 @@ use anyhow::{bail, Context, Result};
 use tch::{nn, Device};
 
 use crate::model::{DebertaModel, HeadKind, ModelDir};
+use crate::peft::export::{export_peft, head_tensors, merged_weights, write_hf_checkpoint};
 use crate::peft::import::{apply_modules, apply_saved_modules, check_modules_covered, is_peft_adapter, read_peft_lora};
 use crate::peft::lora::LoraAdapter;
-use crate::peft::AdapterFactory;
-use crate::peft::export::{export_peft, head_tensors, merged_weights, write_hf_checkpoint};
 use crate::peft::save::{apply_adapter, read_adapter};
+use crate::peft::AdapterFactory;
 use crate::peft::DynAdapter;
 use crate::train::checkpoint::{adapter_dir, Which};
 
@@ -35,7 +35,9 @@ pub struct Adapted {
 /// Whether `path` is something [`load_adapted`] reads (a run folder, a triadapt adapter folder
 /// or a PEFT adapter folder) rather than a plain HF model directory.
 pub fn is_adapter_or_run(path: &Path) -> bool {
-    path.join("adapter").is_dir() || path.join(crate::train::checkpoint::BEST).is_dir() || path.join(crate::peft::save::ADAPTER_CONFIG).is_file()
+    path.join("adapter").is_dir()
+        || path.join(crate::train::checkpoint::BEST).is_dir()
+        || path.join(crate::peft::save::ADAPTER_CONFIG).is_file()
 }
 
 /// A model as a user names it (an adapter's `base_model`, `--model`): a model directory (a
@@ -73,7 +75,16 @@ pub fn load_adapted(path: &Path, which: Which, base_model: Option<&Path>, device
     let m = crate::peft::attach(&model_dir, saved.config.head, &saved.config.method, device)?;
     apply_adapter(&saved, &m.adapters, &m.vs).with_context(|| format!("{}", path.display()))?;
     let c = saved.config;
-    Ok(Adapted { head: c.head, num_labels: c.num_labels, task: c.task, base_model: base, model_dir, vs: m.vs, model: m.model, adapters: m.adapters })
+    Ok(Adapted {
+        head: c.head,
+        num_labels: c.num_labels,
+        task: c.task,
+        base_model: base,
+        model_dir,
+        vs: m.vs,
+        model: m.model,
+        adapters: m.adapters,
+    })
 }
 
 /// A PEFT LoRA adapter on its base model, computing what `PeftModel` computes: each module with
@@ -85,7 +96,9 @@ fn load_peft(path: &Path, base_model: Option<&Path>, device: Device) -> Result<A
         (None, Some(b)) => PathBuf::from(b),
         (None, None) => bail!("{}: adapter_config.json names no base_model_name_or_path: give --base-model", path.display()),
     };
-    let mut model_dir = open_base(&base, || format!("the PEFT adapter's base model (base_model_name_or_path; override with --base-model) for {}", path.display()))?;
+    let mut model_dir = open_base(&base, || {
+        format!("the PEFT adapter's base model (base_model_name_or_path; override with --base-model) for {}", path.display())
+    })?;
     // Neither task_type nor a saved head says: a sequence classifier, as PEFT's default model.
     let head = peft.head.unwrap_or(HeadKind::Cls);
     let num_labels = match head {
@@ -99,10 +112,14 @@ fn load_peft(path: &Path, base_model: Option<&Path>, device: Device) -> Result<A
     // Adapters of each module's rank; `apply_modules` then puts in PEFT's factors and scaling.
     let ranks: Vec<(String, i64)> = peft.modules.iter().map(|m| (m.name.clone(), m.rank())).collect();
     let names: Vec<String> = ranks.iter().map(|m| m.0.clone()).collect();
-    let factory = AdapterFactory::selecting(move |name| names.iter().any(|n| n == name), 0.0, move |name, d_in, d_out, dev| {
-        let (_, r) = ranks.iter().find(|m| m.0 == name).expect("selected module");
-        LoraAdapter::new(d_in, d_out, *r, 1.0, dev)
-    });
+    let factory = AdapterFactory::selecting(
+        move |name| names.iter().any(|n| n == name),
+        0.0,
+        move |name, d_in, d_out, dev| {
+            let (_, r) = ranks.iter().find(|m| m.0 == name).expect("selected module");
+            LoraAdapter::new(d_in, d_out, *r, 1.0, dev)
+        },
+    );
     let (vs, model, report) = model_dir.load(head, &factory, device)?;
     let typed = factory.adapters();
     check_modules_covered(&peft, &typed.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())?;

@@ -72,9 +72,15 @@ pub struct BenchArgs {
 
 /// `cpu`, `cuda:N`.
 fn print_text(r: &BenchResult) {
-    println!("triadapt bench: {} {} (batch {}, seq {}, {} {}, {} threads, {} warm-up + {} timed steps)", r.model_config, r.method, r.batch, r.seq, r.device, r.precision, r.threads, r.warmup, r.steps);
+    println!(
+        "triadapt bench: {} {} (batch {}, seq {}, {} {}, {} threads, {} warm-up + {} timed steps)",
+        r.model_config, r.method, r.batch, r.seq, r.device, r.precision, r.threads, r.warmup, r.steps
+    );
     println!("  throughput        {:.2} examples/s (mean over the steps {:.2})", r.examples_per_s, r.examples_per_s_mean);
-    println!("  median step       {:.1} ms (p25 {:.1}, p75 {:.1}, min {:.1}, max {:.1})", r.step_ms_median, r.step_ms_p25, r.step_ms_p75, r.step_ms_min, r.step_ms_max);
+    println!(
+        "  median step       {:.1} ms (p25 {:.1}, p75 {:.1}, min {:.1}, max {:.1})",
+        r.step_ms_median, r.step_ms_p25, r.step_ms_p75, r.step_ms_min, r.step_ms_max
+    );
     if let Some(cpu) = r.cpu_ms_per_step {
         println!("  cpu time          {cpu:.1} ms/step (all threads)");
     }
@@ -84,10 +90,16 @@ fn print_text(r: &BenchResult) {
     }
     println!("  peak memory       {:.0} MiB resident (before the model: {:.0} MiB)", r.peak_rss_mb, r.rss_before_model_mb);
     println!("  compute           {:.1} GFLOP/step, {:.1} GFLOP/s achieved", r.model_gflop_per_step, r.achieved_gflops);
-    println!("  adapters          {} matrices, average rank {:.2} -> {:.2} (mean {:.2}), {} trainable parameters", r.adapted_matrices, r.avg_rank_start, r.avg_rank_end, r.avg_rank_mean, r.trainable_params);
+    println!(
+        "  adapters          {} matrices, average rank {:.2} -> {:.2} (mean {:.2}), {} trainable parameters",
+        r.adapted_matrices, r.avg_rank_start, r.avg_rank_end, r.avg_rank_mean, r.trainable_params
+    );
     println!("  final loss        {:.4}", r.final_loss);
     if let (Some(total), Some(p)) = (r.ops_per_step, &r.ops_by_phase) {
-        println!("  ops per step      {total} (forward {}, loss {}, backward {}, clipping {}, optimizer {}, zero_grad {}, controller {})", p.forward, p.loss, p.backward, p.clipping, p.optimizer, p.zero_grad, p.controller);
+        println!(
+            "  ops per step      {total} (forward {}, loss {}, backward {}, clipping {}, optimizer {}, zero_grad {}, controller {})",
+            p.forward, p.loss, p.backward, p.clipping, p.optimizer, p.zero_grad, p.controller
+        );
         if let (Some(all), Some(c)) = (r.ops_allocation_step, p.controller_allocation) {
             println!("  allocation step   {all} ops (controller {c})");
         }
@@ -106,7 +118,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if args.json {
             println!("{out}");
         } else {
-            println!("matmul 2048^3 fp32: {gflops:.1} GFLOP/s, fastest of 10 ({} threads, {})", tch::get_num_threads(), crate::device::device_name(device));
+            println!(
+                "matmul 2048^3 fp32: {gflops:.1} GFLOP/s, fastest of 10 ({} threads, {})",
+                tch::get_num_threads(),
+                crate::device::device_name(device)
+            );
         }
         return Ok(());
     }
@@ -114,7 +130,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (shape, config_file) = match args.model_config.parse::<Shape>() {
         Ok(shape) => (shape, None),
         Err(_) if std::path::Path::new(&args.model_config).is_file() => (Shape::Tiny, Some(std::path::PathBuf::from(&args.model_config))),
-        Err(_) => anyhow::bail!("--model-config {:?}: expected one of {} or the path of a DeBERTa config.json", args.model_config, Shape::ALL.map(|m| m.as_str()).join(", ")),
+        Err(_) => anyhow::bail!(
+            "--model-config {:?}: expected one of {} or the path of a DeBERTa config.json",
+            args.model_config,
+            Shape::ALL.map(|m| m.as_str()).join(", ")
+        ),
     };
     let precision: Precision = args.precision.parse()?;
     let variants = args.method.iter().map(|m| m.parse::<Variant>()).collect::<Result<Vec<_>>>()?;

@@ -12,8 +12,8 @@ use crate::data::batch::encode_all;
 use crate::data::glue::{self, Split};
 use crate::data::squad::{self, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
-use crate::model::{HeadKind, ModelDir, PlainLinearFactory};
 use crate::model::DebertaModel;
+use crate::model::{HeadKind, ModelDir, PlainLinearFactory};
 use crate::train::eval::{gold, predict, score, squad_scores};
 
 pub struct EvalArgs<'a> {
@@ -52,7 +52,15 @@ struct Loaded {
     _vs: tch::nn::VarStore,
 }
 
-fn load(path: &Path, which: crate::train::checkpoint::Which, base_model: Option<&Path>, head: HeadKind, task: &str, num_labels: i64, device: Device) -> Result<Loaded> {
+fn load(
+    path: &Path,
+    which: crate::train::checkpoint::Which,
+    base_model: Option<&Path>,
+    head: HeadKind,
+    task: &str,
+    num_labels: i64,
+    device: Device,
+) -> Result<Loaded> {
     let is_adapter = super::adapter::is_adapter_or_run(path);
     // A run folder also tells where its data were and how long its sequences were.
     let run_cfg = match path.join("config.yaml") {
@@ -79,7 +87,11 @@ fn load(path: &Path, which: crate::train::checkpoint::Which, base_model: Option<
     let (vs, model, report) = dir.load(head, &PlainLinearFactory, device)?;
     if !report.initialised.is_empty() {
         let what = if head == HeadKind::Qa { "question-answering" } else { "classification" };
-        bail!("{}: the checkpoint has no {what} head ({} missing): evaluate a fine-tuned model or a run folder", path.display(), report.initialised.join(", "));
+        bail!(
+            "{}: the checkpoint has no {what} head ({} missing): evaluate a fine-tuned model or a run folder",
+            path.display(),
+            report.initialised.join(", ")
+        );
     }
     Ok(Loaded { run_cfg, model, spm: dir.spm_path(), _vs: vs })
 }

@@ -86,7 +86,14 @@ fn load(args: &PredictArgs) -> Result<Loaded> {
 }
 
 /// Turns one input into (ids, mask, types), checking lengths and id ranges against the model.
-fn to_ids(input: PredictInput, lineno: usize, args: &PredictArgs, spm_dir: &Path, tok: &mut Option<crate::data::tokenizer::SpmTokenizer>, vocab: i64) -> Result<[Vec<i64>; 3]> {
+fn to_ids(
+    input: PredictInput,
+    lineno: usize,
+    args: &PredictArgs,
+    spm_dir: &Path,
+    tok: &mut Option<crate::data::tokenizer::SpmTokenizer>,
+    vocab: i64,
+) -> Result<[Vec<i64>; 3]> {
     let [ids, mask, types] = match input {
         PredictInput::Ids { input_ids, attention_mask, token_type_ids } => {
             let n = input_ids.len();
@@ -125,11 +132,13 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (i, input) in inputs.into_iter().enumerate() {
-        let [ids, mask, types] = to_ids(input, i + 1, args, &dir.dir, &mut tok, dir.config.vocab_size)
-            .with_context(|| format!("{}", args.input.display()))?;
+        let [ids, mask, types] =
+            to_ids(input, i + 1, args, &dir.dir, &mut tok, dir.config.vocab_size).with_context(|| format!("{}", args.input.display()))?;
         let t = |v: &[i64]| Tensor::from_slice(v).unsqueeze(0).to_device(args.device);
-        let output = crate::precision::autocast(args.device, args.bf16, || tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false)));
-        let vec1 = |x: &Tensor| -> Result<Vec<f32>> { Ok(Vec::<f32>::try_from(x.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?) };
+        let output =
+            crate::precision::autocast(args.device, args.bf16, || tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false)));
+        let vec1 =
+            |x: &Tensor| -> Result<Vec<f32>> { Ok(Vec::<f32>::try_from(x.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?) };
         let mut pred = Prediction { logits: None, start_logits: None, end_logits: None, last_hidden_state: None };
         match loaded.head {
             HeadKind::Cls => pred.logits = Some(vec1(&output.logits.get(0))?),

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
-use crate::train::result::RunStatus;
 use crate::sweep::claim::{self, Attempt, Claim, Found, Holder, Kept, Stale};
 use crate::sweep::{self, PlannedRun, Row, RunState, Shard, Sweep, CSV_FILE, RESOLVED_FILE};
+use crate::train::result::RunStatus;
 
 pub struct SweepArgs<'a> {
     pub file: &'a Path,
@@ -44,7 +44,11 @@ pub fn parse_devices(s: &str) -> Result<Vec<String>> {
 pub fn run(args: &SweepArgs) -> Result<()> {
     let sweep = Sweep::load(args.file)?;
     if args.slurm {
-        let opts = args.sbatch_opts.map(str::to_string).or_else(|| std::env::var("TRIADAPT_SBATCH_OPTS").ok()).unwrap_or_else(|| DEFAULT_SBATCH_OPTS.to_string());
+        let opts = args
+            .sbatch_opts
+            .map(str::to_string)
+            .or_else(|| std::env::var("TRIADAPT_SBATCH_OPTS").ok())
+            .unwrap_or_else(|| DEFAULT_SBATCH_OPTS.to_string());
         print!("{}", slurm_script(&sweep, args.file, args.shard, &opts, args.devices.unwrap_or("0"))?);
         return Ok(());
     }
@@ -256,7 +260,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         return Err(crate::train::signals::Interrupted { signal, step: -1 }.into());
     }
     if failed > 0 {
-        bail!("sweep {}: {failed} of {ended} run(s) failed (their errors are in {}); run the same command again to retry them", sweep.name, csv_path.display());
+        bail!(
+            "sweep {}: {failed} of {ended} run(s) failed (their errors are in {}); run the same command again to retry them",
+            sweep.name,
+            csv_path.display()
+        );
     }
     Ok(())
 }
@@ -282,7 +290,11 @@ enum Turn {
 /// Runs `one` over `todo`: one at a time, or one per device at a time. A run another process
 /// holds goes to the back of the queue once (its holder may have ended by then); the runs still
 /// held at their second turn are returned with their holders.
-fn run_all<'a>(devices: &Option<Vec<String>>, todo: &'a [Todo<'a>], one: &(dyn Fn(&Todo, Option<&str>) -> Turn + Sync)) -> Vec<(&'a PlannedRun, String)> {
+fn run_all<'a>(
+    devices: &Option<Vec<String>>,
+    todo: &'a [Todo<'a>],
+    one: &(dyn Fn(&Todo, Option<&str>) -> Turn + Sync),
+) -> Vec<(&'a PlannedRun, String)> {
     let slots: Vec<Option<&str>> = match devices {
         None => vec![None],
         Some(devs) => devs.iter().map(|d| Some(d.as_str())).collect(),
@@ -333,7 +345,12 @@ struct FileLock(Option<std::fs::File>);
 impl FileLock {
     fn exclusive(path: &Path) -> Result<FileLock> {
         use std::os::unix::io::AsRawFd;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -487,7 +504,15 @@ fn clear_run_dir(dir: &Path) -> Result<()> {
 }
 
 /// Trains one run in a child `triadapt train` process, under its claim, and writes its row file.
-fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, threads: Option<usize>, children: &Children, held: &ClaimedRun) -> Result<RunEnd> {
+fn run_one(
+    exe: &Path,
+    sweep: &Sweep,
+    run: &PlannedRun,
+    device: Option<&str>,
+    threads: Option<usize>,
+    children: &Children,
+    held: &ClaimedRun,
+) -> Result<RunEnd> {
     let dir = sweep.run_dir(run);
     let resume = resumable(&dir, run);
     if !resume {
@@ -499,12 +524,18 @@ fn run_one(exe: &Path, sweep: &Sweep, run: &PlannedRun, device: Option<&str>, th
     crate::files::write_atomic(&resolved, run.config.to_yaml().as_bytes())?;
     let log_path = dir.join("train.log");
     // A resumed run appends to the log of its earlier attempts.
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
     {
         use std::io::Write;
         let how = if resume { "resuming from its checkpoint" } else { "from step 0" };
-        let over = held.took_over.map(|(f, why)| format!(", taking over the claim of {} ({})", f.describe(), why.label())).unwrap_or_default();
-        writeln!(log, "sweep {}: run {} started by {} ({how}{over})", sweep.name, run.id, held.claim.owner.describe()).with_context(|| format!("cannot write {}", log_path.display()))?;
+        let over =
+            held.took_over.map(|(f, why)| format!(", taking over the claim of {} ({})", f.describe(), why.label())).unwrap_or_default();
+        writeln!(log, "sweep {}: run {} started by {} ({how}{over})", sweep.name, run.id, held.claim.owner.describe())
+            .with_context(|| format!("cannot write {}", log_path.display()))?;
     }
     let parent_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let mut cmd = child_command(exe, &resolved, &dir, device, threads, parent_visible.as_deref());
@@ -636,12 +667,20 @@ impl Children {
 /// the others; `threads` (the child's share of the cores) becomes `OMP_NUM_THREADS`. GPU n is
 /// counted in the parent's `CUDA_VISIBLE_DEVICES` when that is set (`parent_visible`, e.g. a
 /// Slurm allocation's "2,3": `--devices 0,1` then means GPUs 2 and 3).
-pub fn child_command(exe: &Path, config: &Path, out: &Path, device: Option<&str>, threads: Option<usize>, parent_visible: Option<&str>) -> Command {
+pub fn child_command(
+    exe: &Path,
+    config: &Path,
+    out: &Path,
+    device: Option<&str>,
+    threads: Option<usize>,
+    parent_visible: Option<&str>,
+) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg("train").arg("--config").arg(config).arg("--out").arg(out);
     match device.map(crate::device::parse_device_name) {
         Some(Ok(tch::Device::Cuda(n))) => {
-            let visible: Vec<&str> = parent_visible.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+            let visible: Vec<&str> =
+                parent_visible.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
             let gpu = visible.get(n).map_or_else(|| n.to_string(), |s| s.to_string());
             cmd.env("CUDA_VISIBLE_DEVICES", gpu).arg("--device").arg("cuda:0");
         }
@@ -760,7 +799,9 @@ mod tests {
     use super::*;
 
     fn envs(cmd: &Command) -> Vec<(String, String)> {
-        cmd.get_envs().map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned()).unwrap_or_default())).collect()
+        cmd.get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned()).unwrap_or_default()))
+            .collect()
     }
 
     fn args(cmd: &Command) -> Vec<String> {

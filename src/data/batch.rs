@@ -61,11 +61,23 @@ pub fn make_batch(examples: &[Encoded], indices: &[usize], pad_id: i64, device: 
     let t = |v: Vec<i64>| to_device_async(Tensor::from_slice(&v).view([n as i64, len as i64]), device);
     let labels = match examples.get(indices.first().copied().unwrap_or(0)).map(|e| e.label) {
         Some(Label::Score(_)) => {
-            let v: Vec<f32> = indices.iter().map(|&i| match examples[i].label { Label::Score(s) => s, Label::Class(c) => c as f32 }).collect();
+            let v: Vec<f32> = indices
+                .iter()
+                .map(|&i| match examples[i].label {
+                    Label::Score(s) => s,
+                    Label::Class(c) => c as f32,
+                })
+                .collect();
             to_device_async(Tensor::from_slice(&v), device)
         }
         _ => {
-            let v: Vec<i64> = indices.iter().map(|&i| match examples[i].label { Label::Class(c) => c, Label::Score(s) => s as i64 }).collect();
+            let v: Vec<i64> = indices
+                .iter()
+                .map(|&i| match examples[i].label {
+                    Label::Class(c) => c,
+                    Label::Score(s) => s as i64,
+                })
+                .collect();
             to_device_async(Tensor::from_slice(&v).to_kind(Kind::Int64), device)
         }
     };

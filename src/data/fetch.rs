@@ -58,7 +58,12 @@ pub struct Remote {
 impl Remote {
     pub fn from_env() -> Remote {
         let squad = std::env::var(SQUAD_URL_ENV).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_SQUAD_URL.to_string());
-        Remote { hf_endpoint: hub::hub_endpoint(), squad_url: squad.trim_end_matches('/').to_string(), offline: hub::hub_offline(), token: hub::hub_token() }
+        Remote {
+            hf_endpoint: hub::hub_endpoint(),
+            squad_url: squad.trim_end_matches('/').to_string(),
+            offline: hub::hub_offline(),
+            token: hub::hub_token(),
+        }
     }
 }
 
@@ -132,7 +137,11 @@ pub fn fetch_file_outcome(
             }
             Err(Failure::Restart) => bail!("{url}: the server's ranges do not match the partial file; {}", by_hand(dest)),
             Err(Failure::Broken(e)) => {
-                return Err(e.context(format!("cannot download {url} (the partial file {} is kept; rerun to resume); {}", part.display(), by_hand(dest))))
+                return Err(e.context(format!(
+                    "cannot download {url} (the partial file {} is kept; rerun to resume); {}",
+                    part.display(),
+                    by_hand(dest)
+                )))
             }
             Err(Failure::Fatal(e)) => return Err(e),
         }
@@ -150,7 +159,10 @@ pub fn fetch_file_outcome(
                 // The old part may have held wrong bytes: one fresh download before giving up.
                 return fetch_file_outcome(url, dest, expected_size, Some(want), progress, offline);
             }
-            bail!("{}: sha256 mismatch for the download from {url}: expected {want}, got {digest}; the partial file was removed", dest.display());
+            bail!(
+                "{}: sha256 mismatch for the download from {url}: expected {want}, got {digest}; the partial file was removed",
+                dest.display()
+            );
         }
     }
     fs::rename(&part, dest).with_context(|| format!("cannot rename {} to {}", part.display(), dest.display()))?;
@@ -222,7 +234,14 @@ enum Failure {
 
 /// One request: fills `part` from where it stands (or from nothing when the server ignores the
 /// range). Returns the sha256 of the whole part, its length, and whether it was resumed.
-fn transfer(agent: &ureq::Agent, url: &str, dest: &Path, part: &Path, expected_size: Option<u64>, show: bool) -> Result<(String, u64, bool), Failure> {
+fn transfer(
+    agent: &ureq::Agent,
+    url: &str,
+    dest: &Path,
+    part: &Path,
+    expected_size: Option<u64>,
+    show: bool,
+) -> Result<(String, u64, bool), Failure> {
     let io = |e: anyhow::Error| Failure::Fatal(e);
     let mut offset = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     if expected_size.is_some_and(|n| offset > n) {
@@ -464,7 +483,14 @@ fn verify_blob(blob: &Path, pointer: &Path, size: usize, etag: &str, url: &str) 
 
 /// Makes `file` of `r` present in the snapshot `commit` of the cache: already there, linked to a
 /// blob the cache holds, or downloaded.
-fn hub_file(api: &hf_hub::api::sync::Api, cache: &Path, kind: RepoKind, r: &HubRef, commit: &str, file: &str) -> Result<(PathBuf, Outcome)> {
+fn hub_file(
+    api: &hf_hub::api::sync::Api,
+    cache: &Path,
+    kind: RepoKind,
+    r: &HubRef,
+    commit: &str,
+    file: &str,
+) -> Result<(PathBuf, Outcome)> {
     let folder = hub::repo_folder(cache, kind, &r.repo);
     let pointer = folder.join("snapshots").join(commit).join(file);
     if pointer.is_file() {
@@ -483,7 +509,9 @@ fn hub_file(api: &hf_hub::api::sync::Api, cache: &Path, kind: RepoKind, r: &HubR
         return Ok((pointer, Outcome::Present));
     }
     eprintln!("downloading {file} ({})", indicatif::HumanBytes(meta.size() as u64));
-    let path = api_repo.download(file).map_err(|e| hub_error(e, &url).context(format!("the partial download {}.part is kept; rerun to resume", blob.display())))?;
+    let path = api_repo
+        .download(file)
+        .map_err(|e| hub_error(e, &url).context(format!("the partial download {}.part is kept; rerun to resume", blob.display())))?;
     verify_blob(&blob, &path, meta.size(), meta.etag(), &url)?;
     Ok((path, Outcome::Downloaded(meta.size() as u64)))
 }
@@ -493,7 +521,10 @@ fn write_ref(cache: &Path, kind: RepoKind, r: &HubRef, commit: &str) -> Result<(
     if r.is_commit() {
         return Ok(());
     }
-    hf_hub::Cache::new(cache.to_path_buf()).repo(hub_repo(kind, r)).create_ref(commit).with_context(|| format!("cannot write the ref {} of {} in {}", r.revision, r.repo, cache.display()))
+    hf_hub::Cache::new(cache.to_path_buf())
+        .repo(hub_repo(kind, r))
+        .create_ref(commit)
+        .with_context(|| format!("cannot write the ref {} of {} in {}", r.revision, r.repo, cache.display()))
 }
 
 fn present_files(dir: &Path, names: &[&str]) -> Vec<(PathBuf, Outcome)> {
@@ -505,13 +536,16 @@ fn present_files(dir: &Path, names: &[&str]) -> Vec<(PathBuf, Outcome)> {
 pub fn fetch_model(remote: &Remote, cache: &Path, name: &str, progress: bool) -> Result<FetchReport> {
     let r = HubRef::parse(name)?;
     if remote.offline {
-        let found = hub::resolve_model_in(cache, name).map_err(|e| anyhow!("{HF_OFFLINE_ENV} is set, so model {r} is not downloaded: {e:#}"))?;
+        let found =
+            hub::resolve_model_in(cache, name).map_err(|e| anyhow!("{HF_OFFLINE_ENV} is set, so model {r} is not downloaded: {e:#}"))?;
         let files = present_files(&found.dir, &[MODEL_FILES[0], MODEL_FILES[1], MODEL_WEIGHTS[0], MODEL_WEIGHTS[1]]);
         return Ok(FetchReport { dir: found.dir, files, commit: found.commit });
     }
     let api = hub_api(remote, cache, progress)?;
     let (commit, listed) = hub_listing(&api, RepoKind::Model, &r, &remote.hf_endpoint)?;
-    let weights = MODEL_WEIGHTS[..2].iter().find(|w| listed.iter().any(|f| f == *w)).ok_or_else(|| anyhow!("{r} has neither model.safetensors nor pytorch_model.bin at its top level ({}/{})", remote.hf_endpoint, r.repo))?;
+    let weights = MODEL_WEIGHTS[..2].iter().find(|w| listed.iter().any(|f| f == *w)).ok_or_else(|| {
+        anyhow!("{r} has neither model.safetensors nor pytorch_model.bin at its top level ({}/{})", remote.hf_endpoint, r.repo)
+    })?;
     let mut files = Vec::new();
     for file in MODEL_FILES.iter().chain(std::iter::once(weights)) {
         if !listed.iter().any(|f| f == file) {
@@ -529,7 +563,8 @@ pub fn fetch_model(remote: &Remote, cache: &Path, name: &str, progress: bool) ->
 pub fn fetch_glue(remote: &Remote, cache: &Path, task: &str, progress: bool) -> Result<FetchReport> {
     hub::check_glue_task(task)?;
     if remote.offline {
-        let dir = hub::resolve_glue_dir_in(cache, task).map_err(|e| anyhow!("{HF_OFFLINE_ENV} is set, so GLUE {task} is not downloaded: {e:#}"))?;
+        let dir = hub::resolve_glue_dir_in(cache, task)
+            .map_err(|e| anyhow!("{HF_OFFLINE_ENV} is set, so GLUE {task} is not downloaded: {e:#}"))?;
         let mut files: Vec<(PathBuf, Outcome)> = fs::read_dir(&dir)?.filter_map(|e| e.ok()).map(|e| (e.path(), Outcome::Present)).collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
         return Ok(FetchReport { dir, files, commit: None });

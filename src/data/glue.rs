@@ -45,7 +45,11 @@ pub struct TaskSpec {
 
 impl TaskSpec {
     pub fn num_labels(&self) -> i64 {
-        if self.classes.is_empty() { 1 } else { self.classes.len() as i64 }
+        if self.classes.is_empty() {
+            1
+        } else {
+            self.classes.len() as i64
+        }
     }
 
     pub fn is_regression(&self) -> bool {
@@ -54,25 +58,65 @@ impl TaskSpec {
 
     /// The dev splits evaluated for this task (MNLI has two).
     pub fn dev_splits(&self) -> &'static [Split] {
-        if self.name == "mnli" { &[Split::Validation, Split::ValidationMismatched] } else { &[Split::Validation] }
+        if self.name == "mnli" {
+            &[Split::Validation, Split::ValidationMismatched]
+        } else {
+            &[Split::Validation]
+        }
     }
 }
 
 pub const TASKS: [TaskSpec; 8] = [
     TaskSpec { name: "cola", classes: &["unacceptable", "acceptable"], tsv_columns: None, parquet_columns: ("sentence", None) },
-    TaskSpec { name: "sst2", classes: &["negative", "positive"], tsv_columns: Some(("sentence", None, "label")), parquet_columns: ("sentence", None) },
-    TaskSpec { name: "mrpc", classes: &["not_equivalent", "equivalent"], tsv_columns: Some(("#1 String", Some("#2 String"), "Quality")), parquet_columns: ("sentence1", Some("sentence2")) },
-    TaskSpec { name: "qqp", classes: &["not_duplicate", "duplicate"], tsv_columns: Some(("question1", Some("question2"), "is_duplicate")), parquet_columns: ("question1", Some("question2")) },
-    TaskSpec { name: "stsb", classes: &[], tsv_columns: Some(("sentence1", Some("sentence2"), "score")), parquet_columns: ("sentence1", Some("sentence2")) },
-    TaskSpec { name: "mnli", classes: &["entailment", "neutral", "contradiction"], tsv_columns: Some(("sentence1", Some("sentence2"), "gold_label")), parquet_columns: ("premise", Some("hypothesis")) },
-    TaskSpec { name: "qnli", classes: &["entailment", "not_entailment"], tsv_columns: Some(("question", Some("sentence"), "label")), parquet_columns: ("question", Some("sentence")) },
-    TaskSpec { name: "rte", classes: &["entailment", "not_entailment"], tsv_columns: Some(("sentence1", Some("sentence2"), "label")), parquet_columns: ("sentence1", Some("sentence2")) },
+    TaskSpec {
+        name: "sst2",
+        classes: &["negative", "positive"],
+        tsv_columns: Some(("sentence", None, "label")),
+        parquet_columns: ("sentence", None),
+    },
+    TaskSpec {
+        name: "mrpc",
+        classes: &["not_equivalent", "equivalent"],
+        tsv_columns: Some(("#1 String", Some("#2 String"), "Quality")),
+        parquet_columns: ("sentence1", Some("sentence2")),
+    },
+    TaskSpec {
+        name: "qqp",
+        classes: &["not_duplicate", "duplicate"],
+        tsv_columns: Some(("question1", Some("question2"), "is_duplicate")),
+        parquet_columns: ("question1", Some("question2")),
+    },
+    TaskSpec {
+        name: "stsb",
+        classes: &[],
+        tsv_columns: Some(("sentence1", Some("sentence2"), "score")),
+        parquet_columns: ("sentence1", Some("sentence2")),
+    },
+    TaskSpec {
+        name: "mnli",
+        classes: &["entailment", "neutral", "contradiction"],
+        tsv_columns: Some(("sentence1", Some("sentence2"), "gold_label")),
+        parquet_columns: ("premise", Some("hypothesis")),
+    },
+    TaskSpec {
+        name: "qnli",
+        classes: &["entailment", "not_entailment"],
+        tsv_columns: Some(("question", Some("sentence"), "label")),
+        parquet_columns: ("question", Some("sentence")),
+    },
+    TaskSpec {
+        name: "rte",
+        classes: &["entailment", "not_entailment"],
+        tsv_columns: Some(("sentence1", Some("sentence2"), "label")),
+        parquet_columns: ("sentence1", Some("sentence2")),
+    },
 ];
 
 pub fn task(name: &str) -> Result<&'static TaskSpec> {
-    TASKS.iter().find(|t| t.name == name).with_context(|| {
-        format!("unknown task {name:?} (expected one of {}, or squad2)", TASKS.map(|t| t.name).join(", "))
-    })
+    TASKS
+        .iter()
+        .find(|t| t.name == name)
+        .with_context(|| format!("unknown task {name:?} (expected one of {}, or squad2)", TASKS.map(|t| t.name).join(", ")))
 }
 
 /// Reads a label written as a class id ("1") or a class name ("entailment"), or a score.
@@ -112,9 +156,9 @@ pub fn read_tsv(path: &Path, spec: &TaskSpec) -> Result<Vec<Example>> {
             let (_, header) = lines.next().with_context(|| format!("{}: empty file", path.display()))?;
             let cols: Vec<&str> = header.split('\t').collect();
             let find = |name: &str| {
-                cols.iter().position(|c| c.trim() == name).with_context(|| {
-                    format!("{}:1: missing column {name:?} (header has {:?})", path.display(), cols)
-                })
+                cols.iter()
+                    .position(|c| c.trim() == name)
+                    .with_context(|| format!("{}:1: missing column {name:?} (header has {:?})", path.display(), cols))
             };
             (find(a)?, b.map(find).transpose()?, find(l)?, cols.len())
         }
@@ -164,7 +208,9 @@ pub fn read_parquet(files: &[PathBuf], spec: &TaskSpec) -> Result<Vec<Example>> 
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let df = ParquetReader::new(file).finish().with_context(|| format!("{}: not a readable parquet file", path.display()))?;
         let column = |name: &str| -> Result<Column> {
-            df.column(name).cloned().map_err(|_| anyhow::anyhow!("{}: missing column {name:?} (has {:?})", path.display(), df.get_column_names()))
+            df.column(name)
+                .cloned()
+                .map_err(|_| anyhow::anyhow!("{}: missing column {name:?} (has {:?})", path.display(), df.get_column_names()))
         };
         let text = |name: &str| -> Result<Vec<Option<String>>> {
             let c = column(name)?;
@@ -174,7 +220,8 @@ pub fn read_parquet(files: &[PathBuf], spec: &TaskSpec) -> Result<Vec<Example>> 
         let (ca, cb) = spec.parquet_columns;
         let a = text(ca)?;
         let b = cb.map(text).transpose()?;
-        let labels = column("label")?.cast(&DataType::Float64).with_context(|| format!("{}: column \"label\" is not numeric", path.display()))?;
+        let labels =
+            column("label")?.cast(&DataType::Float64).with_context(|| format!("{}: column \"label\" is not numeric", path.display()))?;
         let labels: Vec<Option<f64>> = labels.f64().expect("cast to f64").into_iter().collect();
         for (row, (text_a, label)) in a.into_iter().zip(labels).enumerate() {
             let at = || format!("{} row {row}", path.display());
@@ -214,8 +261,13 @@ pub fn load_split(dir: &Path, spec: &TaskSpec, split: Split) -> Result<Vec<Examp
     if !dir.is_dir() {
         bail!("{} data directory {} does not exist (run `triadapt fetch glue {}` or set data_dir)", spec.name, dir.display(), spec.name);
     }
-    bail!("{}: no {:?} data for {} (looked for {} and the hub's parquet files)", dir.display(), split, spec.name,
-        tsv_file(dir, spec, split).file_name().unwrap().to_string_lossy())
+    bail!(
+        "{}: no {:?} data for {} (looked for {} and the hub's parquet files)",
+        dir.display(),
+        split,
+        spec.name,
+        tsv_file(dir, spec, split).file_name().unwrap().to_string_lossy()
+    )
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ pub fn hf_home() -> Result<PathBuf> {
         return Ok(home);
     }
     let cache = env_path("XDG_CACHE_HOME").or_else(|| dirs::home_dir().map(|h| h.join(".cache")));
-    cache.map(|c| c.join("huggingface")).ok_or_else(|| anyhow!("no home directory to put the Hugging Face cache in; set HF_HOME or HF_HUB_CACHE"))
+    cache
+        .map(|c| c.join("huggingface"))
+        .ok_or_else(|| anyhow!("no home directory to put the Hugging Face cache in; set HF_HOME or HF_HUB_CACHE"))
 }
 
 /// The hub cache: `$HF_HUB_CACHE` (or the older `$HUGGINGFACE_HUB_CACHE`), else `<hf_home>/hub`.
@@ -72,7 +74,9 @@ pub fn hub_token() -> Option<String> {
 }
 
 pub fn hub_offline() -> bool {
-    let truthy = |name: &str| std::env::var(name).map(|v| ["1", "ON", "YES", "TRUE"].contains(&v.trim().to_ascii_uppercase().as_str())).unwrap_or(false);
+    let truthy = |name: &str| {
+        std::env::var(name).map(|v| ["1", "ON", "YES", "TRUE"].contains(&v.trim().to_ascii_uppercase().as_str())).unwrap_or(false)
+    };
     truthy(HF_OFFLINE_ENV) || truthy("TRANSFORMERS_OFFLINE")
 }
 
@@ -122,7 +126,11 @@ impl HubRef {
 
 impl std::fmt::Display for HubRef {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        if self.revision == "main" { write!(f, "{}", self.repo) } else { write!(f, "{}@{}", self.repo, self.revision) }
+        if self.revision == "main" {
+            write!(f, "{}", self.repo)
+        } else {
+            write!(f, "{}@{}", self.repo, self.revision)
+        }
     }
 }
 
@@ -189,9 +197,13 @@ pub fn resolve_model_in(cache: &Path, name_or_path: &str) -> Result<ResolvedMode
     if path.is_dir() {
         return Ok(ResolvedModel { dir: path.to_path_buf(), commit: None });
     }
-    let r = HubRef::parse(name_or_path).map_err(|_| anyhow!("model {name_or_path:?}: no such directory (nor a hub name such as microsoft/deberta-v3-base)"))?;
+    let r = HubRef::parse(name_or_path)
+        .map_err(|_| anyhow!("model {name_or_path:?}: no such directory (nor a hub name such as microsoft/deberta-v3-base)"))?;
     let folder = repo_folder(cache, RepoKind::Model, &r.repo);
-    let fetch = format!("run `triadapt fetch model {r}` (or `huggingface-cli download {} --revision {}`; HF_HUB_CACHE or HF_HOME select the cache)", r.repo, r.revision);
+    let fetch = format!(
+        "run `triadapt fetch model {r}` (or `huggingface-cli download {} --revision {}`; HF_HUB_CACHE or HF_HOME select the cache)",
+        r.repo, r.revision
+    );
     let Some(snap) = cached_snapshot(cache, RepoKind::Model, &r) else {
         let looked = if r.is_commit() { folder.join("snapshots").join(&r.revision) } else { folder.join("refs").join(&r.revision) };
         bail!("model {r:?} is not a directory and is not in the Hugging Face cache (looked for {}); {fetch}", looked.display());
@@ -216,7 +228,9 @@ pub fn glue_dir_complete(dir: &Path) -> bool {
         Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
         Err(_) => return false,
     };
-    let has = |parquet: &str, tsv: &str| names.iter().any(|n| (n.starts_with(parquet) && n.ends_with(".parquet")) || (n.starts_with(tsv) && n.ends_with(".tsv")));
+    let has = |parquet: &str, tsv: &str| {
+        names.iter().any(|n| (n.starts_with(parquet) && n.ends_with(".parquet")) || (n.starts_with(tsv) && n.ends_with(".tsv")))
+    };
     has("train-", "train") && has("validation", "dev")
 }
 
@@ -236,7 +250,13 @@ pub fn resolve_glue_dir_in(cache: &Path, task: &str) -> Result<PathBuf> {
     }
     let snapshots = repo_folder(cache, RepoKind::Dataset, GLUE_REPO).join("snapshots");
     let mut others: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&snapshots)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join(task)).filter(|d| glue_dir_complete(d)).map(|d| (d.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), d)).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join(task))
+                .filter(|d| glue_dir_complete(d))
+                .map(|d| (d.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), d))
+                .collect()
+        })
         .unwrap_or_default();
     others.sort();
     match others.pop() {
@@ -259,7 +279,11 @@ pub fn resolve_squad_dir_in(own_cache: &Path) -> Result<PathBuf> {
     if missing.is_empty() {
         return Ok(dir);
     }
-    bail!("SQuAD 2.0: {} lacks {}; run `triadapt fetch squad2` (or place the files there by hand; {CACHE_ENV} selects the cache)", dir.display(), missing.join(", "));
+    bail!(
+        "SQuAD 2.0: {} lacks {}; run `triadapt fetch squad2` (or place the files there by hand; {CACHE_ENV} selects the cache)",
+        dir.display(),
+        missing.join(", ")
+    );
 }
 
 #[cfg(test)]
@@ -268,9 +292,15 @@ mod tests {
 
     #[test]
     fn hub_names_and_revisions() {
-        assert_eq!(HubRef::parse("microsoft/deberta-v3-base").unwrap(), HubRef { repo: "microsoft/deberta-v3-base".into(), revision: "main".into() });
+        assert_eq!(
+            HubRef::parse("microsoft/deberta-v3-base").unwrap(),
+            HubRef { repo: "microsoft/deberta-v3-base".into(), revision: "main".into() }
+        );
         let r = HubRef::parse("microsoft/deberta-v3-base@v1.0").unwrap();
-        assert_eq!((r.repo.as_str(), r.revision.as_str(), r.to_string().as_str()), ("microsoft/deberta-v3-base", "v1.0", "microsoft/deberta-v3-base@v1.0"));
+        assert_eq!(
+            (r.repo.as_str(), r.revision.as_str(), r.to_string().as_str()),
+            ("microsoft/deberta-v3-base", "v1.0", "microsoft/deberta-v3-base@v1.0")
+        );
         assert!(HubRef::parse("a/b@8ec5f1e5e41a7fd82f5c7c4b7e8b36b2e6e0e1a0").unwrap().is_commit());
         for bad in ["a/b/c", "../x", "a/b@", "a b/c", "./m", "a/b@x/../y"] {
             assert!(HubRef::parse(bad).is_err(), "{bad}");

@@ -36,9 +36,9 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::batch::Batch;
 use super::tokenizer::SpmTokenizer;
 use crate::metrics::{squad_v2_eval, SquadGold, SquadScores, SQUAD_NA_PROB_THRESH};
-use super::batch::Batch;
 
 /// SQuAD 2.0 feature and decoding settings (the HF run_qa defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,7 +142,11 @@ fn char_starts(s: &str) -> Vec<usize> {
 fn char_slice<'a>(s: &'a str, starts: &[usize], begin: usize, end: usize) -> &'a str {
     let n = starts.len() - 1;
     let (b, e) = (begin.min(n), end.min(n));
-    if e <= b { "" } else { &s[starts[b]..starts[e]] }
+    if e <= b {
+        ""
+    } else {
+        &s[starts[b]..starts[e]]
+    }
 }
 
 /// Reads a SQuAD 2.0 JSON file (`data -> paragraphs -> context, qas -> id, question, answers
@@ -176,7 +180,9 @@ pub fn read_squad(path: &Path, check_spans: bool) -> Result<Vec<SquadExample>> {
                     bail!("{}: the id appears more than once", at());
                 }
                 match qa.is_impossible {
-                    Some(true) if !qa.answers.is_empty() => bail!("{}: is_impossible is true but it has {} answer(s)", at(), qa.answers.len()),
+                    Some(true) if !qa.answers.is_empty() => {
+                        bail!("{}: is_impossible is true but it has {} answer(s)", at(), qa.answers.len())
+                    }
                     Some(false) if qa.answers.is_empty() => bail!("{}: is_impossible is false but it has no answers", at()),
                     _ => {}
                 }
@@ -312,7 +318,9 @@ pub fn build_features(tok: &SpmTokenizer, examples: &[SquadExample], max_len: us
             bail!(
                 "question {:?}: its {} tokens leave {} of max_seq_length {max_len} for the context, not more than doc_stride {doc_stride} \
                  (raise max_seq_length or lower squad.doc_stride)",
-                ex.id, q_ids.len(), max_len.saturating_sub(fixed)
+                ex.id,
+                q_ids.len(),
+                max_len.saturating_sub(fixed)
             );
         }
         let room = max_len.saturating_sub(fixed);
@@ -379,10 +387,19 @@ fn top_n(logits: &[f32], n: usize) -> Vec<usize> {
 /// HF's `postprocess_qa_predictions` with `version_2_with_negative` (see the module doc).
 /// `start_logits[i]`/`end_logits[i]` belong to `features[i]` (one value per token of its
 /// `input_ids`; longer rows, e.g. padded ones, are cut to the feature's length).
-pub fn postprocess(examples: &[SquadExample], features: &[QaFeature], start_logits: &[Vec<f32>], end_logits: &[Vec<f32>], cfg: &SquadConfig) -> Result<QaPredictions> {
+pub fn postprocess(
+    examples: &[SquadExample],
+    features: &[QaFeature],
+    start_logits: &[Vec<f32>],
+    end_logits: &[Vec<f32>],
+    cfg: &SquadConfig,
+) -> Result<QaPredictions> {
     ensure!(
         features.len() == start_logits.len() && features.len() == end_logits.len(),
-        "{} features but {} start and {} end logit rows", features.len(), start_logits.len(), end_logits.len()
+        "{} features but {} start and {} end logit rows",
+        features.len(),
+        start_logits.len(),
+        end_logits.len()
     );
     let mut per_example: Vec<Vec<usize>> = vec![Vec::new(); examples.len()];
     for (fi, f) in features.iter().enumerate() {
@@ -423,8 +440,10 @@ pub fn postprocess(examples: &[SquadExample], features: &[QaFeature], start_logi
             prelim.push(null);
         }
         let starts = char_starts(&ex.context);
-        let mut preds: Vec<(String, f32, f32)> =
-            prelim.iter().map(|c| (char_slice(&ex.context, &starts, c.offsets.0, c.offsets.1).to_string(), c.start_logit, c.end_logit)).collect();
+        let mut preds: Vec<(String, f32, f32)> = prelim
+            .iter()
+            .map(|c| (char_slice(&ex.context, &starts, c.offsets.0, c.offsets.1).to_string(), c.start_logit, c.end_logit))
+            .collect();
         if preds.is_empty() || (preds.len() == 1 && preds[0].0.is_empty()) {
             preds.insert(0, ("empty".to_string(), 0.0, 0.0));
         }
@@ -462,7 +481,9 @@ pub fn metrics_map(s: &SquadScores) -> BTreeMap<String, f64> {
     m.insert("total".to_string(), s.total as f64);
     m.insert("HasAns_total".to_string(), s.has_ans_total as f64);
     m.insert("NoAns_total".to_string(), s.no_ans_total as f64);
-    for (k, v) in [("HasAns_exact", s.has_ans_exact), ("HasAns_f1", s.has_ans_f1), ("NoAns_exact", s.no_ans_exact), ("NoAns_f1", s.no_ans_f1)] {
+    for (k, v) in
+        [("HasAns_exact", s.has_ans_exact), ("HasAns_f1", s.has_ans_f1), ("NoAns_exact", s.no_ans_exact), ("NoAns_f1", s.no_ans_f1)]
+    {
         if let Some(v) = v {
             m.insert(k.to_string(), v);
         }

@@ -26,8 +26,7 @@ impl Outputs {
 }
 
 /// Task names `glue_metrics` accepts. `mnli` is the matched dev set, `mnli_mm` the mismatched.
-pub const GLUE_TASKS: [&str; 9] =
-    ["cola", "mnli", "mnli_mm", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb"];
+pub const GLUE_TASKS: [&str; 9] = ["cola", "mnli", "mnli_mm", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb"];
 
 /// The named metrics HF's `glue` metric returns for `task`, plus `combined_score` (their mean,
 /// as transformers' `run_glue.py` adds) where there are two:
@@ -38,12 +37,7 @@ pub const GLUE_TASKS: [&str; 9] =
 /// the task, and on empty or length-mismatched inputs.
 pub fn glue_metrics(task: &str, preds: &Outputs, labels: &Outputs) -> Result<BTreeMap<String, f64>> {
     check_task(task)?;
-    ensure!(
-        preds.len() == labels.len(),
-        "{task}: {} predictions for {} labels",
-        preds.len(),
-        labels.len()
-    );
+    ensure!(preds.len() == labels.len(), "{task}: {} predictions for {} labels", preds.len(), labels.len());
     ensure!(preds.len() > 0, "{task}: no examples to score");
     let mut out = BTreeMap::new();
     match (task, preds, labels) {
@@ -98,11 +92,7 @@ pub fn main_score(task: &str, metrics: &BTreeMap<String, f64>) -> Result<f64> {
 }
 
 fn check_task(task: &str) -> Result<()> {
-    ensure!(
-        GLUE_TASKS.contains(&task),
-        "unknown GLUE task `{task}` (expected one of {})",
-        GLUE_TASKS.join(", ")
-    );
+    ensure!(GLUE_TASKS.contains(&task), "unknown GLUE task `{task}` (expected one of {})", GLUE_TASKS.join(", "));
     Ok(())
 }
 
@@ -112,19 +102,8 @@ fn check_task(task: &str) -> Result<()> {
 /// Keys `all_average` reads, one per published column: MNLI matched / mismatched accuracy,
 /// SST-2 accuracy, CoLA Mcc, QQP accuracy and F1, QNLI accuracy, RTE accuracy, MRPC accuracy,
 /// STS-B Pearson and Spearman. All fractions.
-pub const ALL_AVG_KEYS: [&str; 11] = [
-    "mnli_m",
-    "mnli_mm",
-    "sst2",
-    "cola",
-    "qqp_acc",
-    "qqp_f1",
-    "qnli",
-    "rte",
-    "mrpc",
-    "stsb_pearson",
-    "stsb_spearman",
-];
+pub const ALL_AVG_KEYS: [&str; 11] =
+    ["mnli_m", "mnli_mm", "sst2", "cola", "qqp_acc", "qqp_f1", "qnli", "rte", "mrpc", "stsb_pearson", "stsb_spearman"];
 
 /// Spec section 5's "All Avg": the mean over the 8 GLUE tasks of one score each, where MNLI is
 /// mean(m, mm), QQP is mean(acc, F1), STS-B is mean(Pearson, Spearman) ("Corr"), MRPC is acc,
@@ -132,8 +111,7 @@ pub const ALL_AVG_KEYS: [&str; 11] = [
 /// MRPC, STS-B, then divided by 8. Reads the keys in `ALL_AVG_KEYS` (fractions; other keys are
 /// ignored) and errors naming every missing key, or a key whose value is not finite.
 pub fn all_average(scores: &BTreeMap<String, f64>) -> Result<f64> {
-    let missing: Vec<&str> =
-        ALL_AVG_KEYS.iter().copied().filter(|k| !scores.contains_key(*k)).collect();
+    let missing: Vec<&str> = ALL_AVG_KEYS.iter().copied().filter(|k| !scores.contains_key(*k)).collect();
     ensure!(missing.is_empty(), "All Avg needs scores for: {}", missing.join(", "));
     let get = |k: &str| -> Result<f64> {
         let v = scores[k];

@@ -176,8 +176,7 @@ pub fn squad_v2_eval(
     for g in gold {
         let pred = &preds[&g.id];
         let has_ans = !g.answers.is_empty();
-        let mut golds: Vec<&str> =
-            g.answers.iter().map(String::as_str).filter(|a| !normalize_answer(a).is_empty()).collect();
+        let mut golds: Vec<&str> = g.answers.iter().map(String::as_str).filter(|a| !normalize_answer(a).is_empty()).collect();
         if golds.is_empty() {
             golds.push("");
         }

@@ -55,11 +55,8 @@ impl ModelDir {
             bail!("{}: no config.json (an HF model directory needs config.json and weights)", dir.display());
         }
         let config = DebertaConfig::from_file(&config_path)?;
-        let (weights, format) = WeightFormat::SEARCH_ORDER
-            .iter()
-            .map(|(name, fmt)| (dir.join(name), *fmt))
-            .find(|(p, _)| p.is_file())
-            .with_context(|| {
+        let (weights, format) =
+            WeightFormat::SEARCH_ORDER.iter().map(|(name, fmt)| (dir.join(name), *fmt)).find(|(p, _)| p.is_file()).with_context(|| {
                 let names: Vec<_> = WeightFormat::SEARCH_ORDER.iter().map(|(n, _)| *n).collect();
                 format!("{}: no weights file (looked for {})", dir.display(), names.join(", "))
             })?;
@@ -112,9 +109,7 @@ fn is_pretraining_head(name: &str) -> bool {
 /// Tensors HF also skips when loading a task model: pre-training heads, the `position_ids`
 /// buffer, and absolute position embeddings of a model configured without them.
 fn is_known_extra(name: &str) -> bool {
-    is_pretraining_head(name)
-        || name.ends_with("embeddings.position_ids")
-        || name.ends_with("embeddings.position_embeddings.weight")
+    is_pretraining_head(name) || name.ends_with("embeddings.position_ids") || name.ends_with("embeddings.position_embeddings.weight")
 }
 
 /// Copies checkpoint tensors into the VarStore's variables by name, checking shapes.
@@ -133,8 +128,12 @@ pub fn assign(vs: &nn::VarStore, tensors: Vec<(String, Tensor)>, kind: HeadKind,
         match by_name.remove(name) {
             Some(src) => {
                 if src.size() != var.size() {
-                    bail!("{}: tensor `{name}` has shape {:?} in the checkpoint but the model (from config.json) expects {:?}",
-                        source.display(), src.size(), var.size());
+                    bail!(
+                        "{}: tensor `{name}` has shape {:?} in the checkpoint but the model (from config.json) expects {:?}",
+                        source.display(),
+                        src.size(),
+                        var.size()
+                    );
                 }
                 tch::no_grad(|| var.shallow_clone().copy_(&src));
             }
@@ -143,10 +142,15 @@ pub fn assign(vs: &nn::VarStore, tensors: Vec<(String, Tensor)>, kind: HeadKind,
         }
     }
     if !missing.is_empty() {
-        bail!("{}: missing tensor{} {} (the checkpoint does not match config.json)",
-            source.display(), if missing.len() > 1 { "s" } else { "" }, list(&missing));
+        bail!(
+            "{}: missing tensor{} {} (the checkpoint does not match config.json)",
+            source.display(),
+            if missing.len() > 1 { "s" } else { "" },
+            list(&missing)
+        );
     }
-    let other_heads: Vec<&str> = [HeadKind::Cls, HeadKind::Qa].iter().filter(|k| **k != kind).flat_map(|k| head_prefixes(*k).iter().copied()).collect();
+    let other_heads: Vec<&str> =
+        [HeadKind::Cls, HeadKind::Qa].iter().filter(|k| **k != kind).flat_map(|k| head_prefixes(*k).iter().copied()).collect();
     let mut unknown = Vec::new();
     for name in by_name.into_keys() {
         if is_known_extra(&name) || other_heads.iter().any(|p| name.starts_with(p)) {
@@ -157,8 +161,12 @@ pub fn assign(vs: &nn::VarStore, tensors: Vec<(String, Tensor)>, kind: HeadKind,
     }
     if !unknown.is_empty() {
         unknown.sort();
-        bail!("{}: unknown tensor{} {} (not part of a DeBERTa-v2 model with this config.json)",
-            source.display(), if unknown.len() > 1 { "s" } else { "" }, list(&unknown));
+        bail!(
+            "{}: unknown tensor{} {} (not part of a DeBERTa-v2 model with this config.json)",
+            source.display(),
+            if unknown.len() > 1 { "s" } else { "" },
+            list(&unknown)
+        );
     }
     report.initialised.sort();
     report.ignored.sort();
@@ -168,5 +176,9 @@ pub fn assign(vs: &nn::VarStore, tensors: Vec<(String, Tensor)>, kind: HeadKind,
 fn list(names: &[String]) -> String {
     const SHOW: usize = 8;
     let shown: Vec<String> = names.iter().take(SHOW).map(|n| format!("`{n}`")).collect();
-    if names.len() > SHOW { format!("{} and {} more", shown.join(", "), names.len() - SHOW) } else { shown.join(", ") }
+    if names.len() > SHOW {
+        format!("{} and {} more", shown.join(", "), names.len() - SHOW)
+    } else {
+        shown.join(", ")
+    }
 }

@@ -87,18 +87,42 @@ pub struct DebertaConfig {
 }
 
 mod d {
-    pub fn vocab_size() -> i64 { 128100 }
-    pub fn hidden_size() -> i64 { 1536 }
-    pub fn num_hidden_layers() -> i64 { 24 }
-    pub fn num_attention_heads() -> i64 { 24 }
-    pub fn intermediate_size() -> i64 { 6144 }
-    pub fn gelu() -> String { "gelu".into() }
-    pub fn dropout() -> f64 { 0.1 }
-    pub fn max_position_embeddings() -> i64 { 512 }
-    pub fn initializer_range() -> f64 { 0.02 }
-    pub fn layer_norm_eps() -> f64 { 1e-7 }
-    pub fn minus_one() -> i64 { -1 }
-    pub fn yes() -> bool { true }
+    pub fn vocab_size() -> i64 {
+        128100
+    }
+    pub fn hidden_size() -> i64 {
+        1536
+    }
+    pub fn num_hidden_layers() -> i64 {
+        24
+    }
+    pub fn num_attention_heads() -> i64 {
+        24
+    }
+    pub fn intermediate_size() -> i64 {
+        6144
+    }
+    pub fn gelu() -> String {
+        "gelu".into()
+    }
+    pub fn dropout() -> f64 {
+        0.1
+    }
+    pub fn max_position_embeddings() -> i64 {
+        512
+    }
+    pub fn initializer_range() -> f64 {
+        0.02
+    }
+    pub fn layer_norm_eps() -> f64 {
+        1e-7
+    }
+    pub fn minus_one() -> i64 {
+        -1
+    }
+    pub fn yes() -> bool {
+        true
+    }
 }
 
 /// Activations HF's ACT2FN offers that we implement with identical numerics.
@@ -107,8 +131,7 @@ pub const SUPPORTED_ACTIVATIONS: &[&str] = &["gelu", "gelu_pytorch_tanh", "relu"
 impl DebertaConfig {
     /// Reads and validates `config.json`; errors name the file and the offending key.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read model config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read model config {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_str(&text);
         let cfg: DebertaConfig = serde_path_to_error::deserialize(de)
             .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))
@@ -119,7 +142,10 @@ impl DebertaConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.conv_kernel_size > 0 {
-            bail!("key `conv_kernel_size` = {}: the convolution layer of DeBERTa-v2-xlarge is not supported (use 0)", self.conv_kernel_size);
+            bail!(
+                "key `conv_kernel_size` = {}: the convolution layer of DeBERTa-v2-xlarge is not supported (use 0)",
+                self.conv_kernel_size
+            );
         }
         for kind in self.pos_att_kinds() {
             match kind.as_str() {
@@ -180,18 +206,24 @@ impl DebertaConfig {
 
     /// HF's effective `max_relative_positions` (values below 1 fall back to the absolute maximum).
     pub fn max_relative_positions(&self) -> i64 {
-        if self.max_relative_positions < 1 { self.max_position_embeddings } else { self.max_relative_positions }
+        if self.max_relative_positions < 1 {
+            self.max_position_embeddings
+        } else {
+            self.max_relative_positions
+        }
     }
 
     /// Half the number of relative-embedding rows (HF's `pos_ebd_size`, the attention span).
     pub fn att_span(&self) -> i64 {
-        if self.position_buckets > 0 { self.position_buckets } else { self.max_relative_positions() }
+        if self.position_buckets > 0 {
+            self.position_buckets
+        } else {
+            self.max_relative_positions()
+        }
     }
 
     /// Labels of a classification head: `num_labels`, else the size of `id2label`, else 2 (HF).
     pub fn num_labels(&self) -> i64 {
-        self.num_labels
-            .or_else(|| self.id2label.as_ref().map(|m| m.len() as i64))
-            .unwrap_or(2)
+        self.num_labels.or_else(|| self.id2label.as_ref().map(|m| m.len() as i64)).unwrap_or(2)
     }
 }

@@ -57,14 +57,12 @@ impl Embeddings {
         let init = nn::Init::Randn { mean: 0.0, stdev: c.initializer_range };
         let ecfg = nn::EmbeddingConfig { ws_init: init, padding_idx: c.pad_token_id, ..Default::default() };
         let word = nn::embedding(&p / "word_embeddings", c.vocab_size, e, ecfg);
-        let position = c.position_biased_input.then(|| {
-            nn::embedding(&p / "position_embeddings", c.max_position_embeddings, e, Default::default())
-        });
-        let token_type = (c.type_vocab_size > 0)
-            .then(|| nn::embedding(&p / "token_type_embeddings", c.type_vocab_size, e, Default::default()));
-        let embed_proj = (e != c.hidden_size).then(|| {
-            nn::linear(&p / "embed_proj", e, c.hidden_size, nn::LinearConfig { bias: false, ..Default::default() })
-        });
+        let position =
+            c.position_biased_input.then(|| nn::embedding(&p / "position_embeddings", c.max_position_embeddings, e, Default::default()));
+        let token_type =
+            (c.type_vocab_size > 0).then(|| nn::embedding(&p / "token_type_embeddings", c.type_vocab_size, e, Default::default()));
+        let embed_proj = (e != c.hidden_size)
+            .then(|| nn::linear(&p / "embed_proj", e, c.hidden_size, nn::LinearConfig { bias: false, ..Default::default() }));
         let layer_norm = layer_norm(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps);
         Embeddings { word, position, token_type, embed_proj, layer_norm, dropout: c.hidden_dropout_prob }
     }
@@ -272,7 +270,12 @@ impl Layer {
         Layer {
             attention: SelfAttention::new(&att / "self", &format!("{name}.attention.self"), c, f),
             attention_output: ResidualOutput::new(&att / "output", &format!("{name}.attention.output"), c.hidden_size, c, f),
-            intermediate: f.linear(&p / "intermediate" / "dense", &format!("{name}.intermediate.dense"), c.hidden_size, c.intermediate_size),
+            intermediate: f.linear(
+                &p / "intermediate" / "dense",
+                &format!("{name}.intermediate.dense"),
+                c.hidden_size,
+                c.intermediate_size,
+            ),
             output: ResidualOutput::new(&p / "output", &format!("{name}.output"), c.intermediate_size, c, f),
             act: c.hidden_act.clone(),
         }
@@ -303,15 +306,14 @@ impl Backbone {
     /// `p` is the model's `deberta` path; `prefix` its HF name (`"deberta"`).
     pub fn new(p: nn::Path, prefix: &str, c: &DebertaConfig, f: &dyn LinearFactory) -> Self {
         let enc = &p / "encoder";
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::new(&enc / "layer" / i, &format!("{prefix}.encoder.layer.{i}"), c, f))
-            .collect();
+        let layers =
+            (0..c.num_hidden_layers).map(|i| Layer::new(&enc / "layer" / i, &format!("{prefix}.encoder.layer.{i}"), c, f)).collect();
         let rel_embeddings = c.relative_attention.then(|| {
             let init = nn::Init::Randn { mean: 0.0, stdev: c.initializer_range };
             (&enc / "rel_embeddings").var("weight", &[2 * c.att_span(), c.hidden_size], init)
         });
-        let rel_layer_norm = (c.relative_attention && c.norm_rel_layer_norm())
-            .then(|| layer_norm(&enc / "LayerNorm", c.hidden_size, c.layer_norm_eps));
+        let rel_layer_norm =
+            (c.relative_attention && c.norm_rel_layer_norm()).then(|| layer_norm(&enc / "LayerNorm", c.hidden_size, c.layer_norm_eps));
         Backbone {
             embeddings: Embeddings::new(&p / "embeddings", c),
             layers,

@@ -51,13 +51,21 @@ impl AdaLoraConfig {
             bail!("key `method.adalora.target_rank` = {}: must be at least 1", self.target_rank);
         }
         if self.target_rank > self.init_rank {
-            bail!("key `method.adalora.target_rank` = {}: the starting rank init_rank = {} is below the budget (AdaLoRA only prunes)", self.target_rank, self.init_rank);
+            bail!(
+                "key `method.adalora.target_rank` = {}: the starting rank init_rank = {} is below the budget (AdaLoRA only prunes)",
+                self.target_rank,
+                self.init_rank
+            );
         }
         if self.tinit < 0 || self.tfinal < 0 {
             bail!("key `method.adalora.tinit` = {} / `tfinal` = {}: must not be negative", self.tinit, self.tfinal);
         }
         if self.tinit + self.tfinal >= total_steps {
-            bail!("key `method.adalora.tinit` = {} (with tfinal = {}): leaves no budget phase in the total of {total_steps} training steps", self.tinit, self.tfinal);
+            bail!(
+                "key `method.adalora.tinit` = {} (with tfinal = {}): leaves no budget phase in the total of {total_steps} training steps",
+                self.tinit,
+                self.tfinal
+            );
         }
         if self.delta_t < 1 {
             bail!("key `method.adalora.delta_t` = {}: must be at least 1", self.delta_t);
@@ -315,10 +323,17 @@ impl AdaLoraController {
                 let sizes: Vec<i64> = params.iter().map(|p| p.numel() as i64).collect();
                 let p_all = Tensor::cat(&params.iter().map(|p| p.reshape([-1])).collect::<Vec<_>>(), 0);
                 let g_all = Tensor::cat(
-                    &params.iter().map(|p| {
-                        let g = p.grad();
-                        if g.defined() { g.reshape([-1]) } else { p.zeros_like().reshape([-1]) }
-                    }).collect::<Vec<_>>(),
+                    &params
+                        .iter()
+                        .map(|p| {
+                            let g = p.grad();
+                            if g.defined() {
+                                g.reshape([-1])
+                            } else {
+                                p.zeros_like().reshape([-1])
+                            }
+                        })
+                        .collect::<Vec<_>>(),
                     0,
                 );
                 let ipt = (&p_all * &g_all).abs();
@@ -357,10 +372,13 @@ impl AdaLoraController {
             return (None, k, None);
         }
         let per_matrix: Vec<Tensor> = tch::no_grad(|| {
-            self.ema.iter().map(|e| {
-                let [a, b, e] = e.as_ref().expect("checked above");
-                triplet_scores(&a.score(), &b.score(), &e.score())
-            }).collect()
+            self.ema
+                .iter()
+                .map(|e| {
+                    let [a, b, e] = e.as_ref().expect("checked above");
+                    triplet_scores(&a.score(), &b.score(), &e.score())
+                })
+                .collect()
         });
         let all = Tensor::cat(&per_matrix, 0);
         if k < 1 {
@@ -438,7 +456,6 @@ impl RankController for AdaLoraController {
     fn budget(&self) -> Option<i64> {
         Some(self.target_budget())
     }
-
 
     /// The moving averages of every matrix's A, B and E (present only between the first update
     /// and the final-phase reset), so a resumed run allocates as the uninterrupted one.
@@ -539,7 +556,14 @@ mod tests {
     #[test]
     fn phases_mask_then_freeze_the_pattern() {
         let cfg = AdaLoraConfig { init_rank: 2, target_rank: 1, tinit: 0, tfinal: 2, delta_t: 1, ..Default::default() };
-        let mk = || shared(AdaLoraAdapter::from_tensors(Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), Tensor::ones([3, 2], (Kind::Float, Device::Cpu)), Tensor::ones([2, 1], (Kind::Float, Device::Cpu)), 8.0));
+        let mk = || {
+            shared(AdaLoraAdapter::from_tensors(
+                Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+                Tensor::ones([3, 2], (Kind::Float, Device::Cpu)),
+                Tensor::ones([2, 1], (Kind::Float, Device::Cpu)),
+                8.0,
+            ))
+        };
         let adapters = vec![("m0".to_string(), mk()), ("m1".to_string(), mk())];
         let mut ctl = AdaLoraController::new(cfg, adapters.clone(), 6, 0.1);
         let mut opt = AdamW::new(AdamWConfig::default());

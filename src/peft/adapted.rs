@@ -69,7 +69,13 @@ impl<A: Adapter + 'static> AdapterFactory<A> {
 
     /// Adapts the modules `selects` accepts (e.g. exactly those of a PEFT adapter file).
     pub fn selecting(selects: impl Fn(&str) -> bool + 'static, dropout: f64, make: impl Fn(&str, i64, i64, Device) -> A + 'static) -> Self {
-        AdapterFactory { selects: Box::new(selects), dropout, make: Box::new(make), created: Mutex::new(Vec::new()), position_query: PositionQuery::Adapted }
+        AdapterFactory {
+            selects: Box::new(selects),
+            dropout,
+            make: Box::new(make),
+            created: Mutex::new(Vec::new()),
+            position_query: PositionQuery::Adapted,
+        }
     }
 
     /// Sets whether query projections leave their adapter off the relative-position path.

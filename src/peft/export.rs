@@ -48,7 +48,9 @@ pub fn merged_weights(vs: &nn::VarStore, adapters: &[(String, DynAdapter)]) -> R
                 if dw.size() != var.size() {
                     bail!("adapter of `{module}`: update has shape {:?} but the weight has {:?}", dw.size(), var.size());
                 }
-                tch::no_grad(|| (var.detach() + dw.to_device(var.device()).to_kind(var.kind())).to_device(Device::Cpu).to_kind(Kind::Float).contiguous())
+                tch::no_grad(|| {
+                    (var.detach() + dw.to_device(var.device()).to_kind(var.kind())).to_device(Device::Cpu).to_kind(Kind::Float).contiguous()
+                })
             }
             None => snapshot(&var),
         };
@@ -64,12 +66,8 @@ pub fn merged_weights(vs: &nn::VarStore, adapters: &[(String, DynAdapter)]) -> R
 /// CPU fp32 copies sorted by name: the `modules_to_save` of [`export_peft`].
 pub fn head_tensors(vs: &nn::VarStore, head: HeadKind) -> Vec<(String, Tensor)> {
     let prefixes = head_prefixes(head);
-    let mut out: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
-        .map(|(n, t)| (n, snapshot(&t)))
-        .collect();
+    let mut out: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p))).map(|(n, t)| (n, snapshot(&t))).collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -89,7 +87,8 @@ fn check_head(tensors: &[(String, Tensor)], head: HeadKind, what: &str) -> Resul
             bail!("{what}: no `{p}*` tensor (the {head:?} head's parameters are required)");
         }
     }
-    let others: Vec<&str> = [HeadKind::Cls, HeadKind::Qa].into_iter().filter(|k| *k != head).flat_map(|k| head_prefixes(k).iter().copied()).collect();
+    let others: Vec<&str> =
+        [HeadKind::Cls, HeadKind::Qa].into_iter().filter(|k| *k != head).flat_map(|k| head_prefixes(k).iter().copied()).collect();
     if let Some((n, _)) = tensors.iter().find(|(n, _)| others.iter().any(|p| n.starts_with(p))) {
         bail!("{what}: tensor `{n}` belongs to another head than {head:?}");
     }
@@ -107,7 +106,11 @@ const TOKENIZER_FILES: [&str; 5] = ["spm.model", "tokenizer_config.json", "speci
 /// The label fields of a merged `config.json`: `id2label`/`label2id` with the task's class names
 /// (GLUE), else `LABEL_<i>`, sized by the head's weights, and `problem_type` as HF's heads read
 /// it (`regression` for one output, `single_label_classification` otherwise; none for QA).
-pub fn label_fields(head: HeadKind, labels: i64, task: Option<&str>) -> (BTreeMap<String, String>, BTreeMap<String, i64>, Option<&'static str>) {
+pub fn label_fields(
+    head: HeadKind,
+    labels: i64,
+    task: Option<&str>,
+) -> (BTreeMap<String, String>, BTreeMap<String, i64>, Option<&'static str>) {
     let classes: Option<Vec<String>> = task
         .and_then(|t| crate::data::glue::task(t).ok())
         .filter(|spec| spec.classes.len() as i64 == labels)
@@ -176,7 +179,13 @@ pub fn peft_task_type(head: HeadKind) -> &'static str {
 /// `head_tensors` (see [`head_tensors`]) as `modules_to_save`. Each module gets its own rank in
 /// `rank_pattern` and `alpha == r` in `alpha_pattern`; modules of rank 0 (update zero) are left
 /// out of `target_modules`. Returns the exported ranks, by module.
-pub fn export_peft(out: &Path, adapters: &[(String, DynAdapter)], head_tensors: &[(String, Tensor)], base_model_name_or_path: &str, head: HeadKind) -> Result<Vec<(String, i64)>> {
+pub fn export_peft(
+    out: &Path,
+    adapters: &[(String, DynAdapter)],
+    head_tensors: &[(String, Tensor)],
+    base_model_name_or_path: &str,
+    head: HeadKind,
+) -> Result<Vec<(String, i64)>> {
     check_head(head_tensors, head, "export-peft head tensors")?;
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     let mut ranks: Vec<(String, i64)> = Vec::new();

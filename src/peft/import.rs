@@ -131,7 +131,8 @@ impl PeftConfigFile {
 /// `(.*\.)?(<pattern>)$` from the start of the name.
 pub fn pattern_value(patterns: &Patterns, module: &str, which: &str) -> Result<Option<f64>> {
     for (pattern, value) in &patterns.0 {
-        let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{pattern})$")).with_context(|| format!("key `{which}`: pattern {pattern:?} is not a regular expression we can read"))?;
+        let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{pattern})$"))
+            .with_context(|| format!("key `{which}`: pattern {pattern:?} is not a regular expression we can read"))?;
         if re.is_match(module) {
             return Ok(Some(*value));
         }
@@ -197,7 +198,8 @@ pub fn read_peft_lora(dir: &Path) -> Result<PeftLora> {
     let cfg_path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
     let de = &mut serde_json::Deserializer::from_str(&text);
-    let cfg: PeftConfigFile = serde_path_to_error::deserialize(de).map_err(|e| anyhow::anyhow!("{}: key `{}`: {}", cfg_path.display(), e.path(), e.inner()))?;
+    let cfg: PeftConfigFile =
+        serde_path_to_error::deserialize(de).map_err(|e| anyhow::anyhow!("{}: key `{}`: {}", cfg_path.display(), e.path(), e.inner()))?;
     cfg.check_supported(&cfg_path)?;
     let (r, alpha) = match (cfg.r, cfg.lora_alpha) {
         (Some(r), Some(a)) => (r, a),
@@ -220,7 +222,10 @@ pub fn read_peft_lora(dir: &Path) -> Result<PeftLora> {
         } else if let Some(module) = name.strip_suffix(".lora_B.weight") {
             b_of.insert(module.to_string(), t);
         } else if name.contains("lora_") {
-            bail!("{}: tensor `{key}`: only lora_A/lora_B of linear layers are supported (not embeddings, DoRA magnitudes or biases)", weights.display());
+            bail!(
+                "{}: tensor `{key}`: only lora_A/lora_B of linear layers are supported (not embeddings, DoRA magnitudes or biases)",
+                weights.display()
+            );
         } else {
             saved.push((name.to_string(), t));
         }
@@ -246,7 +251,13 @@ pub fn read_peft_lora(dir: &Path) -> Result<PeftLora> {
     }
     let head = head_of_task(cfg.task_type.as_deref(), &cfg_path)?.or_else(|| {
         let has = |p: &str| saved.iter().any(|(n, _)| n.starts_with(p));
-        if has("classifier.") { Some(HeadKind::Cls) } else if has("qa_outputs.") { Some(HeadKind::Qa) } else { None }
+        if has("classifier.") {
+            Some(HeadKind::Cls)
+        } else if has("qa_outputs.") {
+            Some(HeadKind::Qa)
+        } else {
+            None
+        }
     });
     Ok(PeftLora { dir: dir.to_path_buf(), base_model: cfg.base_model_name_or_path, head, modules, saved })
 }
@@ -255,7 +266,9 @@ pub fn read_peft_lora(dir: &Path) -> Result<PeftLora> {
 pub fn apply_saved_modules(peft: &PeftLora, vs: &tch::nn::VarStore) -> Result<()> {
     let vars = vs.variables();
     for (name, t) in &peft.saved {
-        let var = vars.get(name).with_context(|| format!("{}: modules_to_save tensor `{name}` is not a parameter of this DeBERTa model", peft.dir.display()))?;
+        let var = vars
+            .get(name)
+            .with_context(|| format!("{}: modules_to_save tensor `{name}` is not a parameter of this DeBERTa model", peft.dir.display()))?;
         if var.size() != t.size() {
             bail!("{}: modules_to_save tensor `{name}` has shape {:?}, the model expects {:?}", peft.dir.display(), t.size(), var.size());
         }
@@ -295,7 +308,9 @@ pub fn apply_modules(peft: &PeftLora, adapters: &[(String, Shared<LoraAdapter>)]
     for (name, adapter) in adapters {
         let m = peft.module(name).with_context(|| format!("{}: no LoRA factors for `{name}`", peft.dir.display()))?;
         let mut a = adapter.lock().expect("adapter lock");
-        a.set_tensor("lora_A", m.a.shallow_clone()).and_then(|_| a.set_tensor("lora_B", m.b.shallow_clone())).with_context(|| format!("{}: `{name}`", peft.dir.display()))?;
+        a.set_tensor("lora_A", m.a.shallow_clone())
+            .and_then(|_| a.set_tensor("lora_B", m.b.shallow_clone()))
+            .with_context(|| format!("{}: `{name}`", peft.dir.display()))?;
         a.scaling = m.scaling;
     }
     Ok(())

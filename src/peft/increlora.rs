@@ -345,7 +345,8 @@ impl Adapter for IncreLoraAdapter {
     /// The frozen reserve (without advance learning; empty otherwise) and the scalars that define
     /// the adapter: [active rank, reserved ranks, reserve E, last score, recording (0/1)].
     fn buffers(&self) -> Vec<(&'static str, Tensor)> {
-        let state = [self.rank as f64, self.reserve as f64, self.reserve_e, self.score.double_value(&[]), f64::from(u8::from(self.capture))];
+        let state =
+            [self.rank as f64, self.reserve as f64, self.reserve_e, self.score.double_value(&[]), f64::from(u8::from(self.capture))];
         vec![
             ("reserve_A", self.frozen_a.shallow_clone()),
             ("reserve_B", self.frozen_b.shallow_clone()),
@@ -454,7 +455,15 @@ impl IncreLoraController {
         let n = adapters.len();
         let device = adapters.first().map_or(Device::Cpu, |(_, a)| lock(a).a.device());
         let zeros = || Tensor::zeros([n as i64], (Kind::Double, device));
-        IncreLoraController { config, adapters, total_steps, orth_reg_weight, exp_avg_ipt: zeros(), exp_avg_unc: zeros(), budget_mode: BudgetMode::default() }
+        IncreLoraController {
+            config,
+            adapters,
+            total_steps,
+            orth_reg_weight,
+            exp_avg_ipt: zeros(),
+            exp_avg_unc: zeros(),
+            budget_mode: BudgetMode::default(),
+        }
     }
 
     /// Sets `method.budget` (strict by default).
@@ -476,7 +485,8 @@ impl IncreLoraController {
     pub fn update_importance(&mut self) {
         let scores: Vec<Tensor> = self.adapters.iter().map(|(_, a)| lock(a).update_score()).collect();
         let scores = Tensor::stack(&scores, 0);
-        (self.exp_avg_ipt, self.exp_avg_unc) = update_emas_on_device(&self.exp_avg_ipt, &self.exp_avg_unc, &scores, self.config.beta1, self.config.beta2);
+        (self.exp_avg_ipt, self.exp_avg_unc) =
+            update_emas_on_device(&self.exp_avg_ipt, &self.exp_avg_unc, &scores, self.config.beta1, self.config.beta2);
     }
 
     /// The sensitivity and uncertainty EMAs on the host (one counted read each).
@@ -533,7 +543,9 @@ impl RankController for IncreLoraController {
         let c = &self.config;
         let (warmup, interval, top_h) = (c.init_warmup, c.incre_interval, c.top_h);
         // An increase step reads the products once; other steps read nothing.
-        let Some((_, grants)) = increlora_allocation(step, warmup, interval, top_h, add_r, total, budget, self.budget_mode, || self.scores()) else {
+        let Some((_, grants)) =
+            increlora_allocation(step, warmup, interval, top_h, add_r, total, budget, self.budget_mode, || self.scores())
+        else {
             return Ok(());
         };
         for (i, g) in grants {
@@ -559,7 +571,6 @@ impl RankController for IncreLoraController {
     fn budget(&self) -> Option<i64> {
         Some(self.total_budget())
     }
-
 
     /// The active ranks' A rows, E entries and B columns: r (d_in + d_out + 1) per matrix, as
     /// IncreLoRA counts its parameters (the reserve trained ahead is left out).
@@ -715,8 +726,17 @@ mod tests {
 
     fn simulate(n: usize, target: i64, top_h: usize, incre: Option<i64>, scores: &[f64], advance: bool) -> Simulated {
         tch::manual_seed(4);
-        let config = IncreLoraConfig { target_rank: target, init_warmup: 3, incre_interval: 2, top_h, incre_rank_num: incre, advance_learning: advance, ..Default::default() };
-        let adapters: Vec<_> = (0..n).map(|i| (format!("m{i}"), crate::peft::shared(IncreLoraAdapter::new(6, 5, &config, 16.0, Device::Cpu)))).collect();
+        let config = IncreLoraConfig {
+            target_rank: target,
+            init_warmup: 3,
+            incre_interval: 2,
+            top_h,
+            incre_rank_num: incre,
+            advance_learning: advance,
+            ..Default::default()
+        };
+        let adapters: Vec<_> =
+            (0..n).map(|i| (format!("m{i}"), crate::peft::shared(IncreLoraAdapter::new(6, 5, &config, 16.0, Device::Cpu)))).collect();
         for (i, (_, a)) in adapters.iter().enumerate() {
             a.lock().unwrap().score = Tensor::from(scores[i]);
         }

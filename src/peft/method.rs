@@ -5,11 +5,11 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::adalora::{AdaLoraAdapter, AdaLoraConfig, AdaLoraController};
+use super::adapted::PositionQuery;
 use super::increlora::{IncreLoraAdapter, IncreLoraConfig, IncreLoraController};
 use super::lora::{LoraAdapter, LoraConfig, LoraController};
 use super::schedule::BudgetMode;
 use super::triadapt::{TriAdaptConfig, TriAdaptController, TriAdapter};
-use super::adapted::PositionQuery;
 use super::{AdapterFactory, RankController, TargetSpec};
 use crate::model::linear::{LinearFactory, PlainLinearFactory};
 use crate::optim::LrPolicy;
@@ -95,8 +95,7 @@ impl std::str::FromStr for MethodName {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
         MethodName::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            anyhow::anyhow!("key `method.name`: unknown method {s:?} (expected one of {})",
-                MethodName::ALL.map(|m| m.as_str()).join(", "))
+            anyhow::anyhow!("key `method.name`: unknown method {s:?} (expected one of {})", MethodName::ALL.map(|m| m.as_str()).join(", "))
         })
     }
 }
@@ -174,7 +173,11 @@ impl MethodConfig {
 
     /// Checks the values a run cannot work with; errors name the key.
     pub fn validate(&self, num_layers: i64, total_steps: i64) -> Result<()> {
-        for (key, p) in [("method.lora_dropout", Some(self.lora_dropout)), ("method.lora.dropout", self.lora.dropout), ("method.adalora.dropout", self.adalora.dropout)] {
+        for (key, p) in [
+            ("method.lora_dropout", Some(self.lora_dropout)),
+            ("method.lora.dropout", self.lora.dropout),
+            ("method.adalora.dropout", self.adalora.dropout),
+        ] {
             if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
                 bail!("key `{key}` = {p}: must be in [0, 1)");
             }
@@ -209,22 +212,31 @@ impl MethodSetup {
             MethodName::Full => MethodSetup::Full(PlainLinearFactory),
             MethodName::Lora => {
                 let r = cfg.lora.rank;
-                MethodSetup::Lora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| LoraAdapter::new(i, o, r, alpha, dev)).with_position_query(pq))
+                MethodSetup::Lora(
+                    AdapterFactory::new(targets, dropout, move |_, i, o, dev| LoraAdapter::new(i, o, r, alpha, dev))
+                        .with_position_query(pq),
+                )
             }
             MethodName::Triadapt => {
                 let c = cfg.triadapt.clone();
-                MethodSetup::Triadapt(AdapterFactory::new(targets, dropout, move |_, i, o, dev| {
-                    TriAdapter::new(i, o, c.init_rank, alpha, c.init_std, dev)
-                })
-                .with_position_query(pq))
+                MethodSetup::Triadapt(
+                    AdapterFactory::new(targets, dropout, move |_, i, o, dev| TriAdapter::new(i, o, c.init_rank, alpha, c.init_std, dev))
+                        .with_position_query(pq),
+                )
             }
             MethodName::Adalora => {
                 let r = cfg.adalora.init_rank;
-                MethodSetup::Adalora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| AdaLoraAdapter::new(i, o, r, alpha, dev)).with_position_query(pq))
+                MethodSetup::Adalora(
+                    AdapterFactory::new(targets, dropout, move |_, i, o, dev| AdaLoraAdapter::new(i, o, r, alpha, dev))
+                        .with_position_query(pq),
+                )
             }
             MethodName::Increlora => {
                 let c = cfg.increlora.clone();
-                MethodSetup::Increlora(AdapterFactory::new(targets, dropout, move |_, i, o, dev| IncreLoraAdapter::new(i, o, &c, alpha, dev)).with_position_query(pq))
+                MethodSetup::Increlora(
+                    AdapterFactory::new(targets, dropout, move |_, i, o, dev| IncreLoraAdapter::new(i, o, &c, alpha, dev))
+                        .with_position_query(pq),
+                )
             }
         }
     }
@@ -254,15 +266,16 @@ impl MethodSetup {
         match self {
             MethodSetup::Full(_) => Box::new(FullController),
             MethodSetup::Lora(f) => Box::new(LoraController::new(f.adapters())),
-            MethodSetup::Triadapt(f) => {
-                Box::new(TriAdaptController::new(cfg.triadapt.clone(), f.adapters(), total_steps, cfg.orth_reg_weight).with_budget_mode(cfg.budget))
-            }
+            MethodSetup::Triadapt(f) => Box::new(
+                TriAdaptController::new(cfg.triadapt.clone(), f.adapters(), total_steps, cfg.orth_reg_weight).with_budget_mode(cfg.budget),
+            ),
             MethodSetup::Adalora(f) => {
                 Box::new(AdaLoraController::new(cfg.adalora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight))
             }
-            MethodSetup::Increlora(f) => {
-                Box::new(IncreLoraController::new(cfg.increlora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight).with_budget_mode(cfg.budget))
-            }
+            MethodSetup::Increlora(f) => Box::new(
+                IncreLoraController::new(cfg.increlora.clone(), f.adapters(), total_steps, cfg.orth_reg_weight)
+                    .with_budget_mode(cfg.budget),
+            ),
         }
     }
 }

@@ -141,7 +141,12 @@ pub trait RankController: Send + std::fmt::Debug {
     }
     /// The adapters' trainable tensors as `<module>.<role>`.
     fn named_params(&self) -> Vec<(String, Tensor)> {
-        self.adapters().iter().flat_map(|(n, a)| a.lock().expect("adapter lock poisoned").params().into_iter().map(move |(role, t)| (format!("{n}.{role}"), t))).collect()
+        self.adapters()
+            .iter()
+            .flat_map(|(n, a)| {
+                a.lock().expect("adapter lock poisoned").params().into_iter().map(move |(role, t)| (format!("{n}.{role}"), t))
+            })
+            .collect()
     }
     /// Trainable adapter scalars (heads not included).
     fn trainable_count(&self) -> i64 {
@@ -184,7 +189,11 @@ fn read<A>(a: &Shared<A>) -> std::sync::MutexGuard<'_, A> {
 }
 
 /// gamma / (2n) * sum over matrices of the orthogonality penalty of (A, B) (docs/method.md, "Orthogonal regularisation").
-pub(crate) fn orthogonality_regularization<A>(adapters: &[(String, Shared<A>)], gamma: f64, ab: impl Fn(&A) -> (Tensor, Tensor)) -> Option<Tensor> {
+pub(crate) fn orthogonality_regularization<A>(
+    adapters: &[(String, Shared<A>)],
+    gamma: f64,
+    ab: impl Fn(&A) -> (Tensor, Tensor),
+) -> Option<Tensor> {
     if gamma == 0.0 || adapters.is_empty() {
         return None;
     }

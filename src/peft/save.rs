@@ -51,7 +51,8 @@ pub struct SavedAdapter {
 pub fn read_adapter(path: &Path) -> Result<SavedAdapter> {
     let dir = if path.join(ADAPTER_CONFIG).is_file() { path.to_path_buf() } else { path.join("adapter") };
     let cfg_path = dir.join(ADAPTER_CONFIG);
-    let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("{}: not an adapter folder or run folder (no {ADAPTER_CONFIG})", path.display()))?;
+    let text = std::fs::read_to_string(&cfg_path)
+        .with_context(|| format!("{}: not an adapter folder or run folder (no {ADAPTER_CONFIG})", path.display()))?;
     let config: AdapterConfig = serde_json::from_str(&text).with_context(|| format!("{}: invalid adapter config", cfg_path.display()))?;
     if config.format != "triadapt-adapter" {
         anyhow::bail!("{}: format {:?} is not a triadapt adapter", cfg_path.display(), config.format);

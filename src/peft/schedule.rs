@@ -119,7 +119,15 @@ pub fn triadapt_allocation(
 /// AdaLoRA's budget at step t and whether the mask is applied then, exactly as PEFT's
 /// `RankAllocator.budget_schedule`: b0 until t_i, a cubic decrease to b_T (truncated to an
 /// integer) with masking every dT steps, then b_T with masking at every step after T - t_f.
-pub fn adalora_budget(step: i64, init_budget: i64, target_budget: i64, tinit: i64, tfinal: i64, total_steps: i64, delta_t: i64) -> (i64, bool) {
+pub fn adalora_budget(
+    step: i64,
+    init_budget: i64,
+    target_budget: i64,
+    tinit: i64,
+    tfinal: i64,
+    total_steps: i64,
+    delta_t: i64,
+) -> (i64, bool) {
     if step <= tinit {
         (init_budget, false)
     } else if step > total_steps - tfinal {

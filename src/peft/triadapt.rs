@@ -82,7 +82,11 @@ impl TriAdaptConfig {
             bail!("key `method.triadapt.init_rank` = {}: must be at least 1", self.init_rank);
         }
         if self.ref_rank < self.init_rank {
-            bail!("key `method.triadapt.ref_rank` = {}: the budget is below the starting rank init_rank = {}", self.ref_rank, self.init_rank);
+            bail!(
+                "key `method.triadapt.ref_rank` = {}: the budget is below the starting rank init_rank = {}",
+                self.ref_rank,
+                self.init_rank
+            );
         }
         if self.warmup_steps >= total_steps {
             bail!("key `method.triadapt.warmup_steps` = {}: past the total of {total_steps} training steps", self.warmup_steps);
@@ -297,7 +301,15 @@ pub struct TriAdaptController {
 impl TriAdaptController {
     pub fn new(config: TriAdaptConfig, adapters: Vec<(String, Shared<TriAdapter>)>, total_steps: i64, orth_reg_weight: f64) -> Self {
         let previous = adapters.iter().map(|(_, a)| a.lock().expect("adapter lock").importance()).collect();
-        TriAdaptController { config, adapters, total_steps, orth_reg_weight, previous, budget_mode: BudgetMode::default(), pending: Vec::new() }
+        TriAdaptController {
+            config,
+            adapters,
+            total_steps,
+            orth_reg_weight,
+            previous,
+            budget_mode: BudgetMode::default(),
+            pending: Vec::new(),
+        }
     }
 
     /// Sets `method.budget` (strict by default).
@@ -331,7 +343,19 @@ impl RankController for TriAdaptController {
         let c = self.config.clone();
         let ranks: Vec<i64> = self.ranks().into_iter().map(|(_, r)| r).collect();
         let budget = self.budget().unwrap_or(0);
-        let plan = triadapt_allocation(c.threshold, step, c.warmup_steps, c.interval, self.total_steps, &ranks, budget, c.top_k, c.dr(), self.budget_mode, || self.scores());
+        let plan = triadapt_allocation(
+            c.threshold,
+            step,
+            c.warmup_steps,
+            c.interval,
+            self.total_steps,
+            &ranks,
+            budget,
+            c.top_k,
+            c.dr(),
+            self.budget_mode,
+            || self.scores(),
+        );
         self.pending = plan.map(|(_, grants)| grants).unwrap_or_default();
         Ok(())
     }
@@ -364,14 +388,18 @@ impl RankController for TriAdaptController {
         Some(self.config.ref_rank * self.adapters.len() as i64)
     }
 
-
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         vec![("previous_importance".into(), Tensor::from_slice(&self.previous))]
     }
 
     fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         let prev = Vec::<f64>::try_from(super::state_entry(state, "previous_importance")?.to_kind(Kind::Double))?;
-        anyhow::ensure!(prev.len() == self.adapters.len(), "saved importance has {} entries for {} matrices", prev.len(), self.adapters.len());
+        anyhow::ensure!(
+            prev.len() == self.adapters.len(),
+            "saved importance has {} entries for {} matrices",
+            prev.len(),
+            self.adapters.len()
+        );
         self.previous = prev;
         Ok(())
     }

@@ -41,13 +41,16 @@ mod series;
 
 pub use ablation::{build_ablation, Ablation, AblationPoint, AblationSeries};
 pub use chart::{line_dash, marker_shape, LegendItem, MARKER_SHAPES};
-pub use series::{build_rank_growth, build_training, mean_over_runs, merge_final_evaluation, read_curve, CurveRow, MeanCurve, MeanPoint, RankGrowth, Training};
+pub use series::{
+    build_rank_growth, build_training, mean_over_runs, merge_final_evaluation, read_curve, CurveRow, MeanCurve, MeanPoint, RankGrowth,
+    Training,
+};
 
 use ablation::ablation_keys;
 
 use super::{
-    cell, figure_rank, font, knob_label, method_color, method_label, metric_axis_label, metric_words, opt_cell, percent_factor,
-    render, run_budget, short_number, task_label, variant_color, Figure, FigureSize, PlotResult, RunRecord, Runs, Sidecar,
+    cell, figure_rank, font, knob_label, method_color, method_label, metric_axis_label, metric_words, opt_cell, percent_factor, render,
+    run_budget, short_number, task_label, variant_color, Figure, FigureSize, PlotResult, RunRecord, Runs, Sidecar,
 };
 
 /// `triadapt plot` options.

@@ -248,7 +248,11 @@ pub fn build(runs: &Runs, opts: &HeatmapOptions) -> Result<Vec<Heatmap>> {
                     continue;
                 }
                 let have: Vec<String> = budgets.iter().map(|x| super::short_number(*x)).collect();
-                bail!("--budget {}: no {t} run with a rank pattern has that rank budget (budgets: {})", super::short_number(b), have.join(", "));
+                bail!(
+                    "--budget {}: no {t} run with a rank pattern has that rank budget (budgets: {})",
+                    super::short_number(b),
+                    have.join(", ")
+                );
             }
             budgets = vec![b];
         }
@@ -273,7 +277,12 @@ pub fn build(runs: &Runs, opts: &HeatmapOptions) -> Result<Vec<Heatmap>> {
     Ok(out)
 }
 
-fn build_one<'a>(task: &str, budget: f64, runs: impl Iterator<Item = &'a (&'a RunRecord, Cells, f64)>, size: &super::FigureSize) -> Result<Heatmap> {
+fn build_one<'a>(
+    task: &str,
+    budget: f64,
+    runs: impl Iterator<Item = &'a (&'a RunRecord, Cells, f64)>,
+    size: &super::FigureSize,
+) -> Result<Heatmap> {
     let mut by_method: BTreeMap<String, Vec<&(&RunRecord, Cells, f64)>> = BTreeMap::new();
     for u in runs {
         by_method.entry(u.0.method.clone()).or_default().push(u);
@@ -366,7 +375,8 @@ impl Heatmap {
 
     /// The figure's title: task and budget.
     pub fn title(&self) -> String {
-        let per = self.per_matrix().map(|p| format!(" ({} per matrix)", super::short_number((p * 100.0).round() / 100.0))).unwrap_or_default();
+        let per =
+            self.per_matrix().map(|p| format!(" ({} per matrix)", super::short_number((p * 100.0).round() / 100.0))).unwrap_or_default();
         format!("{}, rank budget {}{per}: final rank of each adapted matrix", task_label(&self.task), super::short_number(self.budget))
     }
 
@@ -402,7 +412,8 @@ pub fn bar_ticks(min: i64, max: i64) -> Vec<i64> {
         return vec![min];
     }
     let span = max - min;
-    let step = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000].into_iter().find(|s| span / s <= 10).unwrap_or(span.div_euclid(10).max(1));
+    let step =
+        [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000].into_iter().find(|s| span / s <= 10).unwrap_or(span.div_euclid(10).max(1));
     let mut out = vec![min];
     let mut v = min.div_euclid(step) * step + step;
     while v < max {
@@ -477,7 +488,11 @@ impl Figure for Heatmap {
                 caption = self.short_caption(panel);
             }
             // Too long for the grid's width even short and small: start it at the figure's edge.
-            let (x, room) = if super::canvas::text_width(&caption, 9.0) > caption_room { (12, caption_room + (LEFT - 12) as f64) } else { (left, caption_room) };
+            let (x, room) = if super::canvas::text_width(&caption, 9.0) > caption_room {
+                (12, caption_room + (LEFT - 12) as f64)
+            } else {
+                (left, caption_room)
+            };
             let size = super::fitting_size(&caption, 16.0, 8.0, room);
             root.draw(&Text::new(caption, (x, y0 + CAPTION_H as i32 / 2), font(size).pos(Pos::new(HPos::Left, VPos::Center)))).plot()?;
             let gy = y0 + CAPTION_H as i32;
@@ -499,11 +514,8 @@ impl Figure for Heatmap {
                     }
                 }
             }
-            root.draw(&Rectangle::new(
-                [(left - 1, gy - 1), (left + self.layers as i32 * cell_w, gy + m * cell_h)],
-                BLACK.stroke_width(1),
-            ))
-            .plot()?;
+            root.draw(&Rectangle::new([(left - 1, gy - 1), (left + self.layers as i32 * cell_w, gy + m * cell_h)], BLACK.stroke_width(1)))
+                .plot()?;
             // Axes: matrix names on the left, layer indices below.
             for (j, name) in self.matrices.iter().enumerate() {
                 let y = gy + j as i32 * cell_h + cell_h / 2;

@@ -105,8 +105,10 @@ impl Runs {
         let total = df.height();
         let df = if names.iter().any(|n| n == "status") {
             let status = str_values(&df, "status")?;
-            let mask: BooleanChunked =
-                status.iter().map(|s| s.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case(crate::train::result::RunStatus::Finished.as_str()))).collect();
+            let mask: BooleanChunked = status
+                .iter()
+                .map(|s| s.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case(crate::train::result::RunStatus::Finished.as_str())))
+                .collect();
             df.filter(&mask)?
         } else {
             df
@@ -366,7 +368,11 @@ pub fn budgets_of<'a>(runs: impl IntoIterator<Item = &'a RunRecord>, only: Optio
         Some(b) if all.iter().any(|x| same_budget(*x, b)) => Ok(vec![b]),
         Some(b) => {
             let have: Vec<String> = all.iter().map(|x| short_number(*x)).collect();
-            bail!("--budget {}: no {what} has that rank budget (budgets: {})", short_number(b), if have.is_empty() { "none".into() } else { have.join(", ") })
+            bail!(
+                "--budget {}: no {what} has that rank budget (budgets: {})",
+                short_number(b),
+                if have.is_empty() { "none".into() } else { have.join(", ") }
+            )
         }
     }
 }

@@ -69,7 +69,10 @@ impl Reference {
         let header: Vec<String> = reader.headers().with_context(|| format!("{file}: not a CSV file"))?.iter().map(str::to_string).collect();
         let col = |name: &str| -> Result<usize> {
             header.iter().position(|h| h == name).ok_or_else(|| {
-                anyhow::anyhow!("{file}: the header must name the columns method, budget, task, score; it has no {name:?} (has {})", header.join(", "))
+                anyhow::anyhow!(
+                    "{file}: the header must name the columns method, budget, task, score; it has no {name:?} (has {})",
+                    header.join(", ")
+                )
             })
         };
         let (cm, cb, ct, cs) = (col("method")?, col("budget")?, col("task")?, col("score")?);
@@ -90,7 +93,9 @@ impl Reference {
                 "" | "-" => None,
                 b => match b.parse::<f64>() {
                     Ok(v) if v.is_finite() && v > 0.0 => Some(v),
-                    _ => bail!("{at}: `budget` {b:?}: the reference rank r of the paper's block (e.g. 2 or 8), or empty for no rank budget"),
+                    _ => {
+                        bail!("{at}: `budget` {b:?}: the reference rank r of the paper's block (e.g. 2 or 8), or empty for no rank budget")
+                    }
                 },
             };
             let task = get(ct);
@@ -132,7 +137,9 @@ mod tests {
 
     #[test]
     fn reads_methods_budgets_and_comments() {
-        let r = load("# made up for this test\nmethod,budget,task,score\nTriAdaptLoRA,2,rte,88.5\nlora,8,mnli_m,90.1\nFull FT,,all_avg,88.2\n").unwrap();
+        let r =
+            load("# made up for this test\nmethod,budget,task,score\nTriAdaptLoRA,2,rte,88.5\nlora,8,mnli_m,90.1\nFull FT,,all_avg,88.2\n")
+                .unwrap();
         assert_eq!(r.entries.len(), 3);
         assert_eq!(r.entries[0], Entry { method: "triadapt".into(), budget: Some(2.0), task: "rte".into(), score: 88.5, line: 3 });
         assert_eq!(r.scores("lora", Some(8.0)), BTreeMap::from([("mnli_m".to_string(), 90.1)]));

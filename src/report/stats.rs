@@ -30,7 +30,13 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 impl Summary {
     /// The same summary in other units (x100 for percent): mean, spread and range scaled.
     pub fn scaled(&self, factor: f64) -> Summary {
-        Summary { n: self.n, mean: self.mean * factor, std: self.std.map(|s| s * factor.abs()), min: self.min * factor, max: self.max * factor }
+        Summary {
+            n: self.n,
+            mean: self.mean * factor,
+            std: self.std.map(|s| s * factor.abs()),
+            min: self.min * factor,
+            max: self.max * factor,
+        }
     }
 }
 

@@ -135,7 +135,6 @@ pub fn format_params(n: f64) -> String {
     }
 }
 
-
 /// The scores one run contributes (fractions), from its task and metric values: MNLI
 /// `mnli_m`, `mnli_mm`; QQP `qqp_acc`, `qqp_f1`; STS-B `stsb_pearson`, `stsb_spearman` and
 /// `stsb` (their mean, the Corr); CoLA `cola` (Mcc); the others their accuracy under the
@@ -169,7 +168,8 @@ pub fn all_avg_of(runs: &[(String, Option<i64>, BTreeMap<String, f64>)], means: 
         return None;
     }
     let sets: Vec<BTreeSet<i64>> = seeds_of.values().map(|v| v.iter().flatten().copied().collect()).collect();
-    let each_once = seeds_of.values().all(|v| v.iter().all(Option::is_some)) && seeds_of.values().zip(&sets).all(|(v, s)| v.len() == s.len());
+    let each_once =
+        seeds_of.values().all(|v| v.iter().all(Option::is_some)) && seeds_of.values().zip(&sets).all(|(v, s)| v.len() == s.len());
     if !each_once || sets.windows(2).any(|w| w[0] != w[1]) {
         return of_means();
     }
@@ -231,8 +231,32 @@ fn published_row(row: &TableRow, published: BTreeMap<String, f64>) -> Published 
     let two = |a: &str, b: &str| if p(a).is_none() && p(b).is_none() { "-".into() } else { format!("{}/{}", one(a), one(b)) };
     let d = |k: &str| difference_text(ours.get(k).copied(), p(k));
     let d2 = |a: &str, b: &str| if p(a).is_none() && p(b).is_none() { "-".into() } else { format!("{}/{}", d(a), d(b)) };
-    let cells = vec!["↳ published".into(), String::new(), two("mnli_m", "mnli_mm"), one("sst2"), one("cola"), two("qqp_acc", "qqp_f1"), one("qnli"), one("rte"), one("mrpc"), one("stsb"), one("all_avg")];
-    let differences = vec!["↳ ours − published".into(), String::new(), d2("mnli_m", "mnli_mm"), d("sst2"), d("cola"), d2("qqp_acc", "qqp_f1"), d("qnli"), d("rte"), d("mrpc"), d("stsb"), d("all_avg")];
+    let cells = vec![
+        "↳ published".into(),
+        String::new(),
+        two("mnli_m", "mnli_mm"),
+        one("sst2"),
+        one("cola"),
+        two("qqp_acc", "qqp_f1"),
+        one("qnli"),
+        one("rte"),
+        one("mrpc"),
+        one("stsb"),
+        one("all_avg"),
+    ];
+    let differences = vec![
+        "↳ ours − published".into(),
+        String::new(),
+        d2("mnli_m", "mnli_mm"),
+        d("sst2"),
+        d("cola"),
+        d2("qqp_acc", "qqp_f1"),
+        d("qnli"),
+        d("rte"),
+        d("mrpc"),
+        d("stsb"),
+        d("all_avg"),
+    ];
     Published { scores: published, cells, differences }
 }
 
@@ -267,7 +291,11 @@ pub fn build(runs: &Runs, reference: Option<&Reference>) -> Result<GlueTable> {
         METRIC_COLUMNS.iter().filter(|c| runs.has(c)).map(|c| Ok((*c, runs.floats(c)?))).collect::<Result<_>>()?;
     // #Params as the papers count it: the adapters without the head (runs.csv files written
     // before `adapter_params` existed fall back to everything the optimizer updates).
-    let param_column = if runs.has("adapter_params") && runs.floats("adapter_params")?.iter().any(Option::is_some) { "adapter_params" } else { "trainable_params" };
+    let param_column = if runs.has("adapter_params") && runs.floats("adapter_params")?.iter().any(Option::is_some) {
+        "adapter_params"
+    } else {
+        "trainable_params"
+    };
     let params: Vec<Option<f64>> = if runs.has(param_column) { runs.floats(param_column)? } else { vec![None; runs.df.height()] };
     let swept: Vec<(String, Vec<Option<String>>)> = runs.swept.iter().map(|k| Ok((k.clone(), runs.strings(k)?))).collect::<Result<_>>()?;
     let head_params: Vec<f64> = if runs.has("head_params") {
@@ -296,7 +324,11 @@ pub fn build(runs: &Runs, reference: Option<&Reference>) -> Result<GlueTable> {
             .filter_map(|(k, v)| v[r.row].clone().map(|v| (k.clone(), v)))
             .collect();
         let metric: BTreeMap<&str, f64> = metric_values.iter().filter_map(|(c, v)| v[r.row].map(|x| (*c, x))).collect();
-        let g = groups.entry((budget.sort_key(), r.method.clone(), setting)).or_insert_with(|| Group { budget: *budget, runs: Vec::new(), params: Vec::new() });
+        let g = groups.entry((budget.sort_key(), r.method.clone(), setting)).or_insert_with(|| Group {
+            budget: *budget,
+            runs: Vec::new(),
+            params: Vec::new(),
+        });
         g.runs.push((r.task.clone(), r.seed, run_scores(&r.task, &metric)));
         g.params.extend(params[r.row]);
     }
@@ -326,7 +358,17 @@ pub fn build(runs: &Runs, reference: Option<&Reference>) -> Result<GlueTable> {
             label = format!("{label} ({})", words.join(", "));
         }
         let cells = score_cells(&label, params, &scores, all_avg.as_ref());
-        let mut row = TableRow { budget: g.budget, method: method.clone(), setting: setting.clone(), label, params, scores, all_avg, cells, published: None };
+        let mut row = TableRow {
+            budget: g.budget,
+            method: method.clone(),
+            setting: setting.clone(),
+            label,
+            params,
+            scores,
+            all_avg,
+            cells,
+            published: None,
+        };
         if let Some(reference) = reference {
             let p = reference.scores(method, published_budget(&g.budget));
             if !p.is_empty() && !matches!(g.budget, Budget::Total(_)) {
@@ -365,21 +407,30 @@ fn notes(rows: &[TableRow], param_column: &str, head_params: &[f64], reference: 
     ));
     let mut blocks = "One block per rank budget: the reference rank r (TriAdaptLoRA `ref_rank`, LoRA `rank`, IncreLoRA and AdaLoRA `target_rank`, the average final rank per adapted matrix)".to_string();
     if rows.iter().any(|r| matches!(r.budget, Budget::Total(_))) {
-        blocks.push_str("; `rank budget B`: runs whose rank setting is neither a runs.csv column nor in a run folder, by their total rank budget");
+        blocks.push_str(
+            "; `rank budget B`: runs whose rank setting is neither a runs.csv column nor in a run folder, by their total rank budget",
+        );
     }
-    blocks.push_str(". One row per method and setting of the other swept keys. Runs of different blocks or rows are never averaged together.");
+    blocks.push_str(
+        ". One row per method and setting of the other swept keys. Runs of different blocks or rows are never averaged together.",
+    );
     notes.push(blocks);
     let marked = rows.iter().any(|r| matches!(r.all_avg, Some(AllAvg::CellMeans(_))));
-    let seeds: Vec<usize> = rows.iter().filter_map(|r| match r.all_avg {
-        Some(AllAvg::Seeds(s)) => Some(s.n),
-        _ => None,
-    }).collect();
+    let seeds: Vec<usize> = rows
+        .iter()
+        .filter_map(|r| match r.all_avg {
+            Some(AllAvg::Seeds(s)) => Some(s.n),
+            _ => None,
+        })
+        .collect();
     let mut avg = "All Avg: mean of the 8 task scores (MNLI mean(m, mm), QQP mean(acc, F1)), shown when all 8 tasks have runs".to_string();
     if !seeds.is_empty() {
         avg.push_str("; per seed, then mean ± std over the seeds (n seeds; every task has each seed once)");
     }
     if marked {
-        avg.push_str(&format!("; {CELL_MEANS_MARK}: the tasks' runs do not have the same seeds, so the mean of the cell means, without spread"));
+        avg.push_str(&format!(
+            "; {CELL_MEANS_MARK}: the tasks' runs do not have the same seeds, so the mean of the cell means, without spread"
+        ));
     }
     avg.push('.');
     notes.push(avg);
@@ -400,8 +451,16 @@ fn notes(rows: &[TableRow], param_column: &str, head_params: &[f64], reference: 
         ));
         let mut missing: Vec<String> = Vec::new();
         for e in &reference.entries {
-            let matched = rows.iter().any(|r| r.published.is_some() && r.method == e.method && published_budget(&r.budget).map(|b| (b - e.budget.unwrap_or(f64::NAN)).abs() < 1e-9).unwrap_or(e.budget.is_none()));
-            let what = format!("{} {}", method_label(&e.method), e.budget.map_or("(no rank budget)".into(), |b| format!("r = {}", short_number(b))));
+            let matched = rows.iter().any(|r| {
+                r.published.is_some()
+                    && r.method == e.method
+                    && published_budget(&r.budget).map(|b| (b - e.budget.unwrap_or(f64::NAN)).abs() < 1e-9).unwrap_or(e.budget.is_none())
+            });
+            let what = format!(
+                "{} {}",
+                method_label(&e.method),
+                e.budget.map_or("(no rank budget)".into(), |b| format!("r = {}", short_number(b)))
+            );
             if !matched && !missing.contains(&what) {
                 missing.push(what);
             }
@@ -489,8 +548,23 @@ impl GlueTable {
 }
 
 /// The columns of table.csv.
-pub const TABLE_CSV_COLUMNS: [&str; 15] =
-    ["block", "r", "method", "setting", "label", "params", "score", "averaged", "n", "mean", "std", "min", "max", "published", "difference"];
+pub const TABLE_CSV_COLUMNS: [&str; 15] = [
+    "block",
+    "r",
+    "method",
+    "setting",
+    "label",
+    "params",
+    "score",
+    "averaged",
+    "n",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "published",
+    "difference",
+];
 
 /// `triadapt table`: builds the table (with the published numbers of `reference`), writes
 /// `table.md` and `table.csv` into `out` (default the results directory) and returns the table

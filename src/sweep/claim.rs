@@ -37,7 +37,12 @@ const TMP_PREFIX: &str = ".claim-";
 pub fn stale_after() -> Result<Duration> {
     match std::env::var(STALE_ENV) {
         Ok(v) => {
-            let secs: f64 = v.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).with_context(|| format!("${STALE_ENV}={v:?}: not a positive number of seconds"))?;
+            let secs: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .with_context(|| format!("${STALE_ENV}={v:?}: not a positive number of seconds"))?;
             Ok(Duration::from_secs_f64(secs))
         }
         Err(_) => Ok(STALE_AFTER),
@@ -107,7 +112,8 @@ static CLAIMS_MADE: AtomicU64 = AtomicU64::new(0);
 
 impl Me {
     pub fn this_process() -> Me {
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let boot_id =
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         Me { host: crate::train::provenance::host_name(), boot_id, pid: std::process::id(), slurm: SlurmTask::from_env() }
     }
 
@@ -292,7 +298,8 @@ impl Claim {
             };
             return Ok(Kept::Lost(top));
         }
-        let f = std::fs::OpenOptions::new().write(true).open(&self.path).with_context(|| format!("cannot refresh {}", self.path.display()))?;
+        let f =
+            std::fs::OpenOptions::new().write(true).open(&self.path).with_context(|| format!("cannot refresh {}", self.path.display()))?;
         f.set_modified(SystemTime::now()).with_context(|| format!("cannot refresh {}", self.path.display()))?;
         Ok(Kept::Held)
     }
@@ -306,7 +313,9 @@ impl Claim {
         let path = self.path.clone();
         std::mem::forget(self);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove the claim {}", path.display())),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove the claim {}", path.display()))
+            }
             _ => Ok(()),
         }
     }
@@ -362,7 +371,11 @@ fn create_exclusive(path: &Path, owner: &Owner) -> Result<bool> {
     let tmp = path.with_file_name(format!("{TMP_PREFIX}{}.tmp", owner.token));
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(serde_json::to_string_pretty(owner)?.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all().ok();
     }
@@ -371,7 +384,9 @@ fn create_exclusive(path: &Path, owner: &Owner) -> Result<bool> {
     match linked {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot create the claim {} (the results folder's filesystem must support hard links)", path.display())),
+        Err(e) => Err(e).with_context(|| {
+            format!("cannot create the claim {} (the results folder's filesystem must support hard links)", path.display())
+        }),
     }
 }
 
@@ -475,13 +490,20 @@ mod tests {
         let me = me();
         assert!(matches!(holder(dir.path(), &me, Duration::from_secs(180)).unwrap(), Holder::Held(_)));
         match holder(dir.path(), &me, Duration::from_secs(60)).unwrap() {
-            Holder::Stale(f, Stale::NoRefresh) => assert!(f.age >= Duration::from_secs(120) && f.age < Duration::from_secs(130), "{:?}", f.age),
+            Holder::Stale(f, Stale::NoRefresh) => {
+                assert!(f.age >= Duration::from_secs(120) && f.age < Duration::from_secs(130), "{:?}", f.age)
+            }
             h => panic!("{h:?}"),
         }
         let (claim, _) = claimed(try_claim(dir.path(), &me, Duration::from_secs(60)).unwrap());
         assert_eq!(claim.path(), dir.path().join("claim.4.json"));
         // Its own claim made old, then refreshed: young again.
-        std::fs::File::options().write(true).open(claim.path()).unwrap().set_modified(SystemTime::now() - Duration::from_secs(120)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(claim.path())
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(120))
+            .unwrap();
         assert!(matches!(holder(dir.path(), &other, Duration::from_secs(60)).unwrap(), Holder::Stale(..)));
         assert!(matches!(claim.refresh().unwrap(), Kept::Held));
         match holder(dir.path(), &other, Duration::from_secs(60)).unwrap() {
@@ -548,7 +570,8 @@ mod tests {
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
-            let winners: Vec<&Claim> = outcomes.iter().filter_map(|a| if let Attempt::Claimed { claim, .. } = a { Some(claim) } else { None }).collect();
+            let winners: Vec<&Claim> =
+                outcomes.iter().filter_map(|a| if let Attempt::Claimed { claim, .. } = a { Some(claim) } else { None }).collect();
             assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
             let winner = &winners[0].owner;
             assert_eq!(winners[0].path(), dir.path().join("claim.6.json"));

@@ -30,4 +30,3 @@ pub fn json_text(v: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
-

@@ -14,7 +14,6 @@ use crate::config::{key_exists, set_key, RunConfig};
 use crate::peft::method::MethodName;
 use crate::train::result::RunStatus;
 
-
 /// `base:` is one experiment file or a list of them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -205,7 +204,10 @@ fn entries(map: &Mapping, section: &str, file: &Path, text: &str, defaults: &Val
             _ => {}
         }
         if !key_exists(defaults, &key) {
-            bail!("{}: `{section}`: unknown key `{key}` (the keys are those of an experiment file, dotted: see `triadapt train --help`)", at(file, text, &key));
+            bail!(
+                "{}: `{section}`: unknown key `{key}` (the keys are those of an experiment file, dotted: see `triadapt train --help`)",
+                at(file, text, &key)
+            );
         }
         out.push((key, v.clone()));
     }
@@ -233,11 +235,13 @@ fn cartesian(grid: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
     for (key, values) in grid {
         points = points
             .into_iter()
-            .flat_map(|p| values.iter().map(move |v| {
-                let mut q = p.clone();
-                q.push((key.clone(), v.clone()));
-                q
-            }))
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((key.clone(), v.clone()));
+                    q
+                })
+            })
             .collect();
     }
     points
@@ -316,7 +320,12 @@ impl Sweep {
             if let Some((k0, v0)) = zip.first() {
                 for (k, v) in &zip {
                     if v.len() != v0.len() {
-                        bail!("{}: {where_}`zip` lists differ in length: `{k0}` has {} values, `{k}` has {}", at(path, text, k), v0.len(), v.len());
+                        bail!(
+                            "{}: {where_}`zip` lists differ in length: `{k0}` has {} values, `{k}` has {}",
+                            at(path, text, k),
+                            v0.len(),
+                            v.len()
+                        );
                     }
                 }
             }
@@ -349,7 +358,16 @@ impl Sweep {
             if part.seeds.as_ref().is_some_and(|s| s.is_empty()) {
                 bail!("{}: {where_}`seeds` is an empty list", at(path, text, "seeds"));
             }
-            resolved_parts.push(ResolvedPart { where_, bases, grid, zip, set, method_set, methods: part.methods.clone(), seeds: part.seeds.clone() });
+            resolved_parts.push(ResolvedPart {
+                where_,
+                bases,
+                grid,
+                zip,
+                set,
+                method_set,
+                methods: part.methods.clone(),
+                seeds: part.seeds.clone(),
+            });
         }
 
         let mut runs: Vec<PlannedRun> = Vec::new();
@@ -397,9 +415,16 @@ impl Sweep {
                                 set_key(&mut tree, "method.name", Value::String(method.as_str().into()))?;
                                 set_key(&mut tree, "seed", Value::Number(seed.into()))?;
                                 let describe = || {
-                                    let vals: Vec<String> = point.iter().chain(zrow.iter()).map(|(k, v)| format!("{k}={}", value_text(v))).collect();
-                                    format!("{}: {where_}run (base {}, method {}, seed {seed}{}{})", path.display(), bp.display(), method.as_str(),
-                                        if vals.is_empty() { "" } else { ", " }, vals.join(", "))
+                                    let vals: Vec<String> =
+                                        point.iter().chain(zrow.iter()).map(|(k, v)| format!("{k}={}", value_text(v))).collect();
+                                    format!(
+                                        "{}: {where_}run (base {}, method {}, seed {seed}{}{})",
+                                        path.display(),
+                                        bp.display(),
+                                        method.as_str(),
+                                        if vals.is_empty() { "" } else { ", " },
+                                        vals.join(", ")
+                                    )
                                 };
                                 let cfg = RunConfig::from_value(tree, &[]).with_context(describe)?;
                                 cfg.validate().with_context(describe)?;
@@ -451,7 +476,11 @@ impl Sweep {
             task: run.task.clone(),
             method: run.method.as_str().into(),
             seed: run.seed,
-            swept: run.swept.iter().map(|(k, v)| (k.clone(), v.as_ref().and_then(|v| serde_json::to_value(v).ok()).unwrap_or(serde_json::Value::Null))).collect(),
+            swept: run
+                .swept
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_ref().and_then(|v| serde_json::to_value(v).ok()).unwrap_or(serde_json::Value::Null)))
+                .collect(),
             status: RunStatus::Pending,
             error: None,
             main_metric: None,

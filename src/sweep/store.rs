@@ -150,7 +150,8 @@ pub fn read_rows(dir: &Path) -> Result<Vec<(Row, PathBuf)>> {
 /// The fixed columns before the swept keys, between them and the metrics, and after the metrics.
 pub const LEAD_COLUMNS: [&str; 5] = ["run_id", "name", "task", "method", "seed"];
 pub const MID_COLUMNS: [&str; 5] = ["status", "error", "main_metric", "best_score", "best_step"];
-pub const TAIL_COLUMNS: [&str; 7] = ["trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
+pub const TAIL_COLUMNS: [&str; 7] =
+    ["trainable_params", "adapter_params", "head_params", "total_rank", "rank_budget", "wall_seconds", "run_dir"];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_default()
@@ -210,7 +211,15 @@ pub fn csv_text(rows: Vec<(Row, PathBuf)>) -> Result<(String, usize)> {
         rec.extend(swept.iter().map(|k| sw.get(k.as_str()).map(|v| json_text(v)).unwrap_or_default()));
         rec.extend([r.status.to_string(), opt(&r.error), opt(&r.main_metric), opt(&r.best_score), opt(&r.best_step)]);
         rec.extend(metrics.iter().map(|m| opt(&r.best_metrics.get(m))));
-        rec.extend([opt(&r.trainable_params), opt(&r.adapter_params), opt(&r.head_params), opt(&r.total_rank), opt(&r.rank_budget), opt(&r.wall_seconds), dir.display().to_string()]);
+        rec.extend([
+            opt(&r.trainable_params),
+            opt(&r.adapter_params),
+            opt(&r.head_params),
+            opt(&r.total_rank),
+            opt(&r.rank_budget),
+            opt(&r.wall_seconds),
+            dir.display().to_string(),
+        ]);
         w.write_record(&rec)?;
     }
     let n = best.len();
@@ -231,4 +240,3 @@ pub fn collect(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     write_atomic(out, text.as_bytes())?;
     Ok(n)
 }
-

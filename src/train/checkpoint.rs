@@ -57,7 +57,8 @@ pub fn save(run: &Path, t: &Trainer, cfg: &RunConfig, state: &TrainerState, keep
         std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
     }
     save_adapter(&tmp, t, &cfg.method, state.step, Path::new(&cfg.model), &cfg.task)?;
-    std::fs::write(tmp.join(STATE_FILE), serde_json::to_string_pretty(state)?).with_context(|| format!("cannot write {}", tmp.join(STATE_FILE).display()))?;
+    std::fs::write(tmp.join(STATE_FILE), serde_json::to_string_pretty(state)?)
+        .with_context(|| format!("cannot write {}", tmp.join(STATE_FILE).display()))?;
     let dest = root.join(&name);
     replace_dir(&tmp, &dest)?;
     let mut all = list(run);
@@ -171,10 +172,14 @@ fn cpu(t: &Tensor) -> Tensor {
 /// Writes the adapter folder of a trainer at `step` (everything needed to resume exactly).
 pub fn save_adapter(dir: &Path, t: &Trainer, method: &MethodConfig, step: i64, base_model: &Path, task: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut weights: Vec<(String, Tensor)> = t.adapters().iter().flat_map(|(name, a)| {
-        let a = a.lock().expect("adapter lock");
-        a.params().into_iter().chain(a.buffers()).map(|(role, x)| (format!("{name}.{role}"), cpu(&x))).collect::<Vec<_>>()
-    }).collect();
+    let mut weights: Vec<(String, Tensor)> = t
+        .adapters()
+        .iter()
+        .flat_map(|(name, a)| {
+            let a = a.lock().expect("adapter lock");
+            a.params().into_iter().chain(a.buffers()).map(|(role, x)| (format!("{name}.{role}"), cpu(&x))).collect::<Vec<_>>()
+        })
+        .collect();
     // The whole head, trained or not: a frozen pooler (`method.train_pooler: false`) keeps its
     // initialisation, which a backbone-only checkpoint draws at random.
     let heads = crate::model::heads::head_prefixes(t.model.kind);
@@ -222,10 +227,8 @@ pub fn resume(t: &mut Trainer, dir: &Path) -> Result<i64> {
         let get = |k: &str| state.get(&format!("{name}.{k}")).with_context(|| format!("saved optimizer state lacks `{name}.{k}`"));
         t.opt.set_state(&name, get("exp_avg")?, get("exp_avg_sq")?, get("birth")?)?;
     }
-    let controller_state: std::collections::HashMap<String, Tensor> = state
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("controller.").map(|k| (k.to_string(), v.shallow_clone())))
-        .collect();
+    let controller_state: std::collections::HashMap<String, Tensor> =
+        state.iter().filter_map(|(k, v)| k.strip_prefix("controller.").map(|k| (k.to_string(), v.shallow_clone()))).collect();
     t.controller.load_state(&controller_state)?;
     Ok(saved.config.step)
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use tch::{Device, Kind};
 
-use crate::data::squad::SquadConfig;
 use crate::data::batch::{make_batch, Encoded};
 use crate::data::glue::{Label, TaskSpec};
+use crate::data::squad::SquadConfig;
 use crate::data::squad::{self, QaFeature, QaPredictions, SquadExample};
 use crate::model::DebertaModel;
 
@@ -31,15 +31,35 @@ pub fn predict(model: &DebertaModel, examples: &[Encoded], batch_size: usize, pa
             classes.extend(Vec::<i64>::try_from(logits.argmax(-1, false)).expect("int argmax"));
         }
     }
-    if regression { Predictions::Scores(scores) } else { Predictions::Classes(classes) }
+    if regression {
+        Predictions::Scores(scores)
+    } else {
+        Predictions::Classes(classes)
+    }
 }
 
 /// The gold labels of a dev set, in the shape of the predictions.
 pub fn gold(examples: &[Encoded]) -> Predictions {
     if matches!(examples.first().map(|e| e.label), Some(Label::Score(_))) {
-        Predictions::Scores(examples.iter().map(|e| match e.label { Label::Score(s) => s as f64, Label::Class(c) => c as f64 }).collect())
+        Predictions::Scores(
+            examples
+                .iter()
+                .map(|e| match e.label {
+                    Label::Score(s) => s as f64,
+                    Label::Class(c) => c as f64,
+                })
+                .collect(),
+        )
     } else {
-        Predictions::Classes(examples.iter().map(|e| match e.label { Label::Class(c) => c, Label::Score(s) => s as i64 }).collect())
+        Predictions::Classes(
+            examples
+                .iter()
+                .map(|e| match e.label {
+                    Label::Class(c) => c,
+                    Label::Score(s) => s as i64,
+                })
+                .collect(),
+        )
     }
 }
 
@@ -51,7 +71,13 @@ pub fn score(task: &TaskSpec, split: &str, preds: &Predictions, labels: &Predict
 }
 
 /// Start and end logits of every QA feature, in eval mode, each row cut to its feature's tokens.
-pub fn predict_qa(model: &DebertaModel, features: &[QaFeature], batch_size: usize, pad_id: i64, device: Device) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+pub fn predict_qa(
+    model: &DebertaModel,
+    features: &[QaFeature],
+    batch_size: usize,
+    pad_id: i64,
+    device: Device,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut starts = Vec::with_capacity(features.len());
     let mut ends = Vec::with_capacity(features.len());
     let indices: Vec<usize> = (0..features.len()).collect();
@@ -71,7 +97,15 @@ pub fn predict_qa(model: &DebertaModel, features: &[QaFeature], batch_size: usiz
 
 /// SQuAD 2.0 on a dev set: decoded answers and the official scores under the official names,
 /// in percent (see `crate::data::squad`).
-pub fn squad_scores(model: &DebertaModel, examples: &[SquadExample], features: &[QaFeature], cfg: &SquadConfig, batch_size: usize, pad_id: i64, device: Device) -> Result<(BTreeMap<String, f64>, QaPredictions)> {
+pub fn squad_scores(
+    model: &DebertaModel,
+    examples: &[SquadExample],
+    features: &[QaFeature],
+    cfg: &SquadConfig,
+    batch_size: usize,
+    pad_id: i64,
+    device: Device,
+) -> Result<(BTreeMap<String, f64>, QaPredictions)> {
     let (starts, ends) = predict_qa(model, features, batch_size, pad_id, device);
     let preds = squad::postprocess(examples, features, &starts, &ends, cfg)?;
     let scores = squad::evaluate(&preds.text, examples)?;

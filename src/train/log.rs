@@ -32,19 +32,30 @@ impl LogWindow {
     /// appends the rows to curve.csv and metrics.jsonl (one JSON object per row that ends a log
     /// window or has an evaluation) and, when given, the event file (every row; `adapter_params`
     /// at the window's end), and flushes them. Returns the last loss.
-    pub fn flush(&mut self, curve: &mut csv::Writer<std::fs::File>, jsonl: &mut impl std::io::Write, mut events: Option<&mut EventFile>, adapter_params: i64) -> Result<f64> {
+    pub fn flush(
+        &mut self,
+        curve: &mut csv::Writer<std::fs::File>,
+        jsonl: &mut impl std::io::Write,
+        mut events: Option<&mut EventFile>,
+        adapter_params: i64,
+    ) -> Result<f64> {
         if self.rows.is_empty() {
             return Ok(f64::NAN);
         }
         let n = self.rows.len();
-        let norms: Vec<tch::Tensor> = self.rows.iter().filter_map(|r| r.grad_norm.as_ref().map(|g| g.to_kind(tch::Kind::Float).view([1]))).collect();
+        let norms: Vec<tch::Tensor> =
+            self.rows.iter().filter_map(|r| r.grad_norm.as_ref().map(|g| g.to_kind(tch::Kind::Float).view([1]))).collect();
         let losses: Vec<tch::Tensor> = self.rows.iter().map(|r| r.loss.to_kind(tch::Kind::Float).view([1])).collect();
         let values = crate::device::read_vec_f64(&tch::Tensor::cat(&losses.into_iter().chain(norms).collect::<Vec<_>>(), 0));
         let (losses, mut norms) = (values[..n].to_vec(), values[n..].iter().copied());
         for (i, (row, loss)) in self.rows.drain(..).zip(losses.iter().copied()).enumerate() {
             let grad_norm = row.grad_norm.as_ref().and_then(|_| norms.next());
             if let Some(ev) = events.as_deref_mut() {
-                let mut scalars = vec![("train/loss".to_string(), loss), ("train/learning_rate".to_string(), row.lr), ("train/total_rank".to_string(), row.total_rank as f64)];
+                let mut scalars = vec![
+                    ("train/loss".to_string(), loss),
+                    ("train/learning_rate".to_string(), row.lr),
+                    ("train/total_rank".to_string(), row.total_rank as f64),
+                ];
                 scalars.extend(grad_norm.map(|g| ("train/grad_norm".to_string(), g)));
                 if i + 1 == n {
                     scalars.push(("train/adapter_params".to_string(), adapter_params as f64));
@@ -62,7 +73,13 @@ impl LogWindow {
                 }
                 bail!("the loss became {loss} at step {}", row.step);
             }
-            curve.write_record([(row.step + 1).to_string(), format!("{loss}"), format!("{}", row.lr), row.dev_metric.clone(), row.total_rank.to_string()])?;
+            curve.write_record([
+                (row.step + 1).to_string(),
+                format!("{loss}"),
+                format!("{}", row.lr),
+                row.dev_metric.clone(),
+                row.total_rank.to_string(),
+            ])?;
             if i + 1 == n || row.evaluated.is_some() {
                 let mut obj = serde_json::json!({ "step": row.step + 1, "loss": loss, "lr": row.lr, "total_rank": row.total_rank });
                 if let Some(m) = &row.evaluated {
@@ -79,4 +96,3 @@ impl LogWindow {
         Ok(*losses.last().expect("a row"))
     }
 }
-

@@ -6,8 +6,8 @@
 use anyhow::{bail, Result};
 use tch::{nn, Kind, Reduction, Tensor};
 
-use crate::model::{DebertaModel, HeadKind};
 use crate::data::batch::Batch;
+use crate::model::{DebertaModel, HeadKind};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, LrPolicy, OptimConfig};
 use crate::peft::method::{MethodConfig, MethodName};
 use crate::peft::Attached;
@@ -87,7 +87,12 @@ impl Trainer {
     }
 
     /// As [`Trainer::new`], with the rank controller passed through `wrap` (benchmarks time it).
-    pub fn with_controller(model: Attached, method: &MethodConfig, cfg: TrainerConfig, wrap: impl FnOnce(Box<dyn RankController>) -> Box<dyn RankController>) -> Result<Self> {
+    pub fn with_controller(
+        model: Attached,
+        method: &MethodConfig,
+        cfg: TrainerConfig,
+        wrap: impl FnOnce(Box<dyn RankController>) -> Box<dyn RankController>,
+    ) -> Result<Self> {
         let TrainerConfig { optim, total_steps, seed } = cfg;
         if total_steps < 1 {
             bail!("key `total_steps`: a run needs at least one training step");
@@ -108,7 +113,14 @@ impl Trainer {
                 trainable_vars.push((name, t));
             }
         }
-        let mut opt = AdamW::new(AdamWConfig { lr: optim.lr, beta1: optim.adam_beta1, beta2: optim.adam_beta2, eps: optim.adam_eps, weight_decay: optim.weight_decay, variant: optim.adamw });
+        let mut opt = AdamW::new(AdamWConfig {
+            lr: optim.lr,
+            beta1: optim.adam_beta1,
+            beta2: optim.adam_beta2,
+            eps: optim.adam_eps,
+            weight_decay: optim.weight_decay,
+            variant: optim.adamw,
+        });
         for (name, t) in &trainable_vars {
             opt.add(name, t, 0, if decays(name) { optim.weight_decay } else { 0.0 })?;
         }
@@ -137,7 +149,11 @@ impl Trainer {
 
     /// Every tensor the optimizer updates (for clipping and counting).
     pub fn trainable(&self) -> Vec<Tensor> {
-        self.trainable_vars.iter().map(|(_, t)| t.shallow_clone()).chain(self.controller.named_params().into_iter().map(|(_, t)| t)).collect()
+        self.trainable_vars
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .chain(self.controller.named_params().into_iter().map(|(_, t)| t))
+            .collect()
     }
 
     /// Trainable scalars of the task head (pooler and classifier, or the QA outputs).

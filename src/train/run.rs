@@ -13,18 +13,17 @@ use anyhow::{bail, Context, Result};
 
 use super::eval::{gold, predict, score, squad_scores};
 use super::log::{LogWindow, PendingRow};
-use super::tensorboard::EventFile;
 use super::result::{read_result, RunResult, RunStatus};
+use super::tensorboard::EventFile;
 use super::{StepStats, Trainer, TrainerConfig};
-use crate::data::batch::Batch;
 use crate::config::RunConfig;
+use crate::data::batch::Batch;
 use crate::data::batch::{encode_all, epoch_order, make_batch, Encoded};
 use crate::data::glue::{self, Split, TaskSpec};
+use crate::data::hub::{self, ResolvedModel};
 use crate::data::squad::{self, QaFeature, SquadExample, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
-use crate::data::hub::{self, ResolvedModel};
 use crate::model::{HeadKind, ModelDir};
-
 
 /// Where the model and the task's data are: paths relative to `base`, else the Hugging Face
 /// cache (a hub name, `owner/name[@revision]`; the commit is recorded) or triadapt's (SQuAD).
@@ -170,7 +169,8 @@ fn load_squad(cfg: &RunConfig, data: &Path, tokenizer: &SpmTokenizer) -> Result<
 /// or the working directory).
 pub fn prepare(cfg: &RunConfig, base: &Path) -> Result<Prepared> {
     cfg.validate()?;
-    let glue_task = if cfg.task == squad::TASK { None } else { Some(glue::task(&cfg.task).map_err(|e| anyhow::anyhow!("key `task`: {e}"))?) };
+    let glue_task =
+        if cfg.task == squad::TASK { None } else { Some(glue::task(&cfg.task).map_err(|e| anyhow::anyhow!("key `task`: {e}"))?) };
     let data = resolve_data(cfg, base)?;
     let model = resolve_model(cfg, base)?;
     let mut model_dir = ModelDir::open(&model.dir)?;
@@ -221,7 +221,6 @@ fn evaluate_all(t: &Trainer, p: &Prepared, cfg: &RunConfig, device: tch::Device)
     }
     Ok((all, main.context("the task has no dev split")?, None))
 }
-
 
 /// How [`run`] starts and reports.
 #[derive(Debug, Clone, Copy, Default)]
@@ -309,12 +308,15 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let attached = crate::peft::attach(&p.model_dir, p.head(), &cfg.method, device)?;
     if let (Some(dir), None) = (&cfg.init_adapter, &from) {
         let peft = crate::peft::import::read_peft_lora(dir).context("key `init_adapter`")?;
-        crate::peft::import::start_from_peft(&attached.setup, &peft, &attached.vs).with_context(|| format!("key `init_adapter`: {}", dir.display()))?;
+        crate::peft::import::start_from_peft(&attached.setup, &peft, &attached.vs)
+            .with_context(|| format!("key `init_adapter`: {}", dir.display()))?;
     }
     if let Some(ckpt) = &from {
-        crate::peft::save::apply_adapter(&crate::peft::save::read_adapter(ckpt)?, &attached.adapters, &attached.vs).with_context(|| format!("resuming from {}", ckpt.display()))?;
+        crate::peft::save::apply_adapter(&crate::peft::save::read_adapter(ckpt)?, &attached.adapters, &attached.vs)
+            .with_context(|| format!("resuming from {}", ckpt.display()))?;
     }
-    let mut t = Trainer::new(attached, &cfg.method, TrainerConfig { optim: cfg.optim.clone(), total_steps: p.total_steps, seed: cfg.seed })?;
+    let mut t =
+        Trainer::new(attached, &cfg.method, TrainerConfig { optim: cfg.optim.clone(), total_steps: p.total_steps, seed: cfg.seed })?;
     t.bf16 = cfg.bf16;
 
     let fresh_result = RunResult {
@@ -341,7 +343,12 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         Some(ckpt) => {
             let state = checkpoint::load_state(ckpt)?;
             let saved_step = super::checkpoint::resume(&mut t, ckpt)?;
-            anyhow::ensure!(saved_step == state.step, "{}: adapter step {saved_step} but trainer state step {}", ckpt.display(), state.step);
+            anyhow::ensure!(
+                saved_step == state.step,
+                "{}: adapter step {saved_step} but trainer state step {}",
+                ckpt.display(),
+                state.step
+            );
             checkpoint::truncate_logs(out, &state.files)?;
             let mut result = state.result;
             result.status = RunStatus::Running;
@@ -355,7 +362,11 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     let open = |name: &str| -> Result<std::fs::File> {
         let path = out.join(name);
         let mut o = std::fs::OpenOptions::new();
-        if from.is_some() { o.append(true) } else { o.write(true).create(true).truncate(true) };
+        if from.is_some() {
+            o.append(true)
+        } else {
+            o.write(true).create(true).truncate(true)
+        };
         o.open(&path).with_context(|| format!("cannot open {}", path.display()))
     };
     let mut curve = csv::WriterBuilder::new().from_writer(open("curve.csv")?);
@@ -369,7 +380,12 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
     }
     // Each matrix's rank where it changed: a rank_history.csv row and a `rank/<module>` scalar
     // (the heatmap's numbers, per allocation).
-    let log_ranks = |step: i64, ranks: &[(String, i64)], w: &mut csv::Writer<std::fs::File>, events: Option<&mut EventFile>, last: &mut BTreeMap<String, i64>| -> Result<()> {
+    let log_ranks = |step: i64,
+                     ranks: &[(String, i64)],
+                     w: &mut csv::Writer<std::fs::File>,
+                     events: Option<&mut EventFile>,
+                     last: &mut BTreeMap<String, i64>|
+     -> Result<()> {
         let mut changed = Vec::new();
         for (m, r) in ranks {
             if last.get(m) != Some(r) {
@@ -440,7 +456,8 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                 let stop = super::signals::stop_requested();
                 let save_now = stop.is_some() || (step % save_steps == 0 && step < p.total_steps);
                 // The losses stay on the device until a log point: one read for the window.
-                let log_now = save_now || eval_now || step % cfg.log_steps == 0 || step == p.total_steps || last_log.elapsed().as_secs() >= 60;
+                let log_now =
+                    save_now || eval_now || step % cfg.log_steps == 0 || step == p.total_steps || last_log.elapsed().as_secs() >= 60;
                 if log_now {
                     last_log = Instant::now();
                     // The counts change only with growth: refreshed where metrics.json and the
@@ -466,7 +483,14 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
                 }
                 if save_now {
                     history.flush()?;
-                    let state = TrainerState { step, seen, wall_seconds: secs, result: result.clone(), last_ranks: last_ranks.clone(), files: checkpoint::log_lengths(out) };
+                    let state = TrainerState {
+                        step,
+                        seen,
+                        wall_seconds: secs,
+                        result: result.clone(),
+                        last_ranks: last_ranks.clone(),
+                        files: checkpoint::log_lengths(out),
+                    };
                     let dir = checkpoint::save(out, &t, cfg, &state, cfg.save_total_limit)?;
                     if bar.is_hidden() {
                         eprintln!("checkpoint: {}", dir.display());
@@ -496,7 +520,8 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
             super::checkpoint::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, Path::new(&cfg.model), &cfg.task)?;
             // adapter/ is the end state (optimizer included): the checkpoints are done with.
             if out.join(checkpoint::CHECKPOINTS).exists() {
-                std::fs::remove_dir_all(out.join(checkpoint::CHECKPOINTS)).with_context(|| format!("cannot remove {}", out.join(checkpoint::CHECKPOINTS).display()))?;
+                std::fs::remove_dir_all(out.join(checkpoint::CHECKPOINTS))
+                    .with_context(|| format!("cannot remove {}", out.join(checkpoint::CHECKPOINTS).display()))?;
             }
         }
         Err(e) if interrupted.is_some() => {
@@ -525,4 +550,3 @@ fn set_param_counts(result: &mut RunResult, t: &Trainer) {
     result.adapter_params = t.adapter_param_count();
     result.head_params = t.head_param_count();
 }
-

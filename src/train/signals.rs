@@ -85,7 +85,11 @@ impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.step < 0 {
             // A sweep: its running children saved their checkpoints.
-            return write!(f, "interrupted by {}: the runs in progress saved checkpoints; run the same command again to continue", name(self.signal));
+            return write!(
+                f,
+                "interrupted by {}: the runs in progress saved checkpoints; run the same command again to continue",
+                name(self.signal)
+            );
         }
         write!(f, "interrupted by {} at step {}: checkpoint saved; run again with --resume to continue", name(self.signal), self.step)
     }

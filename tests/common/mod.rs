@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
-use triadapt::model::{DebertaModel, HeadKind, ModelDir, PlainLinearFactory};
-use triadapt::peft::method::{MethodConfig, MethodName};
 use triadapt::data::batch::Batch;
+use triadapt::model::{DebertaModel, HeadKind, ModelDir, PlainLinearFactory};
 use triadapt::optim::OptimConfig;
+use triadapt::peft::method::{MethodConfig, MethodName};
 use triadapt::train::{Trainer, TrainerConfig};
 
 pub fn fixtures() -> PathBuf {

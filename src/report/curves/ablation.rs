@@ -8,8 +8,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use polars::prelude::*;
 
-use super::*;
 use super::chart::*;
+use super::*;
 
 // ---------------------------------------------------------------------------------------------
 // Ablation
@@ -162,7 +162,12 @@ pub fn build_ablation(runs: &Runs, task: &str, keys: &[String], metric: &str, si
     let categories = if numeric && values.len() > MAX_EVEN {
         None
     } else if numeric {
-        Some(values.iter().map(|v| xs.iter().find(|x| crate::report::parse_f64(x) == Some(*v)).cloned().unwrap_or_default()).collect::<Vec<_>>())
+        Some(
+            values
+                .iter()
+                .map(|v| xs.iter().find(|x| crate::report::parse_f64(x) == Some(*v)).cloned().unwrap_or_default())
+                .collect::<Vec<_>>(),
+        )
     } else {
         let mut cats: Vec<String> = Vec::new();
         for v in columns_order(runs, keys)? {
@@ -183,10 +188,7 @@ pub fn build_ablation(runs: &Runs, task: &str, keys: &[String], metric: &str, si
             (Some(c), _) => c.iter().position(|v| v == &xs[i]).unwrap_or(0) as f64,
             (None, None) => unreachable!("a linear axis has numeric values only"),
         };
-        let refs = rows[i]
-            .iter()
-            .map(|&r| RunRef::of(&records[r], y[r].map(|v| v * scale)))
-            .collect();
+        let refs = rows[i].iter().map(|&r| RunRef::of(&records[r], y[r].map(|v| v * scale))).collect();
         by_series.entry((method, extra)).or_default().push(AblationPoint {
             runs: refs,
             x_text: xs[i].clone(),
@@ -346,7 +348,12 @@ impl Figure for Ablation {
             }
             if spread {
                 chart
-                    .draw_series(s.points.iter().filter(|p| p.n > 1).map(|p| ErrorBar::new_vertical(p.x + dx, p.min, p.mean, p.max, color.stroke_width(1), 10)))
+                    .draw_series(
+                        s.points
+                            .iter()
+                            .filter(|p| p.n > 1)
+                            .map(|p| ErrorBar::new_vertical(p.x + dx, p.min, p.mean, p.max, color.stroke_width(1), 10)),
+                    )
                     .plot()?;
             }
         }

@@ -53,7 +53,12 @@ pub fn line_dash(method: &str, variant: usize) -> Option<(i32, i32)> {
 }
 
 /// Draws a line through `points`, solid or with `dash`.
-pub(super) fn draw_line<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, points: Vec<(f64, f64)>, dash: Option<(i32, i32)>, style: ShapeStyle) -> Result<()> {
+pub(super) fn draw_line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    points: Vec<(f64, f64)>,
+    dash: Option<(i32, i32)>,
+    style: ShapeStyle,
+) -> Result<()> {
     match dash {
         None => chart.draw_series(LineSeries::new(points, style)).plot()?,
         Some((d, g)) => chart.draw_series(DashedLineSeries::new(points, d, g, style)).plot()?,
@@ -145,7 +150,13 @@ pub(super) fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, ite
 }
 
 /// A marker of `shape` (`marker_shape`) at a pixel position.
-pub(super) fn draw_marker_at<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: (i32, i32), shape: usize, color: RGBColor, size: i32) -> Result<()> {
+pub(super) fn draw_marker_at<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    p: (i32, i32),
+    shape: usize,
+    color: RGBColor,
+    size: i32,
+) -> Result<()> {
     match (shape % MARKER_SHAPES, marker_polygon(shape, size)) {
         (_, Some(corners)) => area.draw(&(EmptyElement::at(p) + Polygon::new(corners, color.filled()))).plot()?,
         (0, None) => area.draw(&Circle::new(p, size, color.filled())).plot()?,
@@ -155,9 +166,17 @@ pub(super) fn draw_marker_at<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, 
 }
 
 /// Markers of `shape` (`marker_shape`) at the points of a line.
-pub(super) fn draw_markers<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, points: &[(f64, f64)], shape: usize, color: RGBColor, size: i32) -> Result<()> {
+pub(super) fn draw_markers<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    points: &[(f64, f64)],
+    shape: usize,
+    color: RGBColor,
+    size: i32,
+) -> Result<()> {
     match (shape % MARKER_SHAPES, marker_polygon(shape, size)) {
-        (_, Some(corners)) => chart.draw_series(points.iter().map(|&p| EmptyElement::at(p) + Polygon::new(corners.clone(), color.filled()))).plot()?,
+        (_, Some(corners)) => {
+            chart.draw_series(points.iter().map(|&p| EmptyElement::at(p) + Polygon::new(corners.clone(), color.filled()))).plot()?
+        }
         (0, None) => chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled()))).plot()?,
         _ => chart.draw_series(points.iter().map(|&p| Cross::new(p, size, color.stroke_width(2)))).plot()?,
     };

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::*;
 use super::chart::*;
+use super::*;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurveRow {
@@ -320,7 +320,13 @@ pub fn build_rank_growth(runs: &Runs, task: &str, budget: Option<f64>, size: &Fi
             if mean.iter().all(|p| p.max == 0.0) {
                 continue;
             }
-            curves.push(MeanCurve { method: line.method.clone(), label: line.label.clone(), points: corner_points(&mean), budget: line_budget(line), runs: refs(line) });
+            curves.push(MeanCurve {
+                method: line.method.clone(),
+                label: line.label.clone(),
+                points: corner_points(&mean),
+                budget: line_budget(line),
+                runs: refs(line),
+            });
         }
         if !curves.is_empty() {
             out.push(RankGrowth { task: task.to_string(), budget: set.budget, curves, chosen: set.chosen, size: size.or((WIDTH, HEIGHT)) });
@@ -349,16 +355,30 @@ pub fn build_training(runs: &Runs, task: &str, budget: Option<f64>, size: &Figur
                 .collect();
             if !losses.is_empty() {
                 let points = thin(mean_over_runs(&losses), MAX_LOSS_POINTS);
-                loss.push(MeanCurve { method: line.method.clone(), label: line.label.clone(), points, budget: line_budget(line), runs: refs(line) });
+                loss.push(MeanCurve {
+                    method: line.method.clone(),
+                    label: line.label.clone(),
+                    points,
+                    budget: line_budget(line),
+                    runs: refs(line),
+                });
             }
             let evals: Vec<Vec<(f64, f64)>> = line
                 .runs
                 .iter()
-                .map(|(_, rows)| merge_final_evaluation(&rows.iter().filter_map(|c| c.dev_metric.map(|v| (c.step, v * factor))).collect::<Vec<_>>()))
+                .map(|(_, rows)| {
+                    merge_final_evaluation(&rows.iter().filter_map(|c| c.dev_metric.map(|v| (c.step, v * factor))).collect::<Vec<_>>())
+                })
                 .filter(|e| !e.is_empty())
                 .collect();
             if !evals.is_empty() {
-                dev.push(MeanCurve { method: line.method.clone(), label: line.label.clone(), points: mean_over_runs(&evals), budget: line_budget(line), runs: refs(line) });
+                dev.push(MeanCurve {
+                    method: line.method.clone(),
+                    label: line.label.clone(),
+                    points: mean_over_runs(&evals),
+                    budget: line_budget(line),
+                    runs: refs(line),
+                });
             }
         }
         if !loss.is_empty() || !dev.is_empty() {
@@ -415,7 +435,12 @@ pub(super) fn curve_legend(curves: &[&MeanCurve], budgets: &[(f64, RGBColor, Str
             });
         }
     }
-    items.extend(budgets.iter().map(|(_, color, label)| LegendItem { label: label.clone(), color: *color, dash: Some(BUDGET_DASH), marker: None }));
+    items.extend(budgets.iter().map(|(_, color, label)| LegendItem {
+        label: label.clone(),
+        color: *color,
+        dash: Some(BUDGET_DASH),
+        marker: None,
+    }));
     items
 }
 
@@ -614,7 +639,8 @@ impl Figure for Training {
         )?;
         let (legend_area, body) = rest.split_vertically(legend_height(&legend, self.size.0));
         draw_legend(&legend_area, &legend)?;
-        let panel = |curves, x_desc, y_desc, markers| StepPanel { curves, x_desc, y_desc, markers, integer_y: false, steps: false, budgets: &[] };
+        let panel =
+            |curves, x_desc, y_desc, markers| StepPanel { curves, x_desc, y_desc, markers, integer_y: false, steps: false, budgets: &[] };
         match (self.loss.is_empty(), self.dev.is_empty()) {
             (false, false) => {
                 // The upper panel shares the lower one's x axis: tick labels only.
@@ -664,7 +690,10 @@ mod tests {
     #[test]
     fn means_over_runs_per_step() {
         let m = mean_over_runs(&[vec![(1.0, 1.0), (2.0, 4.0)], vec![(1.0, 3.0), (2.0, 8.0)], vec![(1.0, 2.0)]]);
-        assert_eq!(m, [MeanPoint { step: 1.0, n: 3, mean: 2.0, min: 1.0, max: 3.0 }, MeanPoint { step: 2.0, n: 2, mean: 6.0, min: 4.0, max: 8.0 }]);
+        assert_eq!(
+            m,
+            [MeanPoint { step: 1.0, n: 3, mean: 2.0, min: 1.0, max: 3.0 }, MeanPoint { step: 2.0, n: 2, mean: 6.0, min: 4.0, max: 8.0 }]
+        );
     }
 
     #[test]
