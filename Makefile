@@ -8,7 +8,7 @@ CARGO_ENV := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH L
 CARGO := $(CARGO_ENV) cargo
 BIN := target/release/triadapt
 
-.PHONY: all venv build test test-slurm demo reproduce fixtures clean env bench
+.PHONY: all venv build test lint test-slurm demo reproduce fixtures clean env bench
 
 all: build
 
@@ -23,6 +23,14 @@ venv: $(STAMP)
 
 build: $(STAMP)
 	$(CARGO) build --release
+
+## The habits CI holds every change to (.ci/run runs this before `make test`): formatting
+## (rustfmt.toml), clippy with warnings as errors on every target, and docs whose intra-doc links
+## resolve. --release shares the build scripts and proc macros with `make test`'s build.
+lint: $(STAMP)
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
 
 ## Tests against fixtures made on another machine, run a second time under other CPU kernels
 ## (ATen's unvectorised `default` kernels; MKL limited to AVX2, which matters on Intel AVX-512
