@@ -62,7 +62,7 @@ enum Command {
     /// Config keys (dotted paths; `--set` and sweep grids take the same):
     /// task, data_dir, model, max_seq_length, batch_size, eval_batch_size, epochs, max_steps,
     /// eval_steps, log_steps, save_steps, save_total_limit, seed, cls_dropout,
-    /// max_train_examples, max_eval_examples, device, bf16, tf32, init_adapter,
+    /// max_train_examples, max_eval_examples, device, bf16, tf32, init_adapter, log.tensorboard,
     /// optim.{lr, weight_decay, warmup_steps, max_grad_norm, adam_beta1, adam_beta2, adam_eps,
     /// adamw (torch | legacy_hf)}, method.{name, lora_alpha, lora_dropout, orth_reg_weight,
     /// lr_policy (restart | follow | constant), budget (strict | reference), target_modules,

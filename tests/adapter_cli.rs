@@ -52,16 +52,22 @@ fn oracle_jobs_with_position_query(jobs: &[(PathBuf, Option<PathBuf>, &str)], in
         .collect()
 }
 
-#[test]
-fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The v3 oracle batch, and its inputs written to `dir` for the Python oracle.
+fn oracle_inputs(dir: &Path) -> (std::collections::HashMap<String, Tensor>, PathBuf) {
     let o = crate::common::oracle("v3_batch");
-    let inputs = tmp.path().join("inputs.safetensors");
+    let inputs = dir.join("inputs.safetensors");
     Tensor::write_safetensors(
         &[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])],
         &inputs,
     )
     .unwrap();
+    (o, inputs)
+}
+
+#[test]
+fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (o, inputs) = oracle_inputs(tmp.path());
     let (mut jobs, mut ours_all) = (Vec::new(), Vec::new());
     for method in ["triadapt", "adalora"] {
         let run = tmp.path().join(method);
@@ -121,13 +127,7 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
 #[test]
 fn frozen_position_query_is_the_glue_harness_attention() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = crate::common::oracle("v3_batch");
-    let inputs = tmp.path().join("inputs.safetensors");
-    Tensor::write_safetensors(
-        &[("input_ids", &o["input_ids"]), ("attention_mask", &o["attention_mask"]), ("token_type_ids", &o["token_type_ids"])],
-        &inputs,
-    )
-    .unwrap();
+    let (o, inputs) = oracle_inputs(tmp.path());
     let (run, peft) = (tmp.path().join("run"), tmp.path().join("peft"));
     triadapt(&[
         "train",

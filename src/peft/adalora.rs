@@ -408,13 +408,7 @@ impl RankController for AdaLoraController {
     /// column each), so a finished run reports its final budget (target_rank x n triplets), not
     /// the r_init x n triplets that stay trainable (`trainable_count` still counts those).
     fn reported_param_count(&self) -> i64 {
-        self.adapters
-            .iter()
-            .map(|(_, a)| {
-                let a = lock(a);
-                a.rank() * (a.a.size()[1] + a.b.size()[0] + 1)
-            })
-            .sum()
+        super::triplet_param_count(&self.adapters)
     }
 
     /// PEFT's `update_and_allocate(global_step = step)`. Before T - t_f: statistics update, then

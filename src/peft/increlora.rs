@@ -575,13 +575,7 @@ impl RankController for IncreLoraController {
     /// The active ranks' A rows, E entries and B columns: r (d_in + d_out + 1) per matrix, as
     /// IncreLoRA counts its parameters (the reserve trained ahead is left out).
     fn reported_param_count(&self) -> i64 {
-        self.adapters
-            .iter()
-            .map(|(_, a)| {
-                let a = lock(a);
-                a.rank() * (a.a.size()[1] + a.b.size()[0] + 1)
-            })
-            .sum()
+        super::triplet_param_count(&self.adapters)
     }
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {

@@ -89,6 +89,21 @@ pub fn dyn_adapters<A: Adapter + 'static>(adapters: &[(String, Shared<A>)]) -> V
 /// A shared handle: the linear layer reads it in the forward pass, the controller grows it.
 pub type Shared<A> = Arc<Mutex<A>>;
 
+/// #Params of triplet adapters (AdaLoRA, IncreLoRA) as their papers count them: an A row, an E
+/// entry and a B column per effective rank, r (d_in + d_out + 1) per matrix (shapes from the
+/// `lora_A` [r, d_in] and `lora_B` [d_out, r] parameters).
+pub fn triplet_param_count<A: Adapter>(adapters: &[(String, Shared<A>)]) -> i64 {
+    adapters
+        .iter()
+        .map(|(_, a)| {
+            let a = a.lock().expect("adapter lock poisoned");
+            let params = a.params();
+            let dim = |role: &str, axis: usize| params.iter().find(|(r, _)| *r == role).map_or(0, |(_, t)| t.size()[axis]);
+            a.rank() * (dim("lora_A", 1) + dim("lora_B", 0) + 1)
+        })
+        .sum()
+}
+
 pub fn shared<A>(a: A) -> Shared<A> {
     Arc::new(Mutex::new(a))
 }
