@@ -64,6 +64,15 @@ fn oracle_inputs(dir: &Path) -> (std::collections::HashMap<String, Tensor>, Path
     (o, inputs)
 }
 
+/// `triadapt train` of `method` on the bundled synthetic task into `out`, with `--set` overrides.
+fn train_synthetic(method: &str, out: &Path, sets: &[&str]) {
+    let mut args = vec!["train", "--config", "experiments/synthetic_rte.yaml", "--method", method, "--out", out.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    triadapt(&args);
+}
+
 #[test]
 fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,26 +80,11 @@ fn merged_and_peft_exports_of_a_trained_run_give_our_logits() {
     let (mut jobs, mut ours_all) = (Vec::new(), Vec::new());
     for method in ["triadapt", "adalora"] {
         let run = tmp.path().join(method);
-        let extra: &[&str] = if method == "adalora" {
-            &["--set", "method.adalora.tinit=5", "--set", "method.adalora.tfinal=10", "--set", "method.adalora.delta_t=5"]
-        } else {
-            &[]
-        };
-        let mut args = vec![
-            "train",
-            "--config",
-            "experiments/synthetic_rte.yaml",
-            "--method",
-            method,
-            "--out",
-            run.to_str().unwrap(),
-            "--set",
-            "max_steps=40",
-            "--set",
-            "eval_steps=40",
-        ];
-        args.extend_from_slice(extra);
-        triadapt(&args);
+        let mut sets = vec!["max_steps=40", "eval_steps=40"];
+        if method == "adalora" {
+            sets.extend(["method.adalora.tinit=5", "method.adalora.tfinal=10", "method.adalora.delta_t=5"]);
+        }
+        train_synthetic(method, &run, &sets);
         let (merged, peft) = (tmp.path().join(format!("{method}_merged")), tmp.path().join(format!("{method}_peft")));
         triadapt(&["merge", run.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
         triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
@@ -129,23 +123,8 @@ fn frozen_position_query_is_the_glue_harness_attention() {
     let tmp = tempfile::tempdir().unwrap();
     let (o, inputs) = oracle_inputs(tmp.path());
     let (run, peft) = (tmp.path().join("run"), tmp.path().join("peft"));
-    triadapt(&[
-        "train",
-        "--config",
-        "experiments/synthetic_rte.yaml",
-        "--method",
-        "lora",
-        "--out",
-        run.to_str().unwrap(),
-        "--set",
-        "max_steps=30",
-        "--set",
-        "eval_steps=30",
-        "--set",
-        "method.position_query=frozen",
-        "--set",
-        "method.train_pooler=false",
-    ]);
+    let frozen = ["method.position_query=frozen", "method.train_pooler=false"];
+    train_synthetic("lora", &run, &[&["max_steps=30", "eval_steps=30"][..], &frozen].concat());
     triadapt(&["export-peft", run.to_str().unwrap(), "--out", peft.to_str().unwrap()]);
     let a = load_adapted(&run, triadapt::train::checkpoint::Which::Last, None, Device::Cpu).unwrap();
     let ours = tch::no_grad(|| a.model.forward_t(&o["input_ids"], &o["attention_mask"], &o["token_type_ids"], false).logits);
@@ -161,25 +140,7 @@ fn frozen_position_query_is_the_glue_harness_attention() {
     let saved: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(run.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
     let first = tmp.path().join("first");
-    triadapt(&[
-        "train",
-        "--config",
-        "experiments/synthetic_rte.yaml",
-        "--method",
-        "lora",
-        "--out",
-        first.to_str().unwrap(),
-        "--set",
-        "max_steps=1",
-        "--set",
-        "eval_steps=1",
-        "--set",
-        "optim.lr=1e-12",
-        "--set",
-        "method.position_query=frozen",
-        "--set",
-        "method.train_pooler=false",
-    ]);
+    train_synthetic("lora", &first, &[&["max_steps=1", "eval_steps=1", "optim.lr=1e-12"][..], &frozen].concat());
     let initial: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(first.join("adapter/adapter_model.safetensors")).unwrap().into_iter().collect();
     assert!(saved["pooler.dense.weight"].equal(&initial["pooler.dense.weight"]), "the frozen pooler moved");

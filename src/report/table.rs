@@ -199,19 +199,16 @@ fn score_cells(label: &str, params: Option<f64>, scores: &BTreeMap<String, Summa
         Some(AllAvg::CellMeans(_)) => "nan".into(),
         None => "-".into(),
     };
-    vec![
-        label.to_string(),
-        params.map_or("-".into(), format_params),
-        two("mnli_m", "mnli_mm"),
-        one("sst2"),
-        one("cola"),
-        two("qqp_acc", "qqp_f1"),
-        one("qnli"),
-        one("rte"),
-        one("mrpc"),
-        one("stsb"),
-        avg,
-    ]
+    let mut cells = vec![label.to_string(), params.map_or("-".into(), format_params)];
+    cells.extend(task_cells(one, two));
+    cells.push(avg);
+    cells
+}
+
+/// The eight task cells in `COLUMNS` order, from a one-score and a two-score (MNLI m/mm, QQP
+/// Acc/F1) cell maker.
+fn task_cells(one: impl Fn(&str) -> String, two: impl Fn(&str, &str) -> String) -> Vec<String> {
+    vec![two("mnli_m", "mnli_mm"), one("sst2"), one("cola"), two("qqp_acc", "qqp_f1"), one("qnli"), one("rte"), one("mrpc"), one("stsb")]
 }
 
 /// Our means (x100) by `SCORE_KEYS`, All Avg included.
@@ -231,32 +228,12 @@ fn published_row(row: &TableRow, published: BTreeMap<String, f64>) -> Published 
     let two = |a: &str, b: &str| if p(a).is_none() && p(b).is_none() { "-".into() } else { format!("{}/{}", one(a), one(b)) };
     let d = |k: &str| difference_text(ours.get(k).copied(), p(k));
     let d2 = |a: &str, b: &str| if p(a).is_none() && p(b).is_none() { "-".into() } else { format!("{}/{}", d(a), d(b)) };
-    let cells = vec![
-        "↳ published".into(),
-        String::new(),
-        two("mnli_m", "mnli_mm"),
-        one("sst2"),
-        one("cola"),
-        two("qqp_acc", "qqp_f1"),
-        one("qnli"),
-        one("rte"),
-        one("mrpc"),
-        one("stsb"),
-        one("all_avg"),
-    ];
-    let differences = vec![
-        "↳ ours − published".into(),
-        String::new(),
-        d2("mnli_m", "mnli_mm"),
-        d("sst2"),
-        d("cola"),
-        d2("qqp_acc", "qqp_f1"),
-        d("qnli"),
-        d("rte"),
-        d("mrpc"),
-        d("stsb"),
-        d("all_avg"),
-    ];
+    let mut cells = vec!["↳ published".into(), String::new()];
+    cells.extend(task_cells(one, two));
+    cells.push(one("all_avg"));
+    let mut differences = vec!["↳ ours − published".into(), String::new()];
+    differences.extend(task_cells(d, d2));
+    differences.push(d("all_avg"));
     Published { scores: published, cells, differences }
 }
 
