@@ -2,8 +2,9 @@
 //! LD_LIBRARY_PATH), links libtorch_cuda explicitly so that CUDA is found on a GPU machine, and
 //! records the torch version the binary was built against for `triadapt env` and the git commit
 //! for run folders' run_info.json. Compiles the op counter (csrc/op_counter.cpp, a LibTorch
-//! RecordFunction callback for `triadapt bench --ops`) against the same LibTorch's headers, with
-//! the flags torch-sys compiles its own C++ glue with.
+//! RecordFunction callback for `triadapt bench --ops`) and the multi-tensor ops tch does not wrap
+//! (csrc/multi_tensor.cpp) against the same LibTorch's headers, with the flags torch-sys compiles
+//! its own C++ glue with.
 use std::path::Path;
 
 fn main() {
@@ -61,7 +62,9 @@ fn compile_op_counter(lib_dir: &str) {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("csrc/op_counter.cpp")
+        .file("csrc/multi_tensor.cpp")
         .compile("triadapt_op_counter");
     println!("cargo:rerun-if-changed=csrc/op_counter.cpp");
+    println!("cargo:rerun-if-changed=csrc/multi_tensor.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
 }

@@ -643,7 +643,7 @@ fn counted_step(t: &mut Trainer, batch: &Batch, step: i64, counter: &OpCounter, 
     loss.backward();
     take(2, "backward");
     if t.optim.max_grad_norm > 0.0 {
-        crate::optim::clip_grad_norm(&t.trainable(), t.optim.max_grad_norm);
+        t.opt.clip_grad_norm(t.optim.max_grad_norm);
     }
     take(3, "clipping");
     // Trainer::optimizer_step: the controller's pre-update hook, then AdamW.

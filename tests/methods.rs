@@ -362,3 +362,69 @@ fn training_steps_read_nothing_back_except_at_allocations() {
         }
     }
 }
+
+/// The flat buffers (one clipping and one AdamW update per buffer) give the same bits as the
+/// per-tensor path, the oracle, over a run in which every adaptive method grows or masks, for
+/// both AdamW variants, with the CPU's one-pass kernel and with the tensor ops a GPU runs
+/// (`tensor_ops_only`). Compared: every step's loss and gradient norm, and at the end every
+/// trainable tensor and its optimizer state.
+#[test]
+fn flat_buffers_train_bit_for_bit_like_one_tensor_at_a_time() {
+    use triadapt::optim::AdamWVariant;
+    let _rng = crate::common::torch_rng();
+    let b = batch();
+    let total = 12;
+    for name in MethodName::ALL {
+        for variant in [AdamWVariant::Torch, AdamWVariant::LegacyHf] {
+            let mut cfg = method(name);
+            cfg.increlora.init_warmup = 4;
+            cfg.increlora.incre_interval = 4;
+            cfg.adalora.tinit = 4;
+            cfg.adalora.tfinal = 2;
+            cfg.adalora.delta_t = 3;
+            let run = |flat: bool, tensor_ops_only: bool| {
+                tch::manual_seed(7);
+                let dir = triadapt::model::ModelDir::open(&crate::common::model_dir("v3")).unwrap();
+                let model = triadapt::peft::attach(&dir, triadapt::model::HeadKind::Cls, &cfg, tch::Device::Cpu).unwrap();
+                let mut tc = crate::common::trainer_config(total);
+                tc.optim.adamw = variant;
+                // A low clipping threshold, so that clipping scales the gradients.
+                tc.optim.max_grad_norm = 0.5;
+                let mut t = triadapt::train::Trainer::new(model, &cfg, tc).unwrap();
+                t.opt.flat = flat;
+                t.opt.tensor_ops_only = tensor_ops_only;
+                let mut trace = Vec::new();
+                for step in 0..total {
+                    let s = t.step(&b, step).unwrap();
+                    trace.push((s.loss.double_value(&[]), s.grad_norm.map(|g| g.double_value(&[]))));
+                }
+                let names: Vec<String> = t.opt.names().map(str::to_string).collect();
+                let state: Vec<(String, Vec<Tensor>)> = names
+                    .into_iter()
+                    .map(|n| {
+                        let [m, v, birth] = t.opt.state(&n).unwrap();
+                        let tensors = vec![t.opt.value(&n).unwrap().copy(), m.copy(), v.copy(), birth.contiguous()];
+                        (n, tensors)
+                    })
+                    .collect();
+                let expect = if flat { total as u64 } else { 0 };
+                assert_eq!(t.opt.flat_updates(), expect, "{name:?}: updates through the flat buffers");
+                (trace, state, t.controller.ranks())
+            };
+            for ops in [false, true] {
+                let (oracle_trace, oracle_state, oracle_ranks) = run(false, ops);
+                let (trace, state, ranks) = run(true, ops);
+                let flat = true;
+                let what = format!("{name:?} {variant:?} flat {flat} tensor ops {ops}");
+                assert_eq!(trace, oracle_trace, "{what}: losses or gradient norms differ");
+                assert_eq!(ranks, oracle_ranks, "{what}: ranks differ");
+                assert_eq!(state.len(), oracle_state.len(), "{what}");
+                for ((n, a), (_, b)) in state.iter().zip(&oracle_state) {
+                    for (x, y) in a.iter().zip(b) {
+                        assert!(x.equal(y), "{what}: {n} differs from the per-tensor path");
+                    }
+                }
+            }
+        }
+    }
+}

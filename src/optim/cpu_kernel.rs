@@ -1,39 +1,29 @@
-//! AdamW's update for a contiguous float32 CPU tensor in one pass over memory.
+//! AdamW's update of contiguous float32 CPU buffers in one pass over memory.
 //!
-//! The tensor-op path of [`super::AdamW::step`] reads and writes each parameter-sized buffer about
-//! ten times (decay, lerp, two second-moment ops, sqrt, two scalings, divide, subtract). That is
-//! what made full fine-tuning slower than torch's fused AdamW (README "Benchmarks"). This loop
-//! does the same float32 arithmetic, in the same order, element by element, split across
-//! LibTorch's intra-op thread count.
+//! The tensor-op path (`update::apply_with_tensor_ops`) reads and writes each buffer about
+//! fifteen times; that is what made full fine-tuning slower than torch's fused AdamW (README
+//! "Benchmarks"). This loop does the same float32 operations, in the same order, element by
+//! element, split across LibTorch's intra-op thread count: correctly rounded operations only, so
+//! its results equal the tensor ops' on CUDA bit for bit (on the CPU, LibTorch's vectorised
+//! square root may differ by an ulp).
 
 use tch::{Device, Kind, Tensor};
 
-/// The scalars of one update, already in float32 as torch casts them.
-#[derive(Debug, Clone, Copy)]
-pub struct Step {
-    /// 1 - lr * weight_decay (decoupled decay).
-    pub decay: f32,
-    /// 1 - beta1, the lerp weight of the first moment.
-    pub lerp: f32,
-    pub beta2: f32,
-    pub one_minus_beta2: f32,
-    /// sqrt(1 - beta2^t).
-    pub bc2_sqrt: f32,
-    pub eps: f32,
-    /// lr / (1 - beta1^t).
-    pub step_size: f32,
-}
+use super::update::{Buffers, ClassScalars, Shared};
+use super::AdamWVariant;
 
-/// Below this many entries one thread does the whole tensor (thread start-up would dominate).
+/// Below this many entries one thread does the whole buffer (thread start-up would dominate).
 const PER_THREAD_MIN: usize = 1 << 15;
 
-/// Whether [`update`] can take these tensors: all float32, on the CPU, contiguous, same size,
-/// and the three state buffers distinct.
-pub fn applies(value: &Tensor, grad: &Tensor, exp_avg: &Tensor, exp_avg_sq: &Tensor) -> bool {
-    let all = [value, grad, exp_avg, exp_avg_sq];
-    let n = value.numel();
-    all.iter().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n)
-        && distinct(&[value, exp_avg, exp_avg_sq, grad])
+/// Whether [`update`] can take these buffers: all float32 (the class index int32), on the CPU,
+/// contiguous, same size, and the written buffers distinct from each other and the gradient.
+pub fn applies(b: &Buffers) -> bool {
+    let all = [b.value, b.grad, b.exp_avg, b.exp_avg_sq];
+    let n = b.value.numel();
+    let plain = |t: &Tensor, kind: Kind| t.device() == Device::Cpu && t.kind() == kind && t.is_contiguous() && t.numel() == n;
+    all.iter().all(|t| plain(t, Kind::Float))
+        && b.class.is_none_or(|c| plain(c, Kind::Int))
+        && distinct(&[b.value, b.exp_avg, b.exp_avg_sq, b.grad])
 }
 
 fn distinct(ts: &[&Tensor]) -> bool {
@@ -41,45 +31,75 @@ fn distinct(ts: &[&Tensor]) -> bool {
     ptrs.iter().enumerate().all(|(i, p)| !ptrs[..i].contains(p))
 }
 
-/// Updates `value`, `exp_avg` and `exp_avg_sq` in place. The caller checks [`applies`].
-pub fn update(value: &Tensor, grad: &Tensor, exp_avg: &Tensor, exp_avg_sq: &Tensor, s: Step) {
-    debug_assert!(applies(value, grad, exp_avg, exp_avg_sq));
-    let n = value.numel();
+/// Updates value, exp_avg and exp_avg_sq in place. The caller checks [`applies`].
+pub fn update(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], s: Shared) {
+    debug_assert!(applies(b));
+    let n = b.value.numel();
     if n == 0 {
         return;
     }
-    // SAFETY: `applies` checked that the four tensors are contiguous float32 CPU buffers of n
-    // entries and that value, exp_avg, exp_avg_sq (written) and grad (read) do not share memory;
-    // nothing else touches them during the optimizer step.
-    let (p, g, m, v) = unsafe {
+    // SAFETY: `applies` checked that the buffers are contiguous CPU buffers of n entries of the
+    // right type and that value, exp_avg, exp_avg_sq (written) and grad (read) do not share
+    // memory; nothing else touches them during the optimizer step.
+    let (p, g, m, v, class) = unsafe {
         (
-            std::slice::from_raw_parts_mut(value.data_ptr() as *mut f32, n),
-            std::slice::from_raw_parts(grad.data_ptr() as *const f32, n),
-            std::slice::from_raw_parts_mut(exp_avg.data_ptr() as *mut f32, n),
-            std::slice::from_raw_parts_mut(exp_avg_sq.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(b.value.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts(b.grad.data_ptr() as *const f32, n),
+            std::slice::from_raw_parts_mut(b.exp_avg.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(b.exp_avg_sq.data_ptr() as *mut f32, n),
+            b.class.map(|c| std::slice::from_raw_parts(c.data_ptr() as *const i32, n)),
         )
+    };
+    let uniform = b.uniform;
+    let run = move |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: Option<&[i32]>| match variant {
+        AdamWVariant::Torch => torch_slices(p, g, m, v, class, uniform, table, s),
+        AdamWVariant::LegacyHf => legacy_hf_slices(p, g, m, v, class, uniform, table, s),
     };
     let threads = (tch::get_num_threads().max(1) as usize).min(n / PER_THREAD_MIN).max(1);
     if threads == 1 {
-        update_slices(p, g, m, v, s);
+        run(p, g, m, v, class);
         return;
     }
     let chunk = n.div_ceil(threads);
     std::thread::scope(|scope| {
+        let mut class_chunks = class.map(|c| c.chunks(chunk));
         for (((p, g), m), v) in p.chunks_mut(chunk).zip(g.chunks(chunk)).zip(m.chunks_mut(chunk)).zip(v.chunks_mut(chunk)) {
-            scope.spawn(move || update_slices(p, g, m, v, s));
+            let class = class_chunks.as_mut().and_then(|c| c.next());
+            scope.spawn(move || run(p, g, m, v, class));
         }
     });
 }
 
-/// torch.optim.AdamW's single-tensor steps, per entry: `p *= decay`, `m.lerp_(g, 1 - beta1)`,
-/// `v = v * beta2 + g * (g * (1 - beta2))`, `p -= step_size * m / (sqrt(v) / bc2_sqrt + eps)`.
-fn update_slices(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: Step) {
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *p *= s.decay;
-        *m += s.lerp * (g - *m);
-        *v = *v * s.beta2 + g * (g * s.one_minus_beta2);
-        let denom = v.sqrt() / s.bc2_sqrt + s.eps;
-        *p -= (*m / denom) * s.step_size;
+/// The class scalars of entry `i`.
+#[inline]
+fn row(table: &[ClassScalars], class: Option<&[i32]>, uniform: usize, i: usize) -> ClassScalars {
+    table[class.map_or(uniform, |c| c[i] as usize)]
+}
+
+/// torch.optim.AdamW per entry: `p *= decay`, `m += (1 - b1) (g - m)`,
+/// `v = v b2 + g (g (1 - b2))`, `p -= (m / (sqrt(v) / bc2_sqrt + eps)) step_size`.
+#[allow(clippy::too_many_arguments)]
+fn torch_slices(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: Option<&[i32]>, uniform: usize, table: &[ClassScalars], s: Shared) {
+    for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
+        let [decay, bc2_sqrt, step_size] = row(table, class, uniform, i);
+        *p *= decay;
+        *m += (g - *m) * s.one_minus_beta1;
+        *v = *v * s.beta2 + (g * s.one_minus_beta2) * g;
+        let denom = v.sqrt() / bc2_sqrt + s.eps;
+        *p -= (*m / denom) * step_size;
+    }
+}
+
+/// Old HF transformers' AdamW per entry: `m = m b1 + g (1 - b1)`, `v` as torch's,
+/// `p -= (m / (sqrt(v) + eps)) step_size`, then `p -= p (lr wd)`.
+#[allow(clippy::too_many_arguments)]
+fn legacy_hf_slices(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: Option<&[i32]>, uniform: usize, table: &[ClassScalars], s: Shared) {
+    for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
+        let [step_size, lr_wd, _] = row(table, class, uniform, i);
+        *m = *m * s.beta1 + g * s.one_minus_beta1;
+        *v = *v * s.beta2 + (g * s.one_minus_beta2) * g;
+        let denom = v.sqrt() + s.eps;
+        *p -= (*m / denom) * step_size;
+        *p -= *p * lr_wd;
     }
 }

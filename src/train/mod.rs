@@ -8,7 +8,7 @@ use tch::{nn, Kind, Reduction, Tensor};
 
 use crate::data::batch::Batch;
 use crate::model::{DebertaModel, HeadKind};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, LrPolicy, OptimConfig};
+use crate::optim::{AdamW, AdamWConfig, LrPolicy, OptimConfig};
 use crate::peft::method::{MethodConfig, MethodName};
 use crate::peft::Attached;
 use crate::peft::RankController;
@@ -129,6 +129,7 @@ impl Trainer {
             opt.add(&name, &t, 0, optim.weight_decay)?;
             opt.set_grown_weight_decay(&name, grown_decay)?;
         }
+        opt.pack();
         Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars, adapters, bf16: false })
     }
 
@@ -197,7 +198,7 @@ impl Trainer {
         self.opt.zero_grad();
         loss.backward();
         if self.optim.max_grad_norm > 0.0 {
-            clip_grad_norm(&self.trainable(), self.optim.max_grad_norm)
+            self.opt.clip_grad_norm(self.optim.max_grad_norm)
         } else {
             None
         }
@@ -214,9 +215,12 @@ impl Trainer {
         Ok(self.optim.lr * mult(0))
     }
 
-    /// Phase 4: the rank controller after the update (growth, masking).
+    /// Phase 4: the rank controller after the update (growth, masking), then the optimizer's
+    /// flat buffers re-packed if a tensor grew.
     pub fn after_step(&mut self, step: i64) -> Result<()> {
-        self.controller.after_step(step, &mut self.opt)
+        self.controller.after_step(step, &mut self.opt)?;
+        self.opt.pack();
+        Ok(())
     }
 
     /// One optimisation step at global step `step` (0-based): the four phases. Nothing is read
