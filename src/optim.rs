@@ -449,7 +449,14 @@ impl AdamW {
         let variant = self.config.variant;
         if self.flat && self.gather_grads() {
             for g in &self.groups {
-                let b = Buffers { value: &g.value, grad: &g.grad, exp_avg: &g.exp_avg, exp_avg_sq: &g.exp_avg_sq, class: Some(&g.class), uniform: 0 };
+                let b = Buffers {
+                    value: &g.value,
+                    grad: &g.grad,
+                    exp_avg: &g.exp_avg,
+                    exp_avg_sq: &g.exp_avg_sq,
+                    class: Some(&g.class),
+                    uniform: 0,
+                };
                 update::apply(variant, &b, &table, shared, self.tensor_ops_only);
             }
             self.flat_updates += 1;
@@ -460,7 +467,14 @@ impl AdamW {
             if !grad.defined() {
                 continue;
             }
-            let b = Buffers { value: &s.value, grad: &grad, exp_avg: &s.exp_avg, exp_avg_sq: &s.exp_avg_sq, class: s.class.as_ref(), uniform: 0 };
+            let b = Buffers {
+                value: &s.value,
+                grad: &grad,
+                exp_avg: &s.exp_avg,
+                exp_avg_sq: &s.exp_avg_sq,
+                class: s.class.as_ref(),
+                uniform: 0,
+            };
             update::apply(variant, &b, &table, shared, self.tensor_ops_only);
         }
     }
@@ -497,7 +511,6 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Option<Tensor> {
     });
     Some(total.detach())
 }
-
 
 #[cfg(test)]
 mod tests {

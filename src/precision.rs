@@ -77,6 +77,13 @@ pub fn enable_bf16(device: Device) -> Result<()> {
     Ok(())
 }
 
+/// Whether bf16 autocast is on for `device`'s type on this thread (inside an [`autocast`] block).
+pub fn bf16_autocast_active(device: Device) -> bool {
+    let dt = device_type(device);
+    // SAFETY: plain getters of LibTorch's thread-local autocast state.
+    unsafe { at_is_autocast_enabled(dt) && at_get_autocast_dtype(dt) == SCALAR_BFLOAT16 }
+}
+
 /// Runs `f` with autocast on for `device`'s type when `enabled` (restoring the previous state
 /// after), as a `with torch.autocast(...)` block. Call [`enable_bf16`] once first.
 pub fn autocast<T>(device: Device, enabled: bool, f: impl FnOnce() -> T) -> T {

@@ -428,3 +428,30 @@ fn flat_buffers_train_bit_for_bit_like_one_tensor_at_a_time() {
         }
     }
 }
+
+/// Under bf16 autocast, frozen weights cast once (`model::linear::Bf16Copy`) train bit for bit
+/// like casting them at each use, as autocast alone does: every step's loss, and the trained
+/// tensors at the end.
+#[test]
+fn bf16_frozen_weights_cast_once_train_bit_for_bit_like_casting_at_each_use() {
+    let _rng = crate::common::torch_rng();
+    triadapt::precision::enable_bf16(Device::Cpu).unwrap();
+    let b = batch();
+    let total = 6;
+    for name in [MethodName::Lora, MethodName::Adalora, MethodName::Triadapt] {
+        let cfg = method(name);
+        let run = || {
+            let mut t = trainer(&cfg, total);
+            t.bf16 = true;
+            let losses: Vec<f64> = (0..total).map(|step| t.step(&b, step).unwrap().loss_value()).collect();
+            let values: Vec<Tensor> = t.trainable().iter().map(|v| v.copy()).collect();
+            (losses, values)
+        };
+        let (losses, values) = run();
+        let (each_losses, each_values) = triadapt::model::linear::casting_at_each_use(run);
+        assert_eq!(losses, each_losses, "{name:?}: losses differ");
+        for (a, b) in values.iter().zip(&each_values) {
+            assert!(a.equal(b), "{name:?}: a trained tensor differs");
+        }
+    }
+}

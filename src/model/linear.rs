@@ -1,7 +1,9 @@
 //! The linear-layer factory: the backbone asks it for each of the six per-layer matrices by HF
 //! path, so fine-tuning methods plug in adapters without the model ever naming a method.
 
-use tch::{nn, nn::Module, Tensor};
+use std::sync::Mutex;
+
+use tch::{nn, nn::Module, Kind, Tensor};
 
 /// A linear map `x W^T + b` as the backbone sees it; adapters implement it too.
 pub trait LinearLayer: std::fmt::Debug + Send {
@@ -24,11 +26,68 @@ pub trait LinearFactory {
 }
 
 #[derive(Debug)]
-pub struct PlainLinear(pub nn::Linear);
+pub struct PlainLinear(pub nn::Linear, pub Bf16Copy);
+
+impl PlainLinear {
+    pub fn new(linear: nn::Linear) -> Self {
+        PlainLinear(linear, Bf16Copy::default())
+    }
+}
 
 impl LinearLayer for PlainLinear {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        self.0.forward(xs)
+        self.1.forward(&self.0, xs)
+    }
+}
+
+/// A frozen linear's weight and bias cast to bf16 once, instead of at every use: under autocast
+/// torch casts a float32 weight that does not require gradients again at each call (its cast
+/// cache keeps only trainable leaves), two cast kernels per frozen matrix per forward. The copy
+/// is made at the first call under bf16 autocast and remade only when the float32 tensors change
+/// (another storage, or an in-place write bumping their version), so it never goes stale. The
+/// same rounding as autocast's cast, so outputs are bitwise those of casting at each use; a
+/// trainable weight (full fine-tuning) is left to autocast's own cache.
+#[derive(Debug, Default)]
+pub struct Bf16Copy(Mutex<Option<Bf16Weights>>);
+
+#[derive(Debug)]
+struct Bf16Weights {
+    ws: Tensor,
+    bs: Option<Tensor>,
+    /// Storage address and version of the float32 weight and bias the copy was made from.
+    source: [(usize, i64); 2],
+}
+
+thread_local! {
+    /// Set by [`casting_at_each_use`]: frozen weights are cast at each use, as autocast alone does.
+    static CAST_AT_EACH_USE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every frozen weight cast at each use (no [`Bf16Copy`]) on this thread: the
+/// reference the cast-once copy is tested against.
+pub fn casting_at_each_use<T>(f: impl FnOnce() -> T) -> T {
+    let before = CAST_AT_EACH_USE.with(|c| c.replace(true));
+    let out = f();
+    CAST_AT_EACH_USE.with(|c| c.set(before));
+    out
+}
+
+impl Bf16Copy {
+    /// `lin` applied to `xs`, through the bf16 copy where bf16 autocast is on and `lin` is frozen.
+    pub fn forward(&self, lin: &nn::Linear, xs: &Tensor) -> Tensor {
+        if lin.ws.requires_grad() || !crate::precision::bf16_autocast_active(xs.device()) || CAST_AT_EACH_USE.with(|c| c.get()) {
+            return lin.forward(xs);
+        }
+        let stamp = |t: &Tensor| (t.data_ptr() as usize, t.internal_version());
+        let source = [stamp(&lin.ws), lin.bs.as_ref().map_or((0, 0), stamp)];
+        let mut copy = self.0.lock().expect("bf16 copy lock poisoned");
+        if copy.as_ref().is_none_or(|c| c.source != source) {
+            let ws = tch::no_grad(|| lin.ws.to_kind(Kind::BFloat16));
+            let bs = lin.bs.as_ref().map(|b| tch::no_grad(|| b.to_kind(Kind::BFloat16)));
+            *copy = Some(Bf16Weights { ws, bs, source });
+        }
+        let c = copy.as_ref().expect("just made");
+        xs.linear(&c.ws, c.bs.as_ref())
     }
 }
 
@@ -38,7 +97,7 @@ pub struct PlainLinearFactory;
 
 impl LinearFactory for PlainLinearFactory {
     fn linear(&self, path: nn::Path, _name: &str, in_dim: i64, out_dim: i64) -> Box<dyn LinearLayer> {
-        Box::new(PlainLinear(nn::linear(path, in_dim, out_dim, Default::default())))
+        Box::new(PlainLinear::new(nn::linear(path, in_dim, out_dim, Default::default())))
     }
 }
 
@@ -51,3 +110,32 @@ pub const LAYER_MATRICES: [&str; 6] = [
     "intermediate.dense",
     "output.dense",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Under bf16 autocast the cast-once copy gives the bits of casting at each use, and an
+    /// in-place change of the float32 weight is seen at the next call (the copy is remade).
+    #[test]
+    fn the_bf16_copy_equals_casting_at_each_use_and_follows_the_weight() {
+        crate::precision::enable_bf16(Device::Cpu).unwrap();
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root() / "l", 8, 5, Default::default());
+        let _ = lin.ws.set_requires_grad(false);
+        let _ = lin.bs.as_ref().unwrap().set_requires_grad(false);
+        let x = Tensor::randn([3, 8], (Kind::Float, Device::Cpu));
+        let copy = Bf16Copy::default();
+        let both = || crate::precision::autocast(Device::Cpu, true, || (copy.forward(&lin, &x), lin.forward(&x)));
+        let (once, each) = both();
+        assert_eq!(once.kind(), Kind::BFloat16);
+        assert!(once.equal(&each), "the copy changed the output");
+        let _ = tch::no_grad(|| lin.ws.shallow_clone().g_add_scalar_(0.25));
+        let (once, each) = both();
+        assert!(once.equal(&each), "a stale copy after the weight changed");
+        // Outside autocast: the float32 layer itself.
+        assert!(copy.forward(&lin, &x).equal(&lin.forward(&x)));
+    }
+}

@@ -79,7 +79,16 @@ fn row(table: &[ClassScalars], class: Option<&[i32]>, uniform: usize, i: usize) 
 /// torch.optim.AdamW per entry: `p *= decay`, `m += (1 - b1) (g - m)`,
 /// `v = v b2 + g (g (1 - b2))`, `p -= (m / (sqrt(v) / bc2_sqrt + eps)) step_size`.
 #[allow(clippy::too_many_arguments)]
-fn torch_slices(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: Option<&[i32]>, uniform: usize, table: &[ClassScalars], s: Shared) {
+fn torch_slices(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    class: Option<&[i32]>,
+    uniform: usize,
+    table: &[ClassScalars],
+    s: Shared,
+) {
     for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
         let [decay, bc2_sqrt, step_size] = row(table, class, uniform, i);
         *p *= decay;
@@ -93,7 +102,16 @@ fn torch_slices(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: O
 /// Old HF transformers' AdamW per entry: `m = m b1 + g (1 - b1)`, `v` as torch's,
 /// `p -= (m / (sqrt(v) + eps)) step_size`, then `p -= p (lr wd)`.
 #[allow(clippy::too_many_arguments)]
-fn legacy_hf_slices(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: Option<&[i32]>, uniform: usize, table: &[ClassScalars], s: Shared) {
+fn legacy_hf_slices(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    class: Option<&[i32]>,
+    uniform: usize,
+    table: &[ClassScalars],
+    s: Shared,
+) {
     for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
         let [step_size, lr_wd, _] = row(table, class, uniform, i);
         *m = *m * s.beta1 + g * s.one_minus_beta1;

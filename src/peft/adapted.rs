@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use tch::{nn, nn::Module, Device, Tensor};
+use tch::{nn, Device, Tensor};
 
 use super::{shared, Adapter, Shared, TargetSpec};
-use crate::model::linear::{LinearFactory, LinearLayer, PlainLinear};
+use crate::model::linear::{Bf16Copy, LinearFactory, LinearLayer, PlainLinear};
 
 #[derive(Debug)]
 pub struct AdaptedLinear {
@@ -16,11 +16,13 @@ pub struct AdaptedLinear {
     pub dropout: f64,
     /// Whether the relative-position path skips the adapter (W0 and bias only).
     pub frozen_on_position_path: bool,
+    /// W0 and bias in bf16, cast once for every forward under bf16 autocast.
+    pub base_bf16: Bf16Copy,
 }
 
 impl LinearLayer for AdaptedLinear {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let base = self.base.forward(xs);
+        let base = self.base_bf16.forward(&self.base, xs);
         let x = xs.dropout(self.dropout, train);
         let adapter = self.adapter.lock().expect("adapter lock poisoned");
         adapter.add_delta(&base, &x)
@@ -28,7 +30,7 @@ impl LinearLayer for AdaptedLinear {
 
     fn forward_position_t(&self, xs: &Tensor, train: bool) -> Tensor {
         if self.frozen_on_position_path {
-            self.base.forward(xs)
+            self.base_bf16.forward(&self.base, xs)
         } else {
             self.forward_t(xs, train)
         }
@@ -95,11 +97,11 @@ impl<A: Adapter + 'static> LinearFactory for AdapterFactory<A> {
         let device = path.device();
         let base = nn::linear(path, in_dim, out_dim, Default::default());
         if !(self.selects)(name) {
-            return Box::new(PlainLinear(base));
+            return Box::new(PlainLinear::new(base));
         }
         let adapter = shared((self.make)(name, in_dim, out_dim, device));
         self.created.lock().expect("factory lock").push((name.to_string(), adapter.clone()));
         let frozen_on_position_path = self.position_query == PositionQuery::Frozen && name.ends_with("query_proj");
-        Box::new(AdaptedLinear { base, adapter, dropout: self.dropout, frozen_on_position_path })
+        Box::new(AdaptedLinear { base, adapter, dropout: self.dropout, frozen_on_position_path, base_bf16: Bf16Copy::default() })
     }
 }
