@@ -384,18 +384,22 @@ impl AdaLoraController {
         if k < 1 {
             return (Some(all), k, None);
         }
-        // The mask is computed and applied on the device; the host reads the threshold and the
-        // whole keep pattern once each (two reads per mask step, whatever n).
+        // The mask is computed and applied on the device; the host reads the threshold and every
+        // score in one read (one wait per mask step, whatever n) and derives the keep pattern
+        // from them with the device's comparison (score <= threshold drops; the float32 values
+        // compare the same as float64).
         let threshold = all.kthvalue(k, 0, false).0;
         let drops: Vec<Tensor> = per_matrix.iter().map(|s| s.le_tensor(&threshold).view([-1, 1])).collect();
-        let keep_all = crate::device::read_vec_bool(&Tensor::cat(&drops, 0).logical_not());
+        let host = crate::device::read_vec_f64(&Tensor::cat(&[threshold.view([1]), all.view([-1])], 0));
+        let (threshold, scores) = (host[0], &host[1..]);
+        let keep_all: Vec<bool> = scores.iter().map(|&s| !(s <= threshold)).collect();
         let mut at = 0;
         for ((_, adapter), drop) in self.adapters.iter().zip(drops) {
             let r = drop.size()[0] as usize;
             lock(adapter).apply_mask(drop, keep_all[at..at + r].to_vec());
             at += r;
         }
-        (Some(all), k, Some(crate::device::read_f64(&threshold)))
+        (Some(all), k, Some(threshold))
     }
 }
 
