@@ -138,6 +138,8 @@ struct ParamState {
     grown_weight_decay: f64,
     /// Each entry's class (int32, a view into the flat class buffer) once packed.
     class: Option<Tensor>,
+    /// The class of every entry when they share one (a tensor that never grew), once packed.
+    uniform_class: Option<usize>,
 }
 
 impl ParamState {
@@ -211,6 +213,7 @@ impl AdamW {
             weight_decay,
             grown_weight_decay: weight_decay,
             class: None,
+            uniform_class: None,
         };
         self.index.insert(name.to_string(), self.params.len());
         self.params.push((name.to_string(), state));
@@ -367,12 +370,16 @@ impl AdamW {
                     let s = &mut self.params[i].1;
                     let shape = s.value.size();
                     let class = group.slice(&group.class, j, &shape);
+                    s.uniform_class = None;
                     for &b in &s.births {
                         let k = EntryClass { birth: b, weight_decay: s.weight_decay_of(b) };
                         let id = classes.iter().position(|c| *c == k).unwrap_or_else(|| {
                             classes.push(k);
                             classes.len() - 1
                         }) as i64;
+                        if s.births.len() == 1 {
+                            s.uniform_class = Some(id as usize);
+                        }
                         let _ = match s.births.len() {
                             1 => class.shallow_clone().fill_(id),
                             _ => class.shallow_clone().masked_fill_(&s.birth.eq(b as f64), id),
@@ -397,6 +404,15 @@ impl AdamW {
         self.grads_gathered = false;
     }
 
+    /// Whether clipping and the update run through the flat buffers: where they run tensor ops
+    /// (a GPU, or `tensor_ops_only`), so that their count does not grow with the number of
+    /// tensors. Float32 CPU buffers take the one-pass kernel one tensor at a time instead (the
+    /// same bits, without gathering the gradients: a copy a CPU would pay for nothing).
+    fn flat_path(&mut self) -> bool {
+        self.pack();
+        self.flat && (self.tensor_ops_only || self.groups.iter().any(|g| !g.kernel))
+    }
+
     /// Gathers the gradients into the flat gradient buffers (see [`FlatGroup::gather_grads`]).
     /// False when some parameter has no gradient this step (the per-tensor path then runs).
     fn gather_grads(&mut self) -> bool {
@@ -419,7 +435,7 @@ impl AdamW {
     /// multiplication per buffer. Returns the norm before clipping, on the device.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Option<Tensor> {
         let values: Vec<Tensor> = self.params.iter().map(|(_, s)| s.value.shallow_clone()).collect();
-        if !self.flat || !self.gather_grads() {
+        if !self.flat_path() || !self.gather_grads() {
             return clip_grad_norm(&values, max_norm);
         }
         let grads: Vec<Tensor> = values.iter().map(|v| v.grad()).collect();
@@ -440,14 +456,15 @@ impl AdamW {
     /// multiplier for entries born at `birth`; entries born later than `step` do not exist.
     ///
     /// Every entry's scalars come from its class (birth, weight decay; `update.rs`): one update
-    /// per flat buffer, or, with `flat` off or a parameter without a gradient this step (torch
-    /// skips it), one per parameter.
+    /// per flat buffer where tensor ops run ([`AdamW::flat`]), else one per parameter (the CPU's
+    /// one-pass kernel, `flat` off, or a parameter without a gradient this step, which torch
+    /// skips).
     pub fn step(&mut self, step: i64, lr_mult: &dyn Fn(i64) -> f64) {
         self.pack();
         let table = update::class_table(&self.config, &self.classes, step, lr_mult);
         let shared = update::Shared::new(&self.config);
         let variant = self.config.variant;
-        if self.flat && self.gather_grads() {
+        if self.flat_path() && self.gather_grads() {
             for g in &self.groups {
                 let b = Buffers {
                     value: &g.value,
@@ -472,8 +489,8 @@ impl AdamW {
                 grad: &grad,
                 exp_avg: &s.exp_avg,
                 exp_avg_sq: &s.exp_avg_sq,
-                class: s.class.as_ref(),
-                uniform: 0,
+                class: if s.uniform_class.is_some() { None } else { s.class.as_ref() },
+                uniform: s.uniform_class.unwrap_or(0),
             };
             update::apply(variant, &b, &table, shared, self.tensor_ops_only);
         }

@@ -44,6 +44,8 @@ pub(super) struct FlatGroup {
     pub exp_avg_sq: Tensor,
     /// Each entry's class (int32), for the per-entry scalars of the update.
     pub class: Tensor,
+    /// Float32 CPU buffers, which the one-pass kernel updates.
+    pub kernel: bool,
 }
 
 impl FlatGroup {
@@ -64,6 +66,7 @@ impl FlatGroup {
             exp_avg: zeros(kind),
             exp_avg_sq: zeros(kind),
             class: zeros(Kind::Int),
+            kernel: kind == Kind::Float && device == Device::Cpu,
         }
     }
 
