@@ -24,23 +24,23 @@ use crate::peft::method::{MethodConfig, MethodName};
 use crate::peft::RankController;
 use crate::train::{Trainer, TrainerConfig};
 
-/// Model shapes with random weights (no checkpoint needed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Shape {
-    /// microsoft/deberta-v3-base: 12 layers, hidden 768, 12 heads, FFN 3072, vocab 128100.
-    Base,
-    /// microsoft/deberta-v3-small: 6 layers, hidden 768, 12 heads, FFN 3072, vocab 128100.
-    Small,
-    /// microsoft/deberta-v3-xsmall: 12 layers, hidden 384, 6 heads, FFN 1536, vocab 128100.
-    Xsmall,
-    /// The test fixture (tests/fixtures/models/v3): 2 layers, hidden 32, 4 heads, FFN 64, vocab 1001.
-    Tiny,
+crate::listed::listed_enum! {
+    /// Model shapes with random weights (no checkpoint needed).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Shape {
+        /// microsoft/deberta-v3-base: 12 layers, hidden 768, 12 heads, FFN 3072, vocab 128100.
+        Base,
+        /// microsoft/deberta-v3-small: 6 layers, hidden 768, 12 heads, FFN 3072, vocab 128100.
+        Small,
+        /// microsoft/deberta-v3-xsmall: 12 layers, hidden 384, 6 heads, FFN 1536, vocab 128100.
+        Xsmall,
+        /// The test fixture (tests/fixtures/models/v3): 2 layers, hidden 32, 4 heads, FFN 64, vocab 1001.
+        Tiny,
+    }
 }
 
 impl Shape {
-    pub const ALL: [Shape; 4] = [Shape::Base, Shape::Small, Shape::Xsmall, Shape::Tiny];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Shape::Base => "base",
@@ -89,26 +89,25 @@ impl FromStr for Shape {
     }
 }
 
-/// What trains, and how its ranks are set up for timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
-    Full,
-    /// LoRA at rank r.
-    Lora,
-    /// AdaLoRA: r_init = 1.5 r, target r, masking at every step (t_init = t_final = 0, dT = 1).
-    Adalora,
-    /// IncreLoRA: from r/2 to an average of r, growing every step after the warm-up.
-    Increlora,
-    /// TriAdaptLoRA started at rank r with a budget of r (no growth): the same average rank as LoRA.
-    Triadapt,
-    /// TriAdaptLoRA from r/2 to an average of r, growing every step of the timed window.
-    TriadaptGrow,
+crate::listed::listed_enum! {
+    /// What trains, and how its ranks are set up for timing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Variant {
+        Full,
+        /// LoRA at rank r.
+        Lora,
+        /// AdaLoRA: r_init = 1.5 r, target r, masking at every step (t_init = t_final = 0, dT = 1).
+        Adalora,
+        /// IncreLoRA: from r/2 to an average of r, growing every step after the warm-up.
+        Increlora,
+        /// TriAdaptLoRA started at rank r with a budget of r (no growth): the same average rank as LoRA.
+        Triadapt,
+        /// TriAdaptLoRA from r/2 to an average of r, growing every step of the timed window.
+        TriadaptGrow,
+    }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] =
-        [Variant::Full, Variant::Lora, Variant::Adalora, Variant::Increlora, Variant::Triadapt, Variant::TriadaptGrow];
-
     /// The method the variant trains.
     pub fn method(self) -> MethodName {
         match self {
@@ -856,6 +855,14 @@ mod tests {
         let extra = model_flops(&c, Variant::Triadapt, 8, 128, r) - model_flops(&c, Variant::Lora, 8, 128, r);
         let by_hand = 12.0 * 3.0 * 2.0 * r * r * (5.0 * 768.0 + 3072.0);
         assert!((extra - by_hand).abs() < 1.0, "{extra} vs {by_hand}");
+    }
+
+    /// `Variant::ALL` cannot miss a variant (`listed_enum!`); a method without a variant fails here.
+    #[test]
+    fn every_method_has_a_variant() {
+        for m in MethodName::ALL {
+            assert!(Variant::ALL.iter().any(|v| v.method() == m), "bench::Variant has no variant for {m:?}");
+        }
     }
 
     #[test]
