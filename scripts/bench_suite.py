@@ -266,7 +266,7 @@ def main() -> int:
             "For `triadapt` (started at the average rank) and `triadapt-grow` (growing from rank r/2 during the timed steps) the peer is triadapt's own LoRA at rank "
             f"{args.rank}, so the ratio is LoRA's step time / TriAdaptLoRA's. CPU-time ratio: process CPU time per step, triadapt / peer (below 1 means less CPU work). "
             "Peak RSS: the whole process (Python's imports included); in brackets the part above the resident set just before the model was built. "
-            "GFLOP/s: the same matmul FLOP count for both tools (src/bench.rs `model_flops`) over the median step time. "
+            "GFLOP/s: the same matmul FLOP count for both tools (src/bench/flops.rs `model_flops`) over the median step time. "
             "×N: the pair was measured in N rounds, in opposite orders, and the row shows the mean of the rounds' figures (peak memory: the largest).",
         ]
         if peak_end is None:

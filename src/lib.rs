@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod files;
+mod listed;
 pub mod metrics;
 pub mod model;
 pub mod op_count;

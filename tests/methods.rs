@@ -1,7 +1,9 @@
 //! Fine-tuning methods on the tiny fixture model, beyond the checks every method passes
-//! (tests/conformance.rs): TriAdaptLoRA's growth layout and importance (docs/method.md,
-//! "TriAdaptLoRA"), the allocators against the reference oracle, parameter counts as the papers
-//! count them, host reads per step, and bad settings naming the key.
+//! (tests/conformance.rs: start equal to HF, save/load, merge = export = live, exact resume,
+//! bf16): every method trains and TriAdaptLoRA ends at its budget, TriAdaptLoRA's growth layout
+//! and importance by hand (docs/method.md, "TriAdaptLoRA"), the allocators against the reference
+//! oracle, parameter counts as the papers count them, host reads per step, and bad settings
+//! naming the key. The schedules' worked checks are unit tests in src/peft/schedule.rs.
 
 use crate::common::*;
 use tch::{Device, Kind, Tensor};

@@ -16,6 +16,43 @@ use crate::peft::AdapterFactory;
 use crate::peft::DynAdapter;
 use crate::train::checkpoint::{adapter_dir, Which};
 
+/// Which adapter of a run folder, and on which base model.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdapterArgs {
+    /// Of a run folder: `best` (the best evaluation's adapter, what its scores report) or
+    /// `last` (the final step's).
+    #[arg(long, value_enum, default_value = "best")]
+    pub checkpoint: Which,
+    /// The base model to put the adapter on, instead of the one its adapter_config.json names
+    /// (`base_model`, or PEFT's `base_model_name_or_path`): a model directory or a hub name.
+    #[arg(long, value_name = "DIR|NAME")]
+    pub base_model: Option<PathBuf>,
+}
+
+/// `triadapt merge`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// A run folder (uses its adapter/) or an adapter folder.
+    pub adapter: PathBuf,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub from: AdapterArgs,
+}
+
+/// `triadapt export-peft`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportPeftArgs {
+    /// A run folder (uses its adapter/) or an adapter folder.
+    pub adapter: PathBuf,
+    /// Output adapter directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub from: AdapterArgs,
+}
+
 /// The base model with an adapter applied: a triadapt adapter (from an adapter folder or a run
 /// folder) or a PEFT LoRA adapter folder.
 pub struct Adapted {
@@ -136,16 +173,18 @@ fn load_peft(path: &Path, base_model: Option<&Path>, device: Device) -> Result<A
     Ok(Adapted { head, num_labels, task: None, base_model: base, model_dir, vs, model, adapters })
 }
 
-pub fn merge(path: &Path, which: Which, base_model: Option<&Path>, out: &Path) -> Result<()> {
-    let a = load_adapted(path, which, base_model, Device::Cpu)?;
+pub fn merge(args: &MergeArgs) -> Result<()> {
+    let out = &args.out;
+    let a = load_adapted(&args.adapter, args.from.checkpoint, args.from.base_model.as_deref(), Device::Cpu)?;
     let tensors = merged_weights(&a.vs, &a.adapters)?;
     write_hf_checkpoint(out, &a.model_dir, a.head, &tensors, a.task.as_deref())?;
     eprintln!("merged {} adapted matrices into {}", a.adapters.len(), out.display());
     Ok(())
 }
 
-pub fn export(path: &Path, which: Which, base_model: Option<&Path>, out: &Path) -> Result<()> {
-    let a = load_adapted(path, which, base_model, Device::Cpu)?;
+pub fn export(args: &ExportPeftArgs) -> Result<()> {
+    let out = &args.out;
+    let a = load_adapted(&args.adapter, args.from.checkpoint, args.from.base_model.as_deref(), Device::Cpu)?;
     let head = head_tensors(&a.vs, a.head);
     // What the user trained on: a hub name stays a hub name (PEFT's AutoPeftModel then finds it
     // in the HF cache or on the hub), a path stays as given.

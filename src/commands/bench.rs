@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::bench::{self, BenchResult, BenchSpec, Precision, Shape, Variant};
 
-/// The command's arguments (parsed by clap in `main.rs`).
+/// `triadapt bench`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// base (deberta-v3-base: 12 layers, hidden 768), small (deberta-v3-small: 6 layers, hidden

@@ -16,20 +16,39 @@ use crate::model::DebertaModel;
 use crate::model::{HeadKind, ModelDir, PlainLinearFactory};
 use crate::train::eval::{gold, predict, score, squad_scores};
 
-pub struct EvalArgs<'a> {
-    pub model: &'a Path,
-    pub task: &'a str,
-    pub split: &'a str,
-    pub data_dir: Option<&'a Path>,
+/// `triadapt eval`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// A run folder, an adapter folder, or an HF model directory with a trained head
+    /// (classification for GLUE, question answering for squad2).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// GLUE task (mnli, sst2, cola, qqp, qnli, rte, mrpc, stsb) or squad2 (SQuAD 2.0: the
+    /// official exact/F1 scores; windows and decoding take the run's squad.* settings).
+    #[arg(long)]
+    pub task: String,
+    /// train, validation, or validation_mismatched (MNLI).
+    #[arg(long, default_value = "validation")]
+    pub split: String,
+    /// The task's data folder (default: the run's data_dir, else the cache).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Truncation length (default: the run's max_seq_length, else 512; squad2: 384).
+    #[arg(long)]
     pub max_len: Option<usize>,
-    /// None: the run folder's eval_batch_size, else 64.
+    /// Evaluation batch size (default: the run's eval_batch_size, so that a run folder's
+    /// scores come out as in training; else 64).
+    #[arg(long)]
     pub batch_size: Option<usize>,
-    pub device: Device,
-    pub with_predictions: bool,
-    /// A run folder's best evaluation (`best/`) or last step (`adapter/`).
-    pub checkpoint: crate::train::checkpoint::Which,
-    /// Replaces the base model an adapter names (`--base-model`).
-    pub base_model: Option<&'a Path>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Also print every prediction (class ids or scores; squad2: answer text by question id).
+    #[arg(long)]
+    pub predictions: bool,
+    // A run folder's best evaluation (`best/`) or last step (`adapter/`), and `--base-model`.
+    #[command(flatten)]
+    pub from: super::adapter::AdapterArgs,
 }
 
 #[derive(Serialize)]
@@ -111,13 +130,15 @@ fn batch_size(args: &EvalArgs, l: &Loaded) -> usize {
 }
 
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
+    let device = crate::device::parse_device(&args.device)?;
     if args.task == squad::TASK {
-        return run_squad(args);
+        return run_squad(args, device);
     }
-    let task = glue::task(args.task)?;
-    let split = split_of(args.split)?;
-    let l = load(args.model, args.checkpoint, args.base_model, HeadKind::Cls, task.name, task.num_labels(), args.device)?;
-    let data: PathBuf = match (args.data_dir, &l.run_cfg) {
+    let task = glue::task(&args.task)?;
+    let split = split_of(&args.split)?;
+    let (which, base_model) = (args.from.checkpoint, args.from.base_model.as_deref());
+    let l = load(&args.model, which, base_model, HeadKind::Cls, task.name, task.num_labels(), device)?;
+    let data: PathBuf = match (args.data_dir.as_deref(), &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) => crate::train::run::resolve_data(cfg, Path::new("."))?,
         (None, None) => crate::data::hub::resolve_glue_dir(task.name).context("--data-dir not given")?,
@@ -125,23 +146,24 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(512);
     let tok = SpmTokenizer::from_file(&l.spm)?;
     let examples = encode_all(&tok, &glue::load_split(&data, task, split)?, max_len);
-    let preds = predict(&l.model, &examples, batch_size(args, &l), tok.pad_id(), args.device);
+    let preds = predict(&l.model, &examples, batch_size(args, &l), tok.pad_id(), device);
     let name = if split == Split::ValidationMismatched { "mm" } else { "validation" };
     let metrics = score(task, name, &preds, &gold(&examples))?;
-    let predictions = if args.with_predictions { Some(serde_json::to_value(&preds)?) } else { None };
-    Ok(EvalReport { task: task.name.into(), split: args.split.into(), examples: examples.len(), metrics, predictions })
+    let predictions = if args.predictions { Some(serde_json::to_value(&preds)?) } else { None };
+    Ok(EvalReport { task: task.name.into(), split: args.split.clone(), examples: examples.len(), metrics, predictions })
 }
 
 /// SQuAD 2.0: windows, decoding and the official scores as in training, with the run folder's
 /// `max_seq_length` and `squad.*` settings (else 384 and the defaults).
-fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
-    let split = match args.split {
+fn run_squad(args: &EvalArgs, device: Device) -> Result<EvalReport> {
+    let split = match args.split.as_str() {
         "train" => SquadSplit::Train,
         "validation" | "dev" => SquadSplit::Dev,
         other => bail!("--split {other:?}: SQuAD 2.0 has train and validation (dev)"),
     };
-    let l = load(args.model, args.checkpoint, args.base_model, HeadKind::Qa, squad::TASK, 2, args.device)?;
-    let data: PathBuf = match (args.data_dir, &l.run_cfg) {
+    let (which, base_model) = (args.from.checkpoint, args.from.base_model.as_deref());
+    let l = load(&args.model, which, base_model, HeadKind::Qa, squad::TASK, 2, device)?;
+    let data: PathBuf = match (args.data_dir.as_deref(), &l.run_cfg) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(cfg)) if cfg.task == squad::TASK => crate::train::run::resolve_data(cfg, Path::new("."))?,
         _ => crate::data::hub::resolve_squad_dir().context("--data-dir not given")?,
@@ -154,7 +176,7 @@ fn run_squad(args: &EvalArgs) -> Result<EvalReport> {
         bail!("{}: no questions", squad::split_path(&data, split).display());
     }
     let features = squad::build_features(&tok, &examples, max_len, sq.doc_stride)?;
-    let (metrics, preds) = squad_scores(&l.model, &examples, &features, &sq, batch_size(args, &l), tok.pad_id(), args.device)?;
-    let predictions = if args.with_predictions { Some(serde_json::to_value(&preds.text)?) } else { None };
-    Ok(EvalReport { task: squad::TASK.into(), split: args.split.into(), examples: examples.len(), metrics, predictions })
+    let (metrics, preds) = squad_scores(&l.model, &examples, &features, &sq, batch_size(args, &l), tok.pad_id(), device)?;
+    let predictions = if args.predictions { Some(serde_json::to_value(&preds.text)?) } else { None };
+    Ok(EvalReport { task: squad::TASK.into(), split: args.split.clone(), examples: examples.len(), metrics, predictions })
 }

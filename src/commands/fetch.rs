@@ -30,9 +30,27 @@ impl std::str::FromStr for FetchKind {
     }
 }
 
+/// `triadapt fetch`'s arguments.
+// The field docs are --help text: `[...]` and `<...>` in them are literal, not links or HTML.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+#[derive(Debug, Clone, clap::Args)]
+pub struct FetchArgs {
+    /// model, glue or squad2.
+    #[arg(value_name = "WHAT")]
+    pub kind: FetchKind,
+    /// The model's hub name, OWNER/NAME[@REVISION] (model), or the task or `all` (glue);
+    /// none for squad2.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 /// Fetches `kind` (`name`: the model's hub id, or the GLUE task or `all`) and prints the
 /// directories it is in. `quiet` hides the progress bars.
-pub fn run(kind: FetchKind, name: Option<&str>, quiet: bool) -> Result<()> {
+pub fn run(args: &FetchArgs) -> Result<()> {
+    let (kind, name, quiet) = (args.kind, args.name.as_deref(), args.quiet);
     let remote = Remote::from_env();
     let cache = hub::hub_cache_dir()?;
     let progress = !quiet;

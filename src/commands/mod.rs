@@ -1,7 +1,9 @@
-//! One module per subcommand; `cli.rs` parses the arguments and dispatches to these (`main.rs`
-//! only maps the outcome to an exit status).
+//! One module per subcommand. Each owns its flags as a clap `Args` struct (`TrainArgs`, ...);
+//! `cli.rs` parses the command line into them and hands each command its struct whole
+//! (`main.rs` only maps the outcome to an exit status).
 pub mod adapter;
 pub mod bench;
+pub mod completions;
 pub mod env;
 pub mod eval;
 pub mod fetch;

@@ -2,7 +2,7 @@
 //! inputs, in eval mode, in full float precision or under bf16 autocast (`--bf16`).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -40,21 +40,39 @@ pub struct Prediction {
     pub last_hidden_state: Option<Vec<Vec<f32>>>,
 }
 
-pub struct PredictArgs<'a> {
-    /// An HF model directory, a run folder or an adapter folder (ours or PEFT's).
-    pub model: &'a Path,
-    pub input: &'a Path,
-    /// None: an adapter's own head, else cls.
+/// `triadapt predict`'s arguments.
+// The field docs are --help text: `[...]` and `<...>` in them are literal, not links or HTML.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+#[derive(Debug, Clone, clap::Args)]
+pub struct PredictArgs {
+    /// An HF model directory (config.json + model.safetensors | pytorch_model.bin |
+    /// rust_model.ot), a run folder, a triadapt adapter folder, or a PEFT LoRA adapter folder
+    /// (applied to its base model).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSON-lines input file.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// cls: sequence classification/regression logits; qa: start and end logits per token.
+    /// Default: an adapter's own head, else cls.
+    #[arg(long)]
     pub head: Option<HeadKind>,
+    /// Also print the last hidden state ([len][hidden]).
+    #[arg(long)]
     pub hidden: bool,
-    pub device: Device,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Longest-first truncation length for text inputs (special tokens included).
+    #[arg(long, default_value_t = 512)]
     pub max_len: usize,
-    /// Under bf16 autocast, as HF under `torch.autocast(device_type, dtype=torch.bfloat16)`.
+    /// Run under bf16 autocast (weights stay float32), as HF under torch.autocast.
+    #[arg(long)]
     pub bf16: bool,
-    /// Of a run folder: its best or last adapter.
-    pub checkpoint: crate::train::checkpoint::Which,
-    /// Replaces the base model an adapter names.
-    pub base_model: Option<&'a Path>,
+    // Of a run folder: its best or last adapter; `--base-model` replaces the base model an
+    // adapter names.
+    #[command(flatten)]
+    pub from: super::adapter::AdapterArgs,
 }
 
 /// The model to run and where its tokenizer is.
@@ -65,20 +83,20 @@ struct Loaded {
     _vs: tch::nn::VarStore,
 }
 
-fn load(args: &PredictArgs) -> Result<Loaded> {
-    if super::adapter::is_adapter_or_run(args.model) {
-        let a = super::adapter::load_adapted(args.model, args.checkpoint, args.base_model, args.device)?;
+fn load(args: &PredictArgs, device: Device) -> Result<Loaded> {
+    if super::adapter::is_adapter_or_run(&args.model) {
+        let a = super::adapter::load_adapted(&args.model, args.from.checkpoint, args.from.base_model.as_deref(), device)?;
         if let Some(head) = args.head.filter(|h| *h != a.head) {
             bail!("--head {head:?}: {} was trained with a {:?} head", args.model.display(), a.head);
         }
         return Ok(Loaded { model: a.model, head: a.head, model_dir: a.model_dir, _vs: a.vs });
     }
-    if args.base_model.is_some() {
+    if args.from.base_model.is_some() {
         bail!("--base-model: {} is a model directory, not an adapter or run folder", args.model.display());
     }
     let head = args.head.unwrap_or(HeadKind::Cls);
-    let dir = ModelDir::open(&super::adapter::resolve_base_model(args.model)?)?;
-    let (vs, model, report) = dir.load(head, &PlainLinearFactory, args.device)?;
+    let dir = ModelDir::open(&super::adapter::resolve_base_model(&args.model)?)?;
+    let (vs, model, report) = dir.load(head, &PlainLinearFactory, device)?;
     if !report.initialised.is_empty() {
         eprintln!("note: the checkpoint has no {head:?} head; these tensors are randomly initialised: {}", report.initialised.join(", "));
     }
@@ -122,21 +140,22 @@ fn to_ids(
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let device = crate::device::parse_device(&args.device)?;
     if args.bf16 {
-        crate::precision::enable_bf16(args.device)?;
+        crate::precision::enable_bf16(device)?;
     }
-    let loaded = load(args)?;
+    let loaded = load(args, device)?;
     let (model, dir) = (&loaded.model, &loaded.model_dir);
-    let inputs: Vec<PredictInput> = super::read_jsonl(args.input)?;
+    let inputs: Vec<PredictInput> = super::read_jsonl(&args.input)?;
     let mut tok = None;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (i, input) in inputs.into_iter().enumerate() {
         let [ids, mask, types] =
             to_ids(input, i + 1, args, &dir.dir, &mut tok, dir.config.vocab_size).with_context(|| format!("{}", args.input.display()))?;
-        let t = |v: &[i64]| Tensor::from_slice(v).unsqueeze(0).to_device(args.device);
+        let t = |v: &[i64]| Tensor::from_slice(v).unsqueeze(0).to_device(device);
         let output =
-            crate::precision::autocast(args.device, args.bf16, || tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false)));
+            crate::precision::autocast(device, args.bf16, || tch::no_grad(|| model.forward_t(&t(&ids), &t(&mask), &t(&types), false)));
         let vec1 =
             |x: &Tensor| -> Result<Vec<f32>> { Ok(Vec::<f32>::try_from(x.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?) };
         let mut pred = Prediction { logits: None, start_logits: None, end_logits: None, last_hidden_state: None };

@@ -16,15 +16,49 @@ use crate::sweep::claim::{self, Attempt, Claim, Found, Holder, Kept, Stale};
 use crate::sweep::{self, PlannedRun, Row, RunState, Shard, Sweep, CSV_FILE, RESOLVED_FILE};
 use crate::train::result::RunStatus;
 
-pub struct SweepArgs<'a> {
-    pub file: &'a Path,
+/// `triadapt sweep`'s arguments.
+// The field docs are --help text: `[...]` and `<...>` in them are literal, not links or HTML.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// Sweep YAML (e.g. sweeps/demo.yaml).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the runs (id, task, method, seed, swept values, done/failed/pending/running,
+    /// and who holds a claimed run: host, pid, since) and stop.
+    #[arg(long)]
     pub dry_run: bool,
-    pub shard: Option<Shard>,
-    /// Comma-separated devices: `0,1` (cuda:0, cuda:1), or names (`cpu`, `cuda:2`).
-    pub devices: Option<&'a str>,
+    /// Only every N-th run starting at I (0-based; run i belongs to shard i % N).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Run one run per listed device at a time, e.g. --devices 0,1 (cuda:0, cuda:1); names
+    /// such as cpu or cuda:2 are taken as they are. Default: one run at a time on the
+    /// config's device.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Print a bash script that submits the sweep to Slurm (an array job, one task per
+    /// shard: N from --shard I/N, else one per run; requeued on preemption, its runs
+    /// checkpointing on SIGUSR1 120 s ahead and resuming) and a dependent `triadapt
+    /// collect`. The tasks use --devices (default 0; `cpu` on a CPU cluster).
+    #[arg(long)]
     pub slurm: bool,
-    /// sbatch options for `--slurm` (else $TRIADAPT_SBATCH_OPTS, else one GPU, 8 cores, 48 h).
-    pub sbatch_opts: Option<&'a str>,
+    /// sbatch options for --slurm (default: $TRIADAPT_SBATCH_OPTS, else
+    /// "--gres=gpu:1 --cpus-per-task=8 --time=48:00:00").
+    #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
+    pub sbatch_opts: Option<String>,
+}
+
+/// `triadapt collect`'s arguments.
+// The field docs are --help text: `[...]` and `<...>` in them are literal, not links or HTML.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+#[derive(Debug, Clone, clap::Args)]
+pub struct CollectArgs {
+    /// Results folders (each holding runs/<id>/row.json).
+    #[arg(value_name = "RESULTS_DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Output file (default: runs.csv in the first folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `0,1` -> cuda:0, cuda:1; `cpu` and `cuda:N` are taken as they are.
@@ -42,19 +76,21 @@ pub fn parse_devices(s: &str) -> Result<Vec<String>> {
 }
 
 pub fn run(args: &SweepArgs) -> Result<()> {
-    let sweep = Sweep::load(args.file)?;
+    let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
+    let devices = args.devices.as_deref();
+    let sweep = Sweep::load(&args.file)?;
     if args.slurm {
         let opts = args
             .sbatch_opts
-            .map(str::to_string)
+            .clone()
             .or_else(|| std::env::var("TRIADAPT_SBATCH_OPTS").ok())
             .unwrap_or_else(|| DEFAULT_SBATCH_OPTS.to_string());
-        print!("{}", slurm_script(&sweep, args.file, args.shard, &opts, args.devices.unwrap_or("0"))?);
+        print!("{}", slurm_script(&sweep, &args.file, shard, &opts, devices.unwrap_or("0"))?);
         return Ok(());
     }
     let me = claim::Me::this_process();
     let stale_after = claim::stale_after()?;
-    let selected = sweep.shard(args.shard);
+    let selected = sweep.shard(shard);
     let states: Vec<RunState> = selected.iter().map(|r| sweep::run_state(&sweep.run_dir(r))).collect();
     let holders: Vec<Holder> = selected.iter().map(|r| claim::holder(&sweep.run_dir(r), &me, stale_after)).collect::<Result<_>>()?;
     let held = |h: &Holder| matches!(h, Holder::Held(_));
@@ -64,7 +100,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         println!(
             "{} run(s){}: {} done, {} failed, {} pending, {} running{}; results in {}",
             selected.len(),
-            args.shard.map(|s| format!(" in shard {}/{} of {}", s.index, s.count, sweep.runs.len())).unwrap_or_default(),
+            shard.map(|s| format!(" in shard {}/{} of {}", s.index, s.count, sweep.runs.len())).unwrap_or_default(),
             states.iter().filter(|s| matches!(s, RunState::Finished | RunState::Adoptable)).count(),
             count(|s| matches!(s, RunState::Failed)),
             count(|s| matches!(s, RunState::Pending)),
@@ -74,7 +110,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let devices = args.devices.map(parse_devices).transpose()?;
+    let devices = devices.map(parse_devices).transpose()?;
     let runs_dir = sweep.out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create {}", runs_dir.display()))?;
 
@@ -108,7 +144,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         "sweep {}: {} run(s){}, {} done, {} to run{}{}",
         sweep.name,
         selected.len(),
-        args.shard.map(|s| format!(" in shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        shard.map(|s| format!(" in shard {}/{}", s.index, s.count)).unwrap_or_default(),
         skipped,
         todo.len(),
         if busy_at_start > 0 { format!(" ({busy_at_start} of them claimed by other processes now)") } else { String::new() },
@@ -375,9 +411,10 @@ impl Drop for FileLock {
 
 /// `triadapt collect DIR... [--out FILE]`: runs.csv from the row files of one or more copies of
 /// a results folder (default output: the first folder's runs.csv).
-pub fn collect(dirs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+pub fn collect(args: &CollectArgs) -> Result<()> {
+    let dirs = &args.dirs;
     let Some(first) = dirs.first() else { bail!("collect: give at least one results folder") };
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| first.join(CSV_FILE));
+    let out = args.out.clone().unwrap_or_else(|| first.join(CSV_FILE));
     let n = sweep::collect(dirs, &out)?;
     println!("{} ({n} row(s))", out.display());
     Ok(())

@@ -1,7 +1,7 @@
 //! `triadapt tokenize`: HF-equal token ids for JSON-lines texts.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -27,9 +27,27 @@ pub fn load_tokenizer(model: &Path) -> Result<SpmTokenizer> {
     SpmTokenizer::from_file(&spm)
 }
 
-pub fn run(model: &Path, input: &Path, max_len: usize, pad: bool) -> Result<()> {
-    let tok = load_tokenizer(model)?;
-    let lines: Vec<TextInput> = super::read_jsonl(input)?;
+/// `triadapt tokenize`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenizeArgs {
+    /// A model directory holding spm.model, or the spm.model file itself.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSON-lines input file.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Longest-first truncation length (special tokens included).
+    #[arg(long, default_value_t = 512)]
+    pub max_len: usize,
+    /// Pad every line to --max-len (attention_mask 0 on padding).
+    #[arg(long)]
+    pub pad: bool,
+}
+
+pub fn run(args: &TokenizeArgs) -> Result<()> {
+    let (max_len, pad) = (args.max_len, args.pad);
+    let tok = load_tokenizer(&args.model)?;
+    let lines: Vec<TextInput> = super::read_jsonl(&args.input)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for line in &lines {

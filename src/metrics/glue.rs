@@ -105,7 +105,7 @@ fn check_task(task: &str) -> Result<()> {
 pub const ALL_AVG_KEYS: [&str; 11] =
     ["mnli_m", "mnli_mm", "sst2", "cola", "qqp_acc", "qqp_f1", "qnli", "rte", "mrpc", "stsb_pearson", "stsb_spearman"];
 
-/// Spec section 5's "All Avg": the mean over the 8 GLUE tasks of one score each, where MNLI is
+/// The GLUE table's "All Avg" (README, "triadapt table"): the mean over the 8 GLUE tasks of one score each, where MNLI is
 /// mean(m, mm), QQP is mean(acc, F1), STS-B is mean(Pearson, Spearman) ("Corr"), MRPC is acc,
 /// CoLA is Mcc and the others are acc. Summed in the order MNLI, SST-2, CoLA, QQP, QNLI, RTE,
 /// MRPC, STS-B, then divided by 8. Reads the keys in `ALL_AVG_KEYS` (fractions; other keys are

@@ -14,19 +14,20 @@ use super::{AdapterFactory, RankController, TargetSpec};
 use crate::model::linear::{LinearFactory, PlainLinearFactory};
 use crate::optim::LrPolicy;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MethodName {
-    Full,
-    Lora,
-    Triadapt,
-    Adalora,
-    Increlora,
+crate::listed::listed_enum! {
+    /// A fine-tuning method (`method.name`); `MethodName::ALL` lists every one.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum MethodName {
+        Full,
+        Lora,
+        Triadapt,
+        Adalora,
+        Increlora,
+    }
 }
 
 impl MethodName {
-    pub const ALL: [MethodName; 5] = [MethodName::Full, MethodName::Lora, MethodName::Triadapt, MethodName::Adalora, MethodName::Increlora];
-
     pub fn as_str(self) -> &'static str {
         match self {
             MethodName::Full => "full",
@@ -196,6 +197,61 @@ impl MethodConfig {
     }
 }
 
+/// Each method's set-up for `triadapt bench` (src/bench/), beside its config so that a new
+/// method's benchmark is set up here too.
+impl MethodConfig {
+    /// This block with the method set up at an average rank of `r` per adapted matrix, its
+    /// controller acting at every step after `warmup` untimed steps: LoRA at rank r; AdaLoRA
+    /// from r_init = 1.5 r to a target of r, masking at every step (t_init = t_final = 0,
+    /// dT = 1); IncreLoRA from r/2 to an average of r, growing every step after the warm-up;
+    /// TriAdaptLoRA at rank r with a budget of r (no growth: the same average rank as LoRA), or
+    /// with `grow` from r/2 to an average of r, growing a few matrices every step of the timed
+    /// window. Full fine-tuning has no rank.
+    pub fn at_bench_rank(mut self, r: i64, warmup: i64, grow: bool) -> MethodConfig {
+        match self.name {
+            MethodName::Full => {}
+            MethodName::Lora => self.lora.rank = r,
+            MethodName::Adalora => {
+                self.adalora.init_rank = (r * 3 / 2).max(r);
+                self.adalora.target_rank = r;
+                (self.adalora.tinit, self.adalora.tfinal, self.adalora.delta_t) = (0, 0, 1);
+            }
+            MethodName::Increlora => {
+                self.increlora.init_rank = (r / 2).max(1);
+                self.increlora.target_rank = r;
+                self.increlora.init_warmup = warmup;
+                self.increlora.incre_interval = 1;
+            }
+            MethodName::Triadapt if !grow => {
+                (self.triadapt.init_rank, self.triadapt.ref_rank) = (r, r);
+                self.triadapt.warmup_steps = 0;
+            }
+            MethodName::Triadapt => {
+                (self.triadapt.init_rank, self.triadapt.ref_rank) = ((r / 2).max(1), r);
+                // Allocation at every step after the untimed warm-up: growth happens in the
+                // timed window, a few matrices at a time (linear threshold).
+                self.triadapt.warmup_steps = warmup;
+                self.triadapt.interval = 1;
+                self.triadapt.growth_step = Some((r / 4).max(1));
+            }
+        }
+        self
+    }
+
+    /// This block with the rank controller allocating (growing, masking) every `interval`
+    /// steps: the op count (`bench --ops`) runs every second step, so that its window has both
+    /// ordinary and allocation steps. Methods without allocation are unchanged.
+    pub fn allocating_every(mut self, interval: i64) -> MethodConfig {
+        match self.name {
+            MethodName::Adalora => self.adalora.delta_t = interval,
+            MethodName::Increlora => self.increlora.incre_interval = interval,
+            MethodName::Triadapt => self.triadapt.interval = interval,
+            MethodName::Full | MethodName::Lora => {}
+        }
+        self
+    }
+}
+
 /// The factory for building the model; after loading, [`MethodSetup::into_controller`].
 pub enum MethodSetup {
     Full(PlainLinearFactory),
@@ -294,9 +350,28 @@ impl RankController for FullController {
 mod tests {
     use super::*;
 
-    /// `ALL` is kept by hand; serde's derive knows every variant and names them all in its
-    /// unknown-variant error, so a variant left out of `ALL` (and so out of the conformance
-    /// tests, figures and tables) fails here.
+    /// The benchmark's set-up by hand at r = 8 after 2 warm-up steps.
+    #[test]
+    fn bench_set_up_at_an_average_rank() {
+        let at = |name, grow| MethodConfig { name, ..Default::default() }.at_bench_rank(8, 2, grow);
+        assert_eq!(at(MethodName::Full, false), MethodConfig { name: MethodName::Full, ..Default::default() });
+        assert_eq!(at(MethodName::Lora, false).lora.rank, 8);
+        let a = at(MethodName::Adalora, false).adalora;
+        assert_eq!((a.init_rank, a.target_rank, a.tinit, a.tfinal, a.delta_t), (12, 8, 0, 0, 1));
+        let i = at(MethodName::Increlora, false).increlora;
+        assert_eq!((i.init_rank, i.target_rank, i.init_warmup, i.incre_interval), (4, 8, 2, 1));
+        let t = at(MethodName::Triadapt, false).triadapt;
+        assert_eq!((t.init_rank, t.ref_rank, t.warmup_steps), (8, 8, 0));
+        let g = at(MethodName::Triadapt, true).triadapt;
+        assert_eq!((g.init_rank, g.ref_rank, g.warmup_steps, g.interval, g.growth_step), (4, 8, 2, 1, Some(2)));
+        assert_eq!(at(MethodName::Triadapt, true).allocating_every(2).triadapt.interval, 2);
+        assert_eq!(at(MethodName::Adalora, false).allocating_every(2).adalora.delta_t, 2);
+        assert_eq!(at(MethodName::Increlora, false).allocating_every(2).increlora.incre_interval, 2);
+    }
+
+    /// `ALL` is written with the enum (`listed_enum!`), so it cannot miss a variant; serde's
+    /// derive names every variant in its unknown-variant error, and the two lists agree, in
+    /// declaration order, with `as_str` the serde name.
     #[test]
     fn all_lists_every_variant() {
         let err = serde_yaml_ng::from_str::<MethodName>("not-a-method").unwrap_err().to_string();

@@ -146,7 +146,7 @@ fn embed(t: &Tensor, shape: &[i64], fill: &Tensor) -> Tensor {
 }
 
 impl TriAdapter {
-    /// Spec 1.1: A, L, U ~ N(0, std^2) (on their triangles), B = 0.
+    /// docs/method.md, "Initialisation": A, L, U ~ N(0, std^2) (on their triangles), B = 0.
     pub fn new(d_in: i64, d_out: i64, r0: i64, alpha: f64, std: f64, device: Device) -> Self {
         let l_mask = Tensor::ones([r0, r0], (Kind::Float, device)).tril(0);
         let u_mask = Tensor::ones([r0, r0], (Kind::Float, device)).triu(0);

@@ -9,10 +9,16 @@
 //! run folder's configuration (`config.yaml`, or the sweep's `resolved.yaml`). A run with
 //! neither (a hand-made runs.csv without run folders) is grouped by its total `rank_budget`
 //! (LoRA: `total_rank`); full fine-tuning has no budget.
+//!
+//! The figures group runs by their total rank budget instead ([`run_budget`]: the sum of ranks
+//! a run may reach), so that no figure sets methods at different budgets side by side.
 
 use std::path::Path;
 
-use super::{short_number, RunRecord, Runs};
+use anyhow::{bail, Result};
+
+use super::labels::short_number;
+use super::runs::{parse_f64, RunRecord, Runs};
 
 /// The key that sets a method's reference rank, None for methods without one (full).
 pub fn rank_key(method: &str) -> Option<&'static str> {
@@ -66,6 +72,37 @@ impl Budget {
     }
 }
 
+/// The rank budget a run is drawn under: its `rank_budget`, else (LoRA, whose rank is fixed)
+/// its final `total_rank`; None for runs without ranks (full fine-tuning).
+pub fn run_budget(r: &RunRecord) -> Option<f64> {
+    r.rank_budget.filter(|b| *b > 0.0).or(r.total_rank.filter(|t| *t > 0.0))
+}
+
+/// Whether two budgets are the same (budgets are integers; runs.csv may write `24` or `24.0`).
+pub fn same_budget(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// The distinct budgets of `runs`, ascending; only `only` when given (an error when no run
+/// has it, naming the budgets there are).
+pub fn budgets_of<'a>(runs: impl IntoIterator<Item = &'a RunRecord>, only: Option<f64>, what: &str) -> Result<Vec<f64>> {
+    let mut all: Vec<f64> = runs.into_iter().filter_map(run_budget).collect();
+    all.sort_by(f64::total_cmp);
+    all.dedup_by(|a, b| same_budget(*a, *b));
+    match only {
+        None => Ok(all),
+        Some(b) if all.iter().any(|x| same_budget(*x, b)) => Ok(vec![b]),
+        Some(b) => {
+            let have: Vec<String> = all.iter().map(|x| short_number(*x)).collect();
+            bail!(
+                "--budget {}: no {what} has that rank budget (budgets: {})",
+                short_number(b),
+                if have.is_empty() { "none".into() } else { have.join(", ") }
+            )
+        }
+    }
+}
+
 /// The value at a dotted key of a YAML document (`method.lora.rank`), as a number.
 fn yaml_number(doc: &serde_yaml_ng::Value, dotted: &str) -> Option<f64> {
     let mut v = doc;
@@ -100,12 +137,12 @@ pub fn run_budgets(runs: &Runs, records: &[RunRecord]) -> Vec<Budget> {
         .iter()
         .map(|r| {
             if let Some(key) = rank_key(&r.method) {
-                let cell = columns.get(key).and_then(|c| c[r.row].as_deref().and_then(super::parse_f64));
+                let cell = columns.get(key).and_then(|c| c[r.row].as_deref().and_then(parse_f64));
                 if let Some(v) = cell.or_else(|| r.run_dir.as_deref().and_then(|d| from_run_folder(d, key))) {
                     return Budget::Rank(v);
                 }
             }
-            match super::run_budget(r) {
+            match run_budget(r) {
                 Some(b) => Budget::Total(b),
                 None => Budget::None,
             }

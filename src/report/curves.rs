@@ -39,12 +39,10 @@ mod ablation;
 mod chart;
 mod series;
 
+pub use super::stats::{mean_over_runs, MeanPoint};
 pub use ablation::{build_ablation, Ablation, AblationPoint, AblationSeries};
 pub use chart::{line_dash, marker_shape, LegendItem, MARKER_SHAPES};
-pub use series::{
-    build_rank_growth, build_training, mean_over_runs, merge_final_evaluation, read_curve, CurveRow, MeanCurve, MeanPoint, RankGrowth,
-    Training,
-};
+pub use series::{build_rank_growth, build_training, merge_final_evaluation, read_curve, CurveRow, MeanCurve, RankGrowth, Training};
 
 use ablation::ablation_keys;
 

@@ -1,5 +1,9 @@
 //! Summary statistics of repeated runs (seeds) and how the table writes them: pure functions,
-//! so that every number the table and the figures print can be checked by hand.
+//! so that every number the table and the figures print can be checked by hand. The table's
+//! cells ([`summarize`], [`cell_text`]), the ablation figure's groups (`group_stats`), and the
+//! curves' means over runs at each step ([`mean_over_runs`]) and moving means ([`moving_mean`]).
+
+use std::collections::BTreeMap;
 
 /// The summary of a set of values (e.g. one score over the seeds of a setting).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +42,76 @@ impl Summary {
             max: self.max * factor,
         }
     }
+}
+
+/// Summary statistics of one group's values, as polars' aggregations define them: nulls are
+/// left out, `std` is the sample standard deviation (None below two values).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GroupStats {
+    pub mean: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub std: Option<f64>,
+}
+
+pub(crate) fn group_stats(values: impl IntoIterator<Item = Option<f64>>) -> GroupStats {
+    let v: Vec<f64> = values.into_iter().flatten().collect();
+    match summarize(&v) {
+        None => GroupStats { mean: None, min: None, max: None, std: None },
+        Some(s) => GroupStats { mean: Some(s.mean), min: Some(s.min), max: Some(s.max), std: s.std },
+    }
+}
+
+/// The arithmetic mean of `values`; None when there are none.
+pub fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// A line's value at one step, over the runs averaged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanPoint {
+    pub step: f64,
+    /// Runs with a value at this step.
+    pub n: usize,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The mean, min and max over runs at each step (runs of one setting share their steps; a step
+/// only some runs have is averaged over those). Steps in curve.csv are whole numbers.
+pub fn mean_over_runs(runs: &[Vec<(f64, f64)>]) -> Vec<MeanPoint> {
+    let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        for &(step, v) in run {
+            at.entry(step.round() as i64).or_default().push(v);
+        }
+    }
+    at.into_iter()
+        .map(|(step, v)| MeanPoint {
+            step: step as f64,
+            n: v.len(),
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+        .collect()
+}
+
+/// Moving mean over `window` points (fewer at the start).
+pub fn moving_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let w = window.max(1);
+    let mut out = Vec::with_capacity(points.len());
+    let mut sum = 0.0;
+    for i in 0..points.len() {
+        sum += points[i].1;
+        if i >= w {
+            sum -= points[i - w].1;
+        }
+        let n = (i + 1).min(w);
+        out.push((points[i].0, sum / n as f64));
+    }
+    out
 }
 
 /// A mean with its spread as the table prints it, one decimal: `87.9 ± 0.4` (a single value:
@@ -116,6 +190,36 @@ mod tests {
         let s = summarize(&[0.8713, 0.8801, 0.8658]).unwrap();
         close(s.mean, 0.8724);
         assert!((s.std.unwrap() - 0.0072131823767321935).abs() < 1e-15);
+    }
+
+    #[test]
+    fn means_over_runs_per_step() {
+        let m = mean_over_runs(&[vec![(1.0, 1.0), (2.0, 4.0)], vec![(1.0, 3.0), (2.0, 8.0)], vec![(1.0, 2.0)]]);
+        assert_eq!(
+            m,
+            [MeanPoint { step: 1.0, n: 3, mean: 2.0, min: 1.0, max: 3.0 }, MeanPoint { step: 2.0, n: 2, mean: 6.0, min: 4.0, max: 8.0 }]
+        );
+    }
+
+    #[test]
+    fn moving_means_by_hand() {
+        let p: Vec<(f64, f64)> = (1..=6).map(|i| (i as f64, i as f64)).collect();
+        // Window 3: 1, (1+2)/2, (1+2+3)/3, (2+3+4)/3, (3+4+5)/3, (4+5+6)/3.
+        assert_eq!(moving_mean(&p, 3), [(1.0, 1.0), (2.0, 1.5), (3.0, 2.0), (4.0, 3.0), (5.0, 4.0), (6.0, 5.0)]);
+        // Window 0 is taken as 1: the points unchanged.
+        assert_eq!(moving_mean(&p, 0), p);
+    }
+
+    #[test]
+    fn means_and_group_stats() {
+        assert_eq!(mean(&[1.0, 2.0, 6.0]), Some(3.0));
+        assert_eq!(mean(&[]), None);
+        // Nulls are left out; one value has no spread.
+        let g = group_stats([Some(1.0), None, Some(3.0)]);
+        assert_eq!((g.mean, g.min, g.max), (Some(2.0), Some(1.0), Some(3.0)));
+        assert!((g.std.unwrap() - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(group_stats([Some(0.5)]).std, None);
+        assert_eq!(group_stats([None]), GroupStats { mean: None, min: None, max: None, std: None });
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The rank-growth and training figures, from the run folders' `curve.csv`: per method the mean
 //! over its runs with a band from their minimum to their maximum, per rank budget.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +9,7 @@ use plotters::prelude::*;
 
 use super::chart::*;
 use super::*;
+use crate::report::stats::{mean, mean_over_runs, moving_mean, MeanPoint};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurveRow {
@@ -44,17 +44,6 @@ pub fn read_curve(path: &Path) -> Result<Vec<CurveRow>> {
 // ---------------------------------------------------------------------------------------------
 // Curves from the run folders
 // ---------------------------------------------------------------------------------------------
-
-/// A line's value at one step, over the runs averaged.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MeanPoint {
-    pub step: f64,
-    /// Runs with a value at this step.
-    pub n: usize,
-    pub mean: f64,
-    pub min: f64,
-    pub max: f64,
-}
 
 /// One method's line in a step plot: the mean over its runs, with their min and max.
 #[derive(Debug, Clone)]
@@ -170,11 +159,7 @@ pub(super) fn curve_sets(runs: &Runs, task: &str, budget: Option<f64>) -> Result
             }
             let mean_score = |rs: &[&RunRecord]| -> f64 {
                 let v: Vec<f64> = rs.iter().filter_map(|r| r.best_score).collect();
-                if v.is_empty() {
-                    f64::NEG_INFINITY
-                } else {
-                    v.iter().sum::<f64>() / v.len() as f64
-                }
+                mean(&v).unwrap_or(f64::NEG_INFINITY)
             };
             let mut best = 0;
             for (i, (_, rs)) in settings.iter().enumerate() {
@@ -204,26 +189,6 @@ pub(super) fn curve_sets(runs: &Runs, task: &str, budget: Option<f64>) -> Result
     Ok(out)
 }
 
-/// The mean, min and max over runs at each step (runs of one setting share their steps; a step
-/// only some runs have is averaged over those). Steps in curve.csv are whole numbers.
-pub fn mean_over_runs(runs: &[Vec<(f64, f64)>]) -> Vec<MeanPoint> {
-    let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for run in runs {
-        for &(step, v) in run {
-            at.entry(step.round() as i64).or_default().push(v);
-        }
-    }
-    at.into_iter()
-        .map(|(step, v)| MeanPoint {
-            step: step as f64,
-            n: v.len(),
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-            min: v.iter().copied().fold(f64::INFINITY, f64::min),
-            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        })
-        .collect()
-}
-
 /// The corners of a step function: the first and last points and each point whose value
 /// (mean, min, max or count) differs from the one before.
 pub(super) fn corner_points(points: &[MeanPoint]) -> Vec<MeanPoint> {
@@ -247,22 +212,6 @@ pub(super) fn step_line(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
             }
         }
         out.push((x, y));
-    }
-    out
-}
-
-/// Moving mean over `window` points (fewer at the start).
-pub(super) fn moving_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
-    let w = window.max(1);
-    let mut out = Vec::with_capacity(points.len());
-    let mut sum = 0.0;
-    for i in 0..points.len() {
-        sum += points[i].1;
-        if i >= w {
-            sum -= points[i - w].1;
-        }
-        let n = (i + 1).min(w);
-        out.push((points[i].0, sum / n as f64));
     }
     out
 }
@@ -685,15 +634,6 @@ mod tests {
         assert_eq!(smooth(&p, 2, 100), [(1.0, 1.0), (2.0, 1.5), (3.0, 2.5), (4.0, 3.5), (5.0, 4.5), (6.0, 5.5)]);
         // At most 3 points (every second one), the last always kept.
         assert_eq!(smooth(&p, 1, 3), [(1.0, 1.0), (3.0, 3.0), (5.0, 5.0), (6.0, 6.0)]);
-    }
-
-    #[test]
-    fn means_over_runs_per_step() {
-        let m = mean_over_runs(&[vec![(1.0, 1.0), (2.0, 4.0)], vec![(1.0, 3.0), (2.0, 8.0)], vec![(1.0, 2.0)]]);
-        assert_eq!(
-            m,
-            [MeanPoint { step: 1.0, n: 3, mean: 2.0, min: 1.0, max: 3.0 }, MeanPoint { step: 2.0, n: 2, mean: 6.0, min: 4.0, max: 8.0 }]
-        );
     }
 
     #[test]
