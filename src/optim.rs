@@ -363,7 +363,7 @@ impl AdamW {
         let mut groups = Vec::with_capacity(keys.len());
         tch::no_grad(|| {
             for ((kind, device), mut ids) in keys.into_iter().zip(members) {
-                ids.sort_by_key(|&i| self.params[i].1.value.numel() % 16 != 0);
+                ids.sort_by_key(|&i| !self.params[i].1.value.numel().is_multiple_of(16));
                 let numels: Vec<i64> = ids.iter().map(|&i| self.params[i].1.value.numel() as i64).collect();
                 let group = FlatGroup::new(kind, device, ids, &numels);
                 for (j, &i) in group.members.iter().enumerate() {

@@ -19,6 +19,7 @@ mod metrics;
 mod op_count;
 mod peft_import;
 mod report;
+mod run_loop;
 mod squad;
 mod sweep;
 mod sweep_claims;

@@ -62,7 +62,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let base = PathBuf::from(".");
     let out = args.out.clone().unwrap_or_else(|| default_out(&cfg));
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let opts = crate::train::run::RunOptions { progress, resume: args.resume };
+    let opts = crate::train::run::RunOptions { progress, resume: args.resume, stop: None };
     let result = crate::train::run::run(&cfg, &base, &out, opts)?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     eprintln!("run folder: {}", out.display());

@@ -392,7 +392,10 @@ impl AdaLoraController {
         let drops: Vec<Tensor> = per_matrix.iter().map(|s| s.le_tensor(&threshold).view([-1, 1])).collect();
         let host = crate::device::read_vec_f64(&Tensor::cat(&[threshold.view([1]), all.view([-1])], 0));
         let (threshold, scores) = (host[0], &host[1..]);
-        let keep_all: Vec<bool> = scores.iter().map(|&s| !(s <= threshold)).collect();
+        let keep_all: Vec<bool> = scores
+            .iter()
+            .map(|s| !matches!(s.partial_cmp(&threshold), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)))
+            .collect();
         let mut at = 0;
         for ((_, adapter), drop) in self.adapters.iter().zip(drops) {
             let r = drop.size()[0] as usize;

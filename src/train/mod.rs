@@ -234,8 +234,10 @@ impl Trainer {
         Ok(StepStats { loss: task.detach(), lr, grad_norm })
     }
 }
+pub mod cadence;
 pub mod checkpoint;
 pub mod eval;
+pub mod folder;
 pub mod log;
 pub mod provenance;
 pub mod result;

@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use super::cadence::Cadence;
 use super::eval::{gold, predict, score, squad_scores};
+use super::folder::RunFolder;
 use super::log::{LogWindow, PendingRow};
 use super::result::{read_result, RunResult, RunStatus};
-use super::tensorboard::EventFile;
 use super::{StepStats, Trainer, TrainerConfig};
 use crate::config::RunConfig;
 use crate::data::batch::Batch;
@@ -223,13 +224,19 @@ fn evaluate_all(t: &Trainer, p: &Prepared, cfg: &RunConfig, device: tch::Device)
 }
 
 /// How [`run`] starts and reports.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Default)]
 pub struct RunOptions {
     /// Show a progress bar (a terminal); otherwise log lines on stderr.
     pub progress: bool,
     /// Continue from the run folder's last checkpoint (`train --resume`).
     pub resume: bool,
+    /// When to stop at a step boundary as a signal would (given the steps done; the signal
+    /// number to report): None listens for SIGTERM, SIGINT and SIGUSR1.
+    pub stop: Option<StopCheck>,
 }
+
+/// A stop check for [`RunOptions::stop`].
+pub type StopCheck = Box<dyn Fn(i64) -> Option<i32>>;
 
 /// The dotted keys whose values differ between two configs, with both values. Left out: the
 /// keys that are no part of a run's identity (`config::NOT_IDENTITY`: how it logs and saves;
@@ -271,10 +278,10 @@ fn resume_point(cfg: &RunConfig, out: &Path) -> Result<Option<PathBuf>> {
 
 /// Trains one configuration and writes its run folder `out` (README "triadapt train": the
 /// files). Saves a checkpoint every `save_steps` and the best evaluation's adapter as `best/`;
-/// on SIGTERM, SIGINT or SIGUSR1 saves a checkpoint at the next step boundary and returns
-/// [`super::signals::Interrupted`].
+/// on SIGTERM, SIGINT or SIGUSR1 (or when `opts.stop` says so) saves a checkpoint at the next
+/// step boundary and returns [`super::signals::Interrupted`].
 pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result<RunResult> {
-    use super::checkpoint::{self, TrainerState};
+    use super::checkpoint;
     let started = Instant::now();
     let p = prepare(cfg, base)?;
     let device = crate::device::parse_device(&cfg.device)?;
@@ -288,17 +295,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
             eprintln!("note: {} has no checkpoint: training from step 0", out.display());
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
-    if from.is_none() {
-        // A fresh start: nothing of an earlier attempt may mix with this run's files.
-        for stale in [checkpoint::CHECKPOINTS, checkpoint::BEST, "adapter"] {
-            if out.join(stale).exists() {
-                std::fs::remove_dir_all(out.join(stale)).with_context(|| format!("cannot clear {}", out.join(stale).display()))?;
-            }
-        }
-        let _ = std::fs::remove_file(out.join("run_info.json"));
-    }
-    std::fs::write(out.join("config.yaml"), cfg.to_yaml())?;
+    RunFolder::prepare(out, cfg, from.is_none())?;
     let info = super::provenance::start(out, device, &cfg.model, p.model_commit.as_deref())?;
     if cfg.bf16 {
         crate::precision::enable_bf16(device).context("key `bf16`")?;
@@ -319,7 +316,78 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         Trainer::new(attached, &cfg.method, TrainerConfig { optim: cfg.optim.clone(), total_steps: p.total_steps, seed: cfg.seed })?;
     t.bf16 = cfg.bf16;
 
-    let fresh_result = RunResult {
+    let (resumed, mut result) = match &from {
+        Some(ckpt) => {
+            let state = checkpoint::load_state(ckpt)?;
+            let saved_step = checkpoint::resume(&mut t, ckpt)?;
+            anyhow::ensure!(
+                saved_step == state.step,
+                "{}: adapter step {saved_step} but trainer state step {}",
+                ckpt.display(),
+                state.step
+            );
+            let mut result = state.result.clone();
+            result.status = RunStatus::Running;
+            result.error = None;
+            eprintln!("resuming {} from step {} of {} ({})", out.display(), state.step, p.total_steps, ckpt.display());
+            (Some(state), result)
+        }
+        None => (None, fresh_result(cfg, &p, &t)?),
+    };
+    set_param_counts(&mut result, &t);
+    let mut folder = RunFolder::open(out, cfg.log.tensorboard, resumed.as_ref())?;
+    if resumed.is_none() {
+        folder.log_ranks(0, &t.controller.ranks())?;
+    }
+    let signals = |_: i64| super::signals::stop_requested();
+    let stop: &dyn Fn(i64) -> Option<i32> = match &opts.stop {
+        Some(check) => check.as_ref(),
+        None => {
+            super::signals::install();
+            &signals
+        }
+    };
+    let bar = crate::progress::step_bar(p.total_steps as u64, opts.progress, &format!("{} {}", cfg.task, cfg.method.name.as_str()));
+    let (step, seen, wall_before) = resumed.as_ref().map_or((0, 0, 0.0), |s| (s.step, s.seen, s.wall_seconds));
+    bar.set_position(step as u64);
+    let cadence = Cadence {
+        total_steps: p.total_steps,
+        eval_steps: cfg.eval_steps,
+        log_steps: cfg.log_steps,
+        save_steps: cfg.save_steps.unwrap_or((p.steps_per_epoch / 4).max(1)),
+    };
+    let mut lp = RunLoop {
+        cfg,
+        p: &p,
+        device,
+        t,
+        folder,
+        cadence,
+        stop,
+        bar,
+        step,
+        seen,
+        result,
+        started,
+        wall_before,
+        last_log: Instant::now(),
+        window: LogWindow::default(),
+    };
+    let outcome = lp.train();
+    let (result, interrupted) = lp.finish(outcome)?;
+    super::provenance::end(out, info)?;
+    if let Some(signal) = interrupted {
+        return Err(super::signals::Interrupted { signal, step: result.steps }.into());
+    }
+    if let Some(err) = &result.error {
+        bail!("run failed: {err} (see {})", out.join("metrics.json").display());
+    }
+    Ok(result)
+}
+
+/// metrics.json of a run at step 0.
+fn fresh_result(cfg: &RunConfig, p: &Prepared, t: &Trainer) -> Result<RunResult> {
+    Ok(RunResult {
         status: RunStatus::Running,
         error: None,
         task: cfg.task.clone(),
@@ -338,210 +406,164 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
         rank_budget: t.controller.budget(),
         wall_seconds: 0.0,
         examples_per_second: 0.0,
-    };
-    let (mut step, mut seen, mut result, mut last_ranks, wall_before) = match &from {
-        Some(ckpt) => {
-            let state = checkpoint::load_state(ckpt)?;
-            let saved_step = super::checkpoint::resume(&mut t, ckpt)?;
-            anyhow::ensure!(
-                saved_step == state.step,
-                "{}: adapter step {saved_step} but trainer state step {}",
-                ckpt.display(),
-                state.step
-            );
-            checkpoint::truncate_logs(out, &state.files)?;
-            let mut result = state.result;
-            result.status = RunStatus::Running;
-            result.error = None;
-            eprintln!("resuming {} from step {} of {} ({})", out.display(), state.step, p.total_steps, ckpt.display());
-            (state.step, state.seen, result, state.last_ranks, state.wall_seconds)
-        }
-        None => (0, 0, fresh_result, BTreeMap::new(), 0.0),
-    };
-    set_param_counts(&mut result, &t);
-    let open = |name: &str| -> Result<std::fs::File> {
-        let path = out.join(name);
-        let mut o = std::fs::OpenOptions::new();
-        if from.is_some() {
-            o.append(true)
-        } else {
-            o.write(true).create(true).truncate(true)
-        };
-        o.open(&path).with_context(|| format!("cannot open {}", path.display()))
-    };
-    let mut curve = csv::WriterBuilder::new().from_writer(open("curve.csv")?);
-    let mut history = csv::WriterBuilder::new().from_writer(open("rank_history.csv")?);
-    let mut jsonl = std::io::BufWriter::new(open("metrics.jsonl")?);
-    let mut events = if cfg.log.tensorboard { Some(EventFile::open(out, from.is_some())?) } else { None };
-    if from.is_none() {
-        curve.write_record(["step", "loss", "lr", "dev_metric", "total_rank"])?;
-        curve.flush()?;
-        history.write_record(["step", "module", "rank"])?;
-    }
-    // Each matrix's rank where it changed: a rank_history.csv row and a `rank/<module>` scalar
-    // (the heatmap's numbers, per allocation).
-    let log_ranks = |step: i64,
-                     ranks: &[(String, i64)],
-                     w: &mut csv::Writer<std::fs::File>,
-                     events: Option<&mut EventFile>,
-                     last: &mut BTreeMap<String, i64>|
-     -> Result<()> {
-        let mut changed = Vec::new();
-        for (m, r) in ranks {
-            if last.get(m) != Some(r) {
-                w.write_record([step.to_string(), m.clone(), r.to_string()])?;
-                last.insert(m.clone(), *r);
-                changed.push((format!("rank/{m}"), *r as f64));
-            }
-        }
-        w.flush()?;
-        if let Some(ev) = events {
-            ev.scalars(step, &changed)?;
-        }
-        Ok(())
-    };
-    if from.is_none() {
-        log_ranks(0, &t.controller.ranks(), &mut history, events.as_mut(), &mut last_ranks)?;
-    }
-    let save_steps = cfg.save_steps.unwrap_or((p.steps_per_epoch / 4).max(1));
+    })
+}
 
-    super::signals::install();
-    let bar = crate::progress::step_bar(p.total_steps as u64, opts.progress, &format!("{} {}", cfg.task, cfg.method.name.as_str()));
-    bar.set_position(step as u64);
-    let mut log = LogWindow::default();
-    let mut last_log = Instant::now();
-    let outcome: Result<()> = (|| {
-        let spe = p.steps_per_epoch.max(1);
-        let mut epoch = (step / spe) as usize;
-        let mut skip = (step % spe) as usize;
-        while step < p.total_steps {
-            let order = epoch_order(p.train_len(), cfg.seed, epoch);
-            for chunk in order.chunks(cfg.batch_size).skip(std::mem::take(&mut skip)) {
-                if step >= p.total_steps {
+/// The step loop of one run and what it carries from step to step. Its body reads: a batch, a
+/// training step, what is due ([`Cadence`]), doing it (evaluation, log line, checkpoint, stop);
+/// every file goes through the [`RunFolder`].
+struct RunLoop<'a> {
+    cfg: &'a RunConfig,
+    p: &'a Prepared,
+    device: tch::Device,
+    t: Trainer,
+    folder: RunFolder,
+    cadence: Cadence,
+    /// Whether to stop at this step boundary (the signal number), given the steps done.
+    stop: &'a dyn Fn(i64) -> Option<i32>,
+    bar: indicatif::ProgressBar,
+    /// Steps done.
+    step: i64,
+    /// Training examples seen.
+    seen: usize,
+    result: RunResult,
+    started: Instant,
+    /// Wall time of the run before this process (a resumed run's earlier attempts).
+    wall_before: f64,
+    last_log: Instant,
+    /// The steps since the last log line, their losses still on the device.
+    window: LogWindow,
+}
+
+impl RunLoop<'_> {
+    /// Epochs of shuffled batches (a resumed run continues inside its epoch) until the last step.
+    fn train(&mut self) -> Result<()> {
+        let (total, spe) = (self.p.total_steps, self.p.steps_per_epoch.max(1));
+        let mut epoch = (self.step / spe) as usize;
+        let mut skip = (self.step % spe) as usize;
+        while self.step < total {
+            let order = epoch_order(self.p.train_len(), self.cfg.seed, epoch);
+            for chunk in order.chunks(self.cfg.batch_size).skip(std::mem::take(&mut skip)) {
+                if self.step >= total {
                     break;
                 }
-                let batch = p.train_batch(chunk, device);
-                let StepStats { loss, lr, grad_norm } = t.step(&batch, step)?;
-                seen += chunk.len();
-                let ranks = t.controller.ranks();
-                let total_rank: i64 = ranks.iter().map(|(_, r)| r).sum();
-                log_ranks(step + 1, &ranks, &mut history, events.as_mut(), &mut last_ranks)?;
-                let eval_now = (step + 1) % cfg.eval_steps == 0 || step + 1 == p.total_steps;
-                let mut dev_metric = String::new();
-                if eval_now {
-                    // Evaluation in the training precision, as HF Trainer's with bf16.
-                    let (metrics, main, answers) = crate::precision::autocast(device, cfg.bf16, || evaluate_all(&t, &p, cfg, device))?;
-                    if let Some(answers) = answers {
-                        // SQuAD: the latest evaluation's answers, in the official prediction format.
-                        crate::files::write_json(&out.join("predictions.json"), &answers)?;
-                    }
-                    dev_metric = format!("{main}");
-                    if result.best_score.is_none_or(|b| main > b) {
-                        result.best_score = Some(main);
-                        result.best_step = Some(step + 1);
-                        result.best_metrics = metrics.clone();
-                        // What merge, export-peft and eval use by default: the reported weights.
-                        checkpoint::save_best(out, &t, cfg, step + 1)?;
-                    }
-                    result.final_metrics = metrics;
-                }
-                let evaluated = eval_now.then(|| result.final_metrics.clone());
-                log.rows.push(PendingRow { step, loss, grad_norm, lr, dev_metric, total_rank, evaluated });
-                step += 1;
-                result.steps = step;
-                result.total_rank = total_rank;
-                let secs = wall_before + started.elapsed().as_secs_f64();
-                result.wall_seconds = secs;
-                result.examples_per_second = seen as f64 / secs.max(1e-9);
-                let stop = super::signals::stop_requested();
-                let save_now = stop.is_some() || (step % save_steps == 0 && step < p.total_steps);
-                // The losses stay on the device until a log point: one read for the window.
-                let log_now =
-                    save_now || eval_now || step % cfg.log_steps == 0 || step == p.total_steps || last_log.elapsed().as_secs() >= 60;
-                if log_now {
-                    last_log = Instant::now();
-                    // The counts change only with growth: refreshed where metrics.json and the
-                    // checkpoints are written (every one of those is a log point).
-                    set_param_counts(&mut result, &t);
-                    let loss = log.flush(&mut curve, &mut jsonl, events.as_mut(), result.adapter_params)?;
-                    let budget = result.rank_budget.map_or(String::new(), |b| format!(" rank {total_rank}/{b}"));
-                    let eta = secs / step as f64 * (p.total_steps - step) as f64;
-                    let line = format!(
-                        "step {step}/{} epoch {} loss {loss:.4} lr {lr:.2e}{budget} {:.1} ex/s eta {}",
-                        p.total_steps,
-                        epoch + 1,
-                        result.examples_per_second,
-                        crate::progress::duration_text(eta)
-                    );
-                    if bar.is_hidden() {
-                        eprintln!("{line}");
-                    }
-                    bar.set_message(format!("loss {loss:.4} lr {lr:.2e}{budget} {:.1} ex/s", result.examples_per_second));
-                }
-                if eval_now || save_now {
-                    crate::files::write_json(&out.join("metrics.json"), &result)?;
-                }
-                if save_now {
-                    history.flush()?;
-                    let state = TrainerState {
-                        step,
-                        seen,
-                        wall_seconds: secs,
-                        result: result.clone(),
-                        last_ranks: last_ranks.clone(),
-                        files: checkpoint::log_lengths(out),
-                    };
-                    let dir = checkpoint::save(out, &t, cfg, &state, cfg.save_total_limit)?;
-                    if bar.is_hidden() {
-                        eprintln!("checkpoint: {}", dir.display());
-                    }
-                }
-                if let Some(signal) = stop {
-                    return Err(super::signals::Interrupted { signal, step }.into());
-                }
-                bar.inc(1);
+                let batch = self.p.train_batch(chunk, self.device);
+                let stats = self.t.step(&batch, self.step)?;
+                self.seen += chunk.len();
+                self.after_step(stats, epoch)?;
+                self.bar.inc(1);
             }
             epoch += 1;
         }
         Ok(())
-    })();
-    bar.finish_and_clear();
-    // Rows of a window cut short by an error (their losses are still worth keeping).
-    let outcome = outcome.and_then(|()| log.flush(&mut curve, &mut jsonl, events.as_mut(), result.adapter_params).map(|_| ()));
-    curve.flush()?;
-    result.wall_seconds = wall_before + started.elapsed().as_secs_f64();
-    set_param_counts(&mut result, &t);
-    let ranks: BTreeMap<String, i64> = t.controller.ranks().into_iter().collect();
-    crate::files::write_json(&out.join("rank_pattern.json"), &ranks)?;
-    let interrupted = outcome.as_ref().err().and_then(|e| e.downcast_ref::<super::signals::Interrupted>()).map(|i| (i.signal, i.step));
-    match &outcome {
-        Ok(()) => {
-            result.status = RunStatus::Finished;
-            super::checkpoint::save_adapter(&out.join("adapter"), &t, &cfg.method, result.steps, Path::new(&cfg.model), &cfg.task)?;
-            // adapter/ is the end state (optimizer included): the checkpoints are done with.
-            if out.join(checkpoint::CHECKPOINTS).exists() {
-                std::fs::remove_dir_all(out.join(checkpoint::CHECKPOINTS))
-                    .with_context(|| format!("cannot remove {}", out.join(checkpoint::CHECKPOINTS).display()))?;
+    }
+
+    /// Everything after one training step: the ranks, then what the cadence says is due.
+    fn after_step(&mut self, stats: StepStats, epoch: usize) -> Result<()> {
+        let StepStats { loss, lr, grad_norm } = stats;
+        let done = self.step + 1;
+        let ranks = self.t.controller.ranks();
+        let total_rank: i64 = ranks.iter().map(|(_, r)| r).sum();
+        self.folder.log_ranks(done, &ranks)?;
+        let evaluate = self.cadence.evaluates(done);
+        let dev_metric = if evaluate { format!("{}", self.evaluate(done)?) } else { String::new() };
+        let evaluated = evaluate.then(|| self.result.final_metrics.clone());
+        self.window.rows.push(PendingRow { step: self.step, loss, grad_norm, lr, dev_metric, total_rank, evaluated });
+        self.step = done;
+        self.result.steps = done;
+        self.result.total_rank = total_rank;
+        let secs = self.wall_before + self.started.elapsed().as_secs_f64();
+        self.result.wall_seconds = secs;
+        self.result.examples_per_second = self.seen as f64 / secs.max(1e-9);
+        let stop = (self.stop)(done);
+        let due = self.cadence.after(done, stop.is_some(), self.last_log.elapsed().as_secs() as f64);
+        if due.log {
+            self.log_line(epoch, lr, total_rank, secs)?;
+        }
+        if due.evaluate || due.save {
+            self.folder.write_metrics(&self.result)?;
+        }
+        if due.save {
+            let dir = self.folder.save_checkpoint(&self.t, self.cfg, done, self.seen, &self.result)?;
+            if self.bar.is_hidden() {
+                eprintln!("checkpoint: {}", dir.display());
             }
         }
-        Err(e) if interrupted.is_some() => {
-            result.status = RunStatus::Interrupted;
-            result.error = Some(format!("{e:#}"));
-        }
-        Err(e) => {
-            result.status = RunStatus::Failed;
-            result.error = Some(format!("{e:#}"));
+        match stop {
+            Some(signal) => Err(super::signals::Interrupted { signal, step: done }.into()),
+            None => Ok(()),
         }
     }
-    crate::files::write_json(&out.join("metrics.json"), &result)?;
-    super::provenance::end(out, info)?;
-    if let Some((signal, step)) = interrupted {
-        return Err(super::signals::Interrupted { signal, step }.into());
+
+    /// Evaluates on the dev set after `done` steps in the training precision (as HF Trainer's
+    /// with bf16), keeps a new best as best/, and returns the main metric.
+    fn evaluate(&mut self, done: i64) -> Result<f64> {
+        let (t, p, cfg, device) = (&self.t, self.p, self.cfg, self.device);
+        let (metrics, main, answers) = crate::precision::autocast(device, cfg.bf16, || evaluate_all(t, p, cfg, device))?;
+        if let Some(answers) = answers {
+            self.folder.write_predictions(&answers)?;
+        }
+        if self.result.best_score.is_none_or(|b| main > b) {
+            self.result.best_score = Some(main);
+            self.result.best_step = Some(done);
+            self.result.best_metrics = metrics.clone();
+            self.folder.save_best(&self.t, cfg, done)?;
+        }
+        self.result.final_metrics = metrics;
+        Ok(main)
     }
-    if let Some(err) = &result.error {
-        bail!("run failed: {err} (see {})", out.join("metrics.json").display());
+
+    /// Writes the log window (one read of its losses) and the progress line.
+    fn log_line(&mut self, epoch: usize, lr: f64, total_rank: i64, secs: f64) -> Result<()> {
+        self.last_log = Instant::now();
+        // The counts change only with growth: refreshed where metrics.json and the checkpoints
+        // are written (every one of those is a log point).
+        set_param_counts(&mut self.result, &self.t);
+        let loss = self.folder.write_log(&mut self.window, self.result.adapter_params)?;
+        let (step, total) = (self.step, self.p.total_steps);
+        let budget = self.result.rank_budget.map_or(String::new(), |b| format!(" rank {total_rank}/{b}"));
+        let eta = secs / step as f64 * (total - step) as f64;
+        let speed = self.result.examples_per_second;
+        let line = format!(
+            "step {step}/{total} epoch {} loss {loss:.4} lr {lr:.2e}{budget} {speed:.1} ex/s eta {}",
+            epoch + 1,
+            crate::progress::duration_text(eta)
+        );
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        }
+        self.bar.set_message(format!("loss {loss:.4} lr {lr:.2e}{budget} {speed:.1} ex/s"));
+        Ok(())
     }
-    Ok(result)
+
+    /// The run's end, whatever `outcome`: the last log rows, rank_pattern.json, adapter/ for a
+    /// finished run, and metrics.json with the status (finished, interrupted or failed). Returns
+    /// the result and, for an interrupted run, the signal.
+    fn finish(mut self, outcome: Result<()>) -> Result<(RunResult, Option<i32>)> {
+        self.bar.finish_and_clear();
+        let adapter_params = self.result.adapter_params;
+        let outcome = self.folder.close_logs(&self.t, &mut self.window, adapter_params, outcome)?;
+        let mut result = self.result;
+        result.wall_seconds = self.wall_before + self.started.elapsed().as_secs_f64();
+        set_param_counts(&mut result, &self.t);
+        let interrupted = outcome.as_ref().err().and_then(|e| e.downcast_ref::<super::signals::Interrupted>()).map(|i| i.signal);
+        match &outcome {
+            Ok(()) => {
+                result.status = RunStatus::Finished;
+                self.folder.save_final(&self.t, self.cfg, result.steps)?;
+            }
+            Err(e) if interrupted.is_some() => {
+                result.status = RunStatus::Interrupted;
+                result.error = Some(format!("{e:#}"));
+            }
+            Err(e) => {
+                result.status = RunStatus::Failed;
+                result.error = Some(format!("{e:#}"));
+            }
+        }
+        self.folder.write_metrics(&result)?;
+        Ok((result, interrupted))
+    }
 }
 
 /// The trainer's parameter counts into metrics.json (they grow with the ranks).
