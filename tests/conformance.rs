@@ -116,7 +116,7 @@ fn resume_is_exact(cfg: &MethodConfig) -> Result<(), String> {
     let dir = ModelDir::open(&model_dir("v3")).unwrap();
     let model = triadapt::peft::attach(&dir, HeadKind::Cls, cfg, Device::Cpu).unwrap();
     apply_adapter(&read_adapter(tmp.path()).unwrap(), &model.adapters, &model.vs).map_err(|e| format!("{e:#}"))?;
-    let mut resumed = Trainer::new(model, cfg, trainer_config(STEPS)).unwrap();
+    let mut resumed = Trainer::new(model, trainer_config(STEPS)).unwrap();
     let at = resume(&mut resumed, tmp.path()).map_err(|e| format!("{e:#}"))?;
     ensure(at == split, || format!("resumed at step {at}, saved at {split}"))?;
     let b = batch();
@@ -143,8 +143,7 @@ fn bf16_trains(cfg: &MethodConfig) -> Result<(), String> {
     triadapt::precision::enable_bf16(Device::Cpu).map_err(|e| format!("{e:#}"))?;
     let b = batch();
     let first_fp32 = trainer_without_dropout(cfg, 12).step(&b, 0).unwrap().loss_value();
-    let mut t = trainer_without_dropout(cfg, 12);
-    t.bf16 = true;
+    let mut t = trainer_without_dropout_in(cfg, 12, true);
     let first = t.step(&b, 0).unwrap().loss_value();
     ensure((first - first_fp32).abs() <= 0.05, || format!("bf16 first loss {first} vs fp32 {first_fp32}"))?;
     for step in 1..12 {

@@ -22,7 +22,7 @@ fn increlora_trains_and_grows_to_its_budget() {
     cfg.validate(2, total).unwrap();
 
     let dir = ModelDir::open(&model_dir("v3")).unwrap();
-    let (vs, model, _, mut controller) = triadapt::peft::attach(&dir, HeadKind::Cls, &cfg, Device::Cpu).unwrap().into_parts(&cfg, total);
+    let (vs, model, _, mut controller) = triadapt::peft::attach(&dir, HeadKind::Cls, &cfg, Device::Cpu).unwrap().into_parts(total);
 
     let o = oracle("v3_batch");
     // E = 0: dW = 0, so the adapted model is the frozen model at step 0.

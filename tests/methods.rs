@@ -392,7 +392,7 @@ fn flat_buffers_train_bit_for_bit_like_one_tensor_at_a_time() {
                 tc.optim.adamw = variant;
                 // A low clipping threshold, so that clipping scales the gradients.
                 tc.optim.max_grad_norm = 0.5;
-                let mut t = triadapt::train::Trainer::new(model, &cfg, tc).unwrap();
+                let mut t = triadapt::train::Trainer::new(model, tc).unwrap();
                 t.opt.flat = flat;
                 t.opt.tensor_ops_only = tensor_ops_only;
                 let mut trace = Vec::new();
@@ -444,8 +444,7 @@ fn bf16_frozen_weights_cast_once_train_bit_for_bit_like_casting_at_each_use() {
     for name in [MethodName::Lora, MethodName::Adalora, MethodName::Triadapt] {
         let cfg = method(name);
         let run = || {
-            let mut t = trainer(&cfg, total);
-            t.bf16 = true;
+            let mut t = trainer_in(&cfg, total, true);
             let losses: Vec<f64> = (0..total).map(|step| t.step(&b, step).unwrap().loss_value()).collect();
             let values: Vec<Tensor> = t.trainable().iter().map(|v| v.copy()).collect();
             (losses, values)

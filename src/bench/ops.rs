@@ -33,7 +33,7 @@ fn counted_step(t: &mut Trainer, batch: &Batch, step: i64, counter: &OpCounter, 
     // so that its cache of bf16 weights spans both, as in the step).
     tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step));
     let device = t.vs.device();
-    let (task, loss) = crate::precision::autocast(device, t.bf16, || {
+    let (task, loss) = crate::precision::autocast(device, t.bf16(), || {
         let out = t.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
         take(0, "forward");
         let task = crate::train::task_loss(t.model.kind, t.model.config.num_labels(), &out.logits, &batch.labels);
@@ -86,8 +86,8 @@ pub fn count_ops(spec: &BenchSpec) -> Result<OpsCount> {
     tch::manual_seed(spec.seed);
     let attached = crate::peft::attach_random(&config, HeadKind::Cls, &mcfg, device);
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
-    let mut trainer = Trainer::new(attached, &mcfg, TrainerConfig { optim, total_steps: total, seed: spec.seed })?;
-    trainer.bf16 = spec.precision == Precision::Bf16;
+    let bf16 = spec.precision == Precision::Bf16;
+    let mut trainer = Trainer::new(attached, TrainerConfig { optim, total_steps: total, seed: spec.seed, bf16 })?;
     trainer.opt.tensor_ops_only = true;
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let counter = OpCounter::start(spec.ops_names)?;

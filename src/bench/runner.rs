@@ -87,11 +87,9 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     let times = CallTimes::default();
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
     let timed = times.clone();
-    let cfg = TrainerConfig { optim, total_steps: total, seed: spec.seed };
-    let mut trainer = Trainer::with_controller(attached, &mcfg, cfg, |inner| {
-        Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO })
-    })?;
-    trainer.bf16 = spec.precision == Precision::Bf16;
+    let cfg = TrainerConfig { optim, total_steps: total, seed: spec.seed, bf16: spec.precision == Precision::Bf16 };
+    let mut trainer =
+        Trainer::with_controller(attached, cfg, |inner| Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO }))?;
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let n_adapted = trainer.adapters().len();
 

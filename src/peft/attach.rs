@@ -21,6 +21,9 @@ pub struct Attached {
     pub report: LoadReport,
     /// The typed set-up (e.g. to start LoRA from a PEFT adapter before training).
     pub setup: MethodSetup,
+    /// The method block the model was built with: the trainer takes it from here, so the
+    /// adapters and the controller cannot come from two different blocks.
+    pub method: MethodConfig,
 }
 
 /// Loads `dir` with `head` and `method`'s adapters on `device`.
@@ -28,7 +31,7 @@ pub fn attach(dir: &ModelDir, head: HeadKind, method: &MethodConfig, device: Dev
     let setup = MethodSetup::new(method);
     let (vs, model, report) = dir.load(head, setup.factory(), device)?;
     let adapters = setup.adapters();
-    Ok(Attached { vs, model, adapters, report, setup })
+    Ok(Attached { vs, model, adapters, report, setup, method: method.clone() })
 }
 
 /// Builds a model of `config` with random weights (benchmarks) and `method`'s adapters.
@@ -37,7 +40,7 @@ pub fn attach_random(config: &DebertaConfig, head: HeadKind, method: &MethodConf
     let vs = nn::VarStore::new(device);
     let model = DebertaModel::new(&vs.root(), config, head, setup.factory());
     let adapters = setup.adapters();
-    Attached { vs, model, adapters, report: LoadReport::default(), setup }
+    Attached { vs, model, adapters, report: LoadReport::default(), setup, method: method.clone() }
 }
 
 /// What a trainer holds: the variables, the model, its adapters by HF module name, the controller.
@@ -45,8 +48,8 @@ pub type TrainerParts = (nn::VarStore, DebertaModel, Vec<(String, DynAdapter)>, 
 
 impl Attached {
     /// The parts a trainer holds, with the rank controller for a run of `total_steps`.
-    pub fn into_parts(self, method: &MethodConfig, total_steps: i64) -> TrainerParts {
-        let controller = self.setup.into_controller(method, total_steps);
+    pub fn into_parts(self, total_steps: i64) -> TrainerParts {
+        let controller = self.setup.into_controller(&self.method, total_steps);
         (self.vs, self.model, self.adapters, controller)
     }
 }

@@ -9,7 +9,7 @@ use tch::{nn, Kind, Reduction, Tensor};
 use crate::data::batch::Batch;
 use crate::model::{DebertaModel, HeadKind};
 use crate::optim::{AdamW, AdamWConfig, LrPolicy, OptimConfig};
-use crate::peft::method::{MethodConfig, MethodName};
+use crate::peft::method::MethodName;
 use crate::peft::Attached;
 use crate::peft::RankController;
 
@@ -45,10 +45,8 @@ pub struct Trainer {
     /// Backbone/head tensors that train (the head, or everything for full fine-tuning).
     trainable_vars: Vec<(String, Tensor)>,
     adapters: Vec<(String, crate::peft::DynAdapter)>,
-    /// Forward, loss and regularisation under bf16 autocast (`bf16: true`; call
-    /// `precision::enable_bf16` first). Backward's bookkeeping, clipping, AdamW and the rank
-    /// controller stay in float32, as under torch.autocast.
-    pub bf16: bool,
+    /// Forward, loss and regularisation under bf16 autocast ([`TrainerConfig::bf16`]).
+    bf16: bool,
 }
 
 /// What one step did. The loss and gradient norm stay on the device (reading them would wait
@@ -76,28 +74,32 @@ pub struct TrainerConfig {
     pub optim: OptimConfig,
     pub total_steps: i64,
     pub seed: i64,
+    /// Forward, loss and regularisation under bf16 autocast (`bf16: true`; call
+    /// `precision::enable_bf16` first). Backward's bookkeeping, clipping, AdamW and the rank
+    /// controller stay in float32, as under torch.autocast.
+    pub bf16: bool,
 }
 
 impl Trainer {
-    /// A trainer for `model` (from [`crate::peft::attach()`]) running `method`: freezes the backbone
-    /// (all of it trains for full fine-tuning; the head always trains) and registers every
-    /// trainable tensor with AdamW, born at step 0.
-    pub fn new(model: Attached, method: &MethodConfig, cfg: TrainerConfig) -> Result<Self> {
-        Self::with_controller(model, method, cfg, |c| c)
+    /// A trainer for `model` (from [`crate::peft::attach()`]) running the method block it was
+    /// built with: freezes the backbone (all of it trains for full fine-tuning; the head always
+    /// trains) and registers every trainable tensor with AdamW, born at step 0.
+    pub fn new(model: Attached, cfg: TrainerConfig) -> Result<Self> {
+        Self::with_controller(model, cfg, |c| c)
     }
 
     /// As [`Trainer::new`], with the rank controller passed through `wrap` (benchmarks time it).
     pub fn with_controller(
         model: Attached,
-        method: &MethodConfig,
         cfg: TrainerConfig,
         wrap: impl FnOnce(Box<dyn RankController>) -> Box<dyn RankController>,
     ) -> Result<Self> {
-        let TrainerConfig { optim, total_steps, seed } = cfg;
+        let TrainerConfig { optim, total_steps, seed, bf16 } = cfg;
         if total_steps < 1 {
             bail!("key `total_steps`: a run needs at least one training step");
         }
-        let (vs, model, adapters, controller) = model.into_parts(method, total_steps);
+        let method = model.method.clone();
+        let (vs, model, adapters, controller) = model.into_parts(total_steps);
         let controller = wrap(controller);
         let lr_policy = method.lr_policy;
         let full = method.name == MethodName::Full;
@@ -130,7 +132,12 @@ impl Trainer {
             opt.set_grown_weight_decay(&name, grown_decay)?;
         }
         opt.pack();
-        Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars, adapters, bf16: false })
+        Ok(Trainer { vs, model, controller, opt, optim, lr_policy, total_steps, seed, trainable_vars, adapters, bf16 })
+    }
+
+    /// Whether forward, loss and regularisation run under bf16 autocast.
+    pub fn bf16(&self) -> bool {
+        self.bf16
     }
 
     /// The learning-rate multiplier of entries born at `birth`, at `step`.

@@ -313,8 +313,7 @@ pub fn run(cfg: &RunConfig, base: &Path, out: &Path, opts: RunOptions) -> Result
             .with_context(|| format!("resuming from {}", ckpt.display()))?;
     }
     let mut t =
-        Trainer::new(attached, &cfg.method, TrainerConfig { optim: cfg.optim.clone(), total_steps: p.total_steps, seed: cfg.seed })?;
-    t.bf16 = cfg.bf16;
+        Trainer::new(attached, TrainerConfig { optim: cfg.optim.clone(), total_steps: p.total_steps, seed: cfg.seed, bf16: cfg.bf16 })?;
 
     let (resumed, mut result) = match &from {
         Some(ckpt) => {

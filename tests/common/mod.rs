@@ -58,20 +58,35 @@ pub fn method(name: MethodName) -> MethodConfig {
 
 /// A trainer on the v3 fixture model (seeded) for `cfg`.
 pub fn trainer(cfg: &MethodConfig, total_steps: i64) -> Trainer {
+    trainer_in(cfg, total_steps, false)
+}
+
+/// [`trainer`], under bf16 autocast when `bf16` (call `precision::enable_bf16` first).
+pub fn trainer_in(cfg: &MethodConfig, total_steps: i64, bf16: bool) -> Trainer {
     tch::manual_seed(7);
     let dir = ModelDir::open(&model_dir("v3")).unwrap();
     let model = triadapt::peft::attach(&dir, HeadKind::Cls, cfg, Device::Cpu).unwrap();
-    Trainer::new(model, cfg, trainer_config(total_steps)).unwrap()
+    Trainer::new(model, TrainerConfig { bf16, ..trainer_config(total_steps) }).unwrap()
 }
 
 /// The optimisation of the test trainers: lr 5e-3, 2 warm-up steps, weight decay 0.01, seed 1.
 pub fn trainer_config(total_steps: i64) -> TrainerConfig {
-    TrainerConfig { optim: OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() }, total_steps, seed: 1 }
+    TrainerConfig {
+        optim: OptimConfig { lr: 5e-3, warmup_steps: 2, weight_decay: 0.01, ..Default::default() },
+        total_steps,
+        seed: 1,
+        bf16: false,
+    }
 }
 
 /// A trainer like `trainer` on the v3 model with every dropout off, so that two precisions
 /// see the same network (dropout masks drawn for bf16 and float32 tensors differ).
 pub fn trainer_without_dropout(cfg: &MethodConfig, total_steps: i64) -> triadapt::train::Trainer {
+    trainer_without_dropout_in(cfg, total_steps, false)
+}
+
+/// [`trainer_without_dropout`], under bf16 autocast when `bf16`.
+pub fn trainer_without_dropout_in(cfg: &MethodConfig, total_steps: i64, bf16: bool) -> triadapt::train::Trainer {
     use triadapt::model::{HeadKind, ModelDir};
     tch::manual_seed(7);
     let mut dir = ModelDir::open(&model_dir("v3")).unwrap();
@@ -80,7 +95,7 @@ pub fn trainer_without_dropout(cfg: &MethodConfig, total_steps: i64) -> triadapt
     dir.config.pooler_dropout = 0.0;
     dir.config.cls_dropout = Some(0.0);
     let model = triadapt::peft::attach(&dir, HeadKind::Cls, cfg, Device::Cpu).unwrap();
-    triadapt::train::Trainer::new(model, cfg, trainer_config(total_steps)).unwrap()
+    triadapt::train::Trainer::new(model, TrainerConfig { bf16, ..trainer_config(total_steps) }).unwrap()
 }
 
 /// The v3_batch oracle inputs with fixed labels.
