@@ -152,8 +152,8 @@ fn check_allocation(name: &str, e: &serde_json::Value, t: i64, k: usize, grants:
 #[test]
 fn allocators_replay_the_reference_oracle_step_by_step() {
     let _rng = crate::common::torch_rng();
-    use triadapt::peft::increlora::{increlora_allocation, update_emas};
-    use triadapt::peft::schedule::{triadapt_allocation, BudgetMode, ThresholdKind};
+    use triadapt::peft::increlora::{update_emas, IncreloraSchedule};
+    use triadapt::peft::schedule::{BudgetMode, ThresholdKind, TriadaptSchedule};
     let path = fixtures().join("allocators/cases.json");
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let int = |v: &serde_json::Value| v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"));
@@ -183,7 +183,8 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
             let dr = int(&case["growth_step"]);
             for t in 0..total_steps {
                 let recorded = expected.get(next);
-                let plan = triadapt_allocation(kind, t, warmup, interval, total_steps, &ranks, budget, 0, dr, mode, || {
+                let schedule = TriadaptSchedule { threshold: kind, warmup, interval, total_steps, top_k: 0, dr, mode };
+                let plan = schedule.allocation(t, &ranks, budget, || {
                     floats(&recorded.unwrap_or_else(|| panic!("{name}: an allocation at step {t} the oracle does not have"))["scores"])
                 });
                 let Some((k, grants)) = plan else { continue };
@@ -204,8 +205,8 @@ fn allocators_replay_the_reference_oracle_step_by_step() {
                 }
                 update_emas(&mut ipt, &mut unc, &floats(&raw[t as usize]), b1, b2);
                 let scores: Vec<f64> = ipt.iter().zip(&unc).map(|(i, u)| i * u).collect();
-                let Some((k, grants)) = increlora_allocation(t, warmup, interval, top_h, add_r, total, budget, mode, || scores.clone())
-                else {
+                let schedule = IncreloraSchedule { warmup, interval, top_h, add_r, mode };
+                let Some((k, grants)) = schedule.allocation(t, total, budget, || scores.clone()) else {
                     continue;
                 };
                 let e = expected.get(next).unwrap_or_else(|| panic!("{name}: an allocation at step {t} the oracle does not have"));

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::schedule::adalora_budget;
+use super::schedule::AdaloraSchedule;
 use super::{Adapter, RankController, Shared};
 use crate::optim::AdamW;
 
@@ -426,7 +426,15 @@ impl RankController for AdaLoraController {
         let c = &self.config;
         let final_start = self.total_steps - c.tfinal;
         let (init, target) = (self.init_budget(), self.target_budget());
-        let (budget, due) = adalora_budget(step, init, target, c.tinit, c.tfinal, self.total_steps, c.delta_t);
+        let schedule = AdaloraSchedule {
+            init_budget: init,
+            target_budget: target,
+            tinit: c.tinit,
+            tfinal: c.tfinal,
+            total_steps: self.total_steps,
+            delta_t: c.delta_t,
+        };
+        let (budget, due) = schedule.budget(step);
         let mut done = Allocation { step, budget, masked: false, scores: None, k: 0, threshold: None };
         if step < final_start {
             self.update_ipt();

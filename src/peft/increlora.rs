@@ -423,27 +423,34 @@ pub fn update_emas_on_device(exp_avg_ipt: &Tensor, exp_avg_unc: &Tensor, scores:
     (ipt, unc)
 }
 
-/// One IncreLoRA increase at step t (`increase_to_target_rank`): None when none is due; else
-/// k = min(top_h, budget - total) and the grants of `add_r` ranks to every matrix at or above
-/// the k-th largest ipt x unc product (cut to the budget under `Strict`). `scores` is called
-/// only when an increase is due (reading the products waits for the device).
-#[allow(clippy::too_many_arguments)]
-pub fn increlora_allocation(
-    t: i64,
-    warmup: i64,
-    interval: i64,
-    top_h: usize,
-    add_r: i64,
-    total: i64,
-    budget: i64,
-    mode: BudgetMode,
-    scores: impl FnOnce() -> Vec<f64>,
-) -> Option<(usize, Vec<(usize, i64)>)> {
-    if !allocation_due(t, warmup, interval, total, budget) {
-        return None;
+/// When and how IncreLoRA increases ranks over one run (its config's schedule keys), handed to
+/// the allocation by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncreloraSchedule {
+    /// Steps before the first increase (`init_warmup`).
+    pub warmup: i64,
+    /// Steps between increases (`incre_interval`).
+    pub interval: i64,
+    /// Matrices granted ranks per increase, at most.
+    pub top_h: usize,
+    /// Ranks granted per matrix (`incre_rank_num`).
+    pub add_r: i64,
+    pub mode: BudgetMode,
+}
+
+impl IncreloraSchedule {
+    /// The increase at step t (`increase_to_target_rank`) with `total` ranks under `budget`:
+    /// None when none is due; else k = min(top_h, budget - total) and the grants of `add_r`
+    /// ranks to every matrix at or above the k-th largest ipt x unc product (cut to the budget
+    /// under `Strict`). `scores` is called only when an increase is due (reading the products
+    /// waits for the device).
+    pub fn allocation(&self, t: i64, total: i64, budget: i64, scores: impl FnOnce() -> Vec<f64>) -> Option<(usize, Vec<(usize, i64)>)> {
+        if !allocation_due(t, self.warmup, self.interval, total, budget) {
+            return None;
+        }
+        let k = (self.top_h as i64).min(budget - total) as usize;
+        Some((k, select_growth(&scores(), k, self.add_r, budget - total, self.mode)))
     }
-    let k = (top_h as i64).min(budget - total) as usize;
-    Some((k, select_growth(&scores(), k, add_r, budget - total, mode)))
 }
 
 fn lock(a: &Shared<IncreLoraAdapter>) -> std::sync::MutexGuard<'_, IncreLoraAdapter> {
@@ -541,11 +548,10 @@ impl RankController for IncreLoraController {
         }
         self.update_importance();
         let c = &self.config;
-        let (warmup, interval, top_h) = (c.init_warmup, c.incre_interval, c.top_h);
+        let schedule =
+            IncreloraSchedule { warmup: c.init_warmup, interval: c.incre_interval, top_h: c.top_h, add_r, mode: self.budget_mode };
         // An increase step reads the products once; other steps read nothing.
-        let Some((_, grants)) =
-            increlora_allocation(step, warmup, interval, top_h, add_r, total, budget, self.budget_mode, || self.scores())
-        else {
+        let Some((_, grants)) = schedule.allocation(step, total, budget, || self.scores()) else {
             return Ok(());
         };
         for (i, g) in grants {

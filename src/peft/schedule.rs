@@ -91,51 +91,67 @@ pub fn select_growth(scores: &[f64], k: usize, dr: i64, remaining: i64, mode: Bu
     out
 }
 
-/// One TriAdaptLoRA allocation at step t: None when none is due; else the growth count k and
-/// the grants for `scores` (docs/method.md, "TriAdaptLoRA / Allocation"). `scores` is called
-/// only when an allocation is due (reading the importance updates the controller's memory).
-#[allow(clippy::too_many_arguments)]
-pub fn triadapt_allocation(
-    kind: ThresholdKind,
-    t: i64,
-    warmup: i64,
-    interval: i64,
-    total_steps: i64,
-    ranks: &[i64],
-    budget: i64,
-    top_k: usize,
-    dr: i64,
-    mode: BudgetMode,
-    scores: impl FnOnce() -> Vec<f64>,
-) -> Option<(usize, Vec<(usize, i64)>)> {
-    let b: i64 = ranks.iter().sum();
-    if !allocation_due(t, warmup, interval, b, budget) {
-        return None;
-    }
-    let k = growth_count(kind, top_k, Progress { step: t, warmup, total_steps }, b, budget, ranks.len());
-    Some((k, select_growth(&scores(), k, dr, budget - b, mode)))
+/// When and how TriAdaptLoRA grows over one run (its config's schedule keys, docs/method.md,
+/// "TriAdaptLoRA / Allocation"), handed to the allocation by name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TriadaptSchedule {
+    pub threshold: ThresholdKind,
+    /// Steps before the first allocation (t_w).
+    pub warmup: i64,
+    /// Steps between allocations (delta T).
+    pub interval: i64,
+    pub total_steps: i64,
+    /// A fixed growth count (0: the dynamic threshold decides).
+    pub top_k: usize,
+    /// Ranks granted to a matrix per allocation.
+    pub dr: i64,
+    pub mode: BudgetMode,
 }
 
-/// AdaLoRA's budget at step t and whether the mask is applied then, exactly as PEFT's
-/// `RankAllocator.budget_schedule`: b0 until t_i, a cubic decrease to b_T (truncated to an
-/// integer) with masking every dT steps, then b_T with masking at every step after T - t_f.
-pub fn adalora_budget(
-    step: i64,
-    init_budget: i64,
-    target_budget: i64,
-    tinit: i64,
-    tfinal: i64,
-    total_steps: i64,
-    delta_t: i64,
-) -> (i64, bool) {
-    if step <= tinit {
-        (init_budget, false)
-    } else if step > total_steps - tfinal {
-        (target_budget, true)
-    } else {
-        let mul = 1.0 - (step - tinit) as f64 / (total_steps - tfinal - tinit) as f64;
-        let budget = ((init_budget - target_budget) as f64 * mul.powi(3) + target_budget as f64) as i64;
-        (budget, delta_t > 0 && step % delta_t == 0)
+impl TriadaptSchedule {
+    /// The allocation at step t: None when none is due; else the growth count k and the grants
+    /// for `scores` of matrices at `ranks` under `budget`. `scores` is called only when an
+    /// allocation is due (reading the importance updates the controller's memory).
+    pub fn allocation(&self, t: i64, ranks: &[i64], budget: i64, scores: impl FnOnce() -> Vec<f64>) -> Option<(usize, Vec<(usize, i64)>)> {
+        let b: i64 = ranks.iter().sum();
+        if !allocation_due(t, self.warmup, self.interval, b, budget) {
+            return None;
+        }
+        let at = Progress { step: t, warmup: self.warmup, total_steps: self.total_steps };
+        let k = growth_count(self.threshold, self.top_k, at, b, budget, ranks.len());
+        Some((k, select_growth(&scores(), k, self.dr, budget - b, self.mode)))
+    }
+}
+
+/// AdaLoRA's budget schedule over one run (PEFT's `RankAllocator.budget_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaloraSchedule {
+    /// b0: the initial budget (init_r per matrix).
+    pub init_budget: i64,
+    /// b_T: the final budget (target_r per matrix).
+    pub target_budget: i64,
+    pub tinit: i64,
+    pub tfinal: i64,
+    pub total_steps: i64,
+    /// Steps between masks in the budget phase (delta T).
+    pub delta_t: i64,
+}
+
+impl AdaloraSchedule {
+    /// The budget at `step` and whether the mask is applied then, exactly as PEFT: b0 until
+    /// t_i, a cubic decrease to b_T (truncated to an integer) with masking every dT steps, then
+    /// b_T with masking at every step after T - t_f.
+    pub fn budget(&self, step: i64) -> (i64, bool) {
+        let (tinit, tfinal, total) = (self.tinit, self.tfinal, self.total_steps);
+        if step <= tinit {
+            (self.init_budget, false)
+        } else if step > total - tfinal {
+            (self.target_budget, true)
+        } else {
+            let mul = 1.0 - (step - tinit) as f64 / (total - tfinal - tinit) as f64;
+            let budget = ((self.init_budget - self.target_budget) as f64 * mul.powi(3) + self.target_budget as f64) as i64;
+            (budget, self.delta_t > 0 && step % self.delta_t == 0)
+        }
     }
 }
 
@@ -236,7 +252,8 @@ mod tests {
     #[test]
     fn adalora_budget_at_each_phase_boundary() {
         // b0 = 12, b_T = 8, t_i = 10, t_f = 20, T = 110, dT = 5: cubic span 80 steps.
-        let f = |t| adalora_budget(t, 12, 8, 10, 20, 110, 5);
+        let s = AdaloraSchedule { init_budget: 12, target_budget: 8, tinit: 10, tfinal: 20, total_steps: 110, delta_t: 5 };
+        let f = |t| s.budget(t);
         assert_eq!(f(0), (12, false));
         assert_eq!(f(10), (12, false)); // t <= t_i: initial budget, no mask
         assert_eq!(f(11), ((4.0 * (1.0 - 1.0 / 80.0f64).powi(3) + 8.0) as i64, false));

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::schedule::{default_growth_step, triadapt_allocation, BudgetMode, ThresholdKind};
+use super::schedule::{default_growth_step, BudgetMode, ThresholdKind, TriadaptSchedule};
 use super::{Adapter, RankController, Shared};
 use crate::optim::AdamW;
 
@@ -343,19 +343,16 @@ impl RankController for TriAdaptController {
         let c = self.config.clone();
         let ranks: Vec<i64> = self.ranks().into_iter().map(|(_, r)| r).collect();
         let budget = self.budget().unwrap_or(0);
-        let plan = triadapt_allocation(
-            c.threshold,
-            step,
-            c.warmup_steps,
-            c.interval,
-            self.total_steps,
-            &ranks,
-            budget,
-            c.top_k,
-            c.dr(),
-            self.budget_mode,
-            || self.scores(),
-        );
+        let schedule = TriadaptSchedule {
+            threshold: c.threshold,
+            warmup: c.warmup_steps,
+            interval: c.interval,
+            total_steps: self.total_steps,
+            top_k: c.top_k,
+            dr: c.dr(),
+            mode: self.budget_mode,
+        };
+        let plan = schedule.allocation(step, &ranks, budget, || self.scores());
         self.pending = plan.map(|(_, grants)| grants).unwrap_or_default();
         Ok(())
     }
