@@ -10,8 +10,8 @@
 //! - `shape.rs` (the built-in model shapes), `variant.rs` (what trains, `--method`), `spec.rs`
 //!   (one configuration, its method block from the method's own `MethodConfig::at_bench_rank`,
 //!   the random batch);
-//! - `runner.rs` (a benchmark: build, warm up, time, summarise), `timed.rs` (the timing
-//!   controller wrapper, CUDA sync), `probes.rs` (process memory and CPU time), `flops.rs` (the
+//! - `runner.rs` (a benchmark: build, warm up, time, summarise), `timed.rs` (the phase timer
+//!   observing the real step, CUDA sync), `probes.rs` (process memory and CPU time), `flops.rs` (the
 //!   FLOP model and the peak matmul rate), `ops.rs` (ops per phase, `--ops`);
 //! - `result.rs` (what a benchmark reports).
 

@@ -1,5 +1,5 @@
 //! Counting the ATen ops that launch work in each phase of a training step (`bench --ops`):
-//! `Trainer::step` replayed phase by phase under [`crate::op_count`]'s counter.
+//! the real `Trainer::step` under [`crate::op_count`]'s counter, counted as each phase ends.
 
 use anyhow::{bail, Result};
 
@@ -9,7 +9,7 @@ use crate::data::batch::Batch;
 use crate::model::HeadKind;
 use crate::op_count::OpCounter;
 use crate::optim::OptimConfig;
-use crate::train::{Trainer, TrainerConfig};
+use crate::train::{Phase, StepObserver, Trainer, TrainerConfig};
 
 /// What [`count_ops`] found: an ordinary step by phase, and the whole of an allocation step.
 #[derive(Debug, Clone, Copy)]
@@ -18,55 +18,59 @@ pub struct OpsCount {
     pub allocation: Option<i64>,
 }
 
-/// `Trainer::step` phase by phase under an op counter: the ops of each phase, in the order of
+/// Takes the counter's count at the end of each phase of the real step, into the slot of
+/// [`OpsByPhase`]'s field order (the controller's two hooks into one slot).
+struct CountingObserver<'a> {
+    counter: &'a OpCounter,
+    step: i64,
+    names: bool,
+    counts: [i64; 7],
+}
+
+impl StepObserver for CountingObserver<'_> {
+    fn phase_done(&mut self, phase: Phase) {
+        let slot = match phase {
+            Phase::Forward => 0,
+            Phase::Loss => 1,
+            Phase::Backward => 2,
+            Phase::Clipping => 3,
+            Phase::Optimizer => 4,
+            Phase::ZeroGrad => 5,
+            Phase::ControllerBefore | Phase::ControllerAfter => 6,
+        };
+        if self.names {
+            eprintln!("step {} {}: {:?}", self.step, phase_name(phase), self.counter.names());
+        }
+        self.counts[slot] += self.counter.take();
+    }
+}
+
+/// The phase's name in `--ops-names` output (the `ops_by_phase` key it counts into).
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Forward => "forward",
+        Phase::Loss => "loss",
+        Phase::ZeroGrad => "zero_grad",
+        Phase::Backward => "backward",
+        Phase::Clipping => "clipping",
+        Phase::Optimizer => "optimizer",
+        Phase::ControllerBefore | Phase::ControllerAfter => "controller",
+    }
+}
+
+/// [`Trainer::step`] under an op counter: the ops of each phase, in the order of
 /// [`OpsByPhase`]'s fields (the controller last, both hooks). Prints the names with `names`.
 fn counted_step(t: &mut Trainer, batch: &Batch, step: i64, counter: &OpCounter, names: bool) -> Result<[i64; 7]> {
-    let mut n = [0i64; 7];
-    let mut take = |i: usize, phase: &str| {
-        if names {
-            eprintln!("step {step} {phase}: {:?}", counter.names());
-        }
-        n[i] += counter.take();
-    };
     let _ = counter.take();
-    // Trainer::forward_loss, with a count between the model and the loss (one autocast block,
-    // so that its cache of bf16 weights spans both, as in the step).
-    tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step));
-    let device = t.vs.device();
-    let (task, loss) = crate::precision::autocast(device, t.bf16(), || {
-        let out = t.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
-        take(0, "forward");
-        let task = crate::train::task_loss(t.model.kind, t.model.config.num_labels(), &out.logits, &batch.labels);
-        let loss = match t.controller.regularization() {
-            Some(reg) => &task + reg,
-            None => task.shallow_clone(),
-        };
-        take(1, "loss");
-        (task, loss)
-    });
-    // Trainer::backward: zero_grad, backward, clipping.
-    t.opt.zero_grad();
-    take(5, "zero_grad");
-    loss.backward();
-    take(2, "backward");
-    if t.optim.max_grad_norm > 0.0 {
-        t.opt.clip_grad_norm(t.optim.max_grad_norm);
-    }
-    take(3, "clipping");
-    // Trainer::optimizer_step: the controller's pre-update hook, then AdamW.
-    t.controller.before_step(step)?;
-    take(6, "controller");
-    let (policy, warmup, total) = (t.lr_policy, t.optim.warmup_steps, t.total_steps);
-    t.opt.step(step, &move |birth: i64| policy.multiplier(step, birth, warmup, total));
-    take(4, "optimizer");
-    t.after_step(step)?;
-    take(6, "controller");
-    let value = crate::device::read_f64(&task);
+    let mut obs = CountingObserver { counter, step, names, counts: [0; 7] };
+    let stats = t.step_observed(batch, step, &mut obs)?;
+    let counts = obs.counts;
+    let value = stats.loss_value();
     if !value.is_finite() {
         bail!("the loss became {value} at step {step}");
     }
     let _ = counter.take();
-    Ok(n)
+    Ok(counts)
 }
 
 /// Counts the ATen ops that launch work ([`crate::op_count`]) in every phase of every step of a

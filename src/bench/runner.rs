@@ -2,18 +2,14 @@
 //! timed steps (whole, or phase by phase with `--breakdown`), and summarises them into a
 //! [`BenchResult`].
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, Result};
-use tch::Device;
 
 use super::flops::model_flops;
 use super::ops::count_ops;
 use super::probes::{process_cpu_seconds, process_memory_kb};
 use super::spec::random_batch;
-use super::timed::{sync, CallTimes, TimedController};
+use super::timed::{sync, PhaseTimer};
 use super::{BenchResult, BenchSpec, Precision, Variant};
-use crate::data::batch::Batch;
 use crate::model::HeadKind;
 use crate::optim::{AdamWVariant, OptimConfig};
 use crate::train::{Trainer, TrainerConfig};
@@ -34,28 +30,6 @@ fn average_rank(ranks: &[(String, i64)]) -> f64 {
         return 0.0;
     }
     ranks.iter().map(|(_, r)| *r as f64).sum::<f64>() / ranks.len() as f64
-}
-
-/// `Trainer::step` phase by phase, with the time of each: (forward, backward, optimizer) in
-/// seconds; the controller is timed by its wrapper.
-fn phased_step(t: &mut Trainer, batch: &Batch, step: i64, device: Device) -> Result<(f64, [f64; 3])> {
-    let mut marks = [Instant::now(); 4];
-    let (task, loss) = t.forward_loss(batch, step);
-    let loss_value = crate::device::read_f64(&task);
-    if !loss_value.is_finite() {
-        bail!("the loss became {loss_value} at step {step}");
-    }
-    sync(device);
-    marks[1] = Instant::now();
-    t.backward(&loss);
-    sync(device);
-    marks[2] = Instant::now();
-    t.optimizer_step(step)?;
-    sync(device);
-    marks[3] = Instant::now();
-    t.after_step(step)?;
-    let d = |i: usize| (marks[i + 1] - marks[i]).as_secs_f64();
-    Ok((loss_value, [d(0), d(1), d(2)]))
 }
 
 fn adamw_name(v: AdamWVariant) -> &'static str {
@@ -84,43 +58,36 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     let (rss_before, _) = process_memory_kb();
     tch::manual_seed(spec.seed);
     let attached = crate::peft::attach_random(&config, HeadKind::Cls, &mcfg, device);
-    let times = CallTimes::default();
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
-    let timed = times.clone();
     let cfg = TrainerConfig { optim, total_steps: total, seed: spec.seed, bf16: spec.precision == Precision::Bf16 };
-    let mut trainer =
-        Trainer::with_controller(attached, cfg, |inner| Box::new(TimedController { inner, times: timed, device, before: Duration::ZERO }))?;
+    let mut trainer = Trainer::new(attached, cfg)?;
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let n_adapted = trainer.adapters().len();
 
-    let (mut step_times, mut ranks_seen, mut phases) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut step_times, mut ranks_seen, mut phases, mut ctl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut rank_start, mut loss, mut cpu_start) = (0.0, f64::NAN, None);
-    let mut controller_timed = 0;
     for step in 0..total {
         if step == spec.warmup {
             cpu_start = process_cpu_seconds();
             rank_start = average_rank(&trainer.controller.ranks());
-            controller_timed = times.0.lock().expect("timer lock").len();
         }
-        sync(device);
-        let t0 = Instant::now();
-        if spec.breakdown && step >= spec.warmup {
-            let (l, p) = phased_step(&mut trainer, &batch, step, device)?;
-            loss = l;
-            phases.push(p);
-        } else {
-            loss = trainer.step(&batch, step)?.loss_value();
-        }
+        let timed = step >= spec.warmup;
+        let mut timer = PhaseTimer::start(device, spec.breakdown && timed);
+        let t0 = timer.last;
+        loss = trainer.step_observed(&batch, step, &mut timer)?.loss_value();
         sync(device);
         let dt = t0.elapsed().as_secs_f64();
-        if step >= spec.warmup {
+        if timed {
             step_times.push(dt);
             ranks_seen.push(average_rank(&trainer.controller.ranks()));
+            ctl.push(timer.controller.as_secs_f64());
+            if spec.breakdown {
+                phases.push(timer.phases.map(|d| d.as_secs_f64()));
+            }
         }
     }
     let cpu = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / spec.steps as f64 * 1e3);
     let (_, hwm) = process_memory_kb();
-    let ctl: Vec<f64> = times.0.lock().expect("timer lock")[controller_timed..].iter().map(|d| d.as_secs_f64()).collect();
     let rank_mean = if n_adapted == 0 { 0.0 } else { (rank_start + ranks_seen.iter().sum::<f64>()) / (ranks_seen.len() + 1) as f64 };
     // AdaLoRA masks singular values but multiplies by all r_init of them.
     let compute_rank = if spec.variant == Variant::Adalora { mcfg.adalora.init_rank as f64 } else { rank_mean };

@@ -62,8 +62,8 @@ pub struct BenchSpec {
     pub orth_reg_weight: f64,
     pub lr: f64,
     pub seed: i64,
-    /// Time the phases of each timed step (forward, backward, optimizer, controller) with a
-    /// replica of `Trainer::step` instead of calling it.
+    /// Time the phases of each timed step (forward, backward, optimizer) as they end inside
+    /// `Trainer::step`, waiting for the device at each.
     pub breakdown: bool,
     /// The AdamW arithmetic (`torch`, or `legacy_hf` as the paper's experiments run).
     pub adamw: AdamWVariant,

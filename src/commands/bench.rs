@@ -46,8 +46,8 @@ pub struct BenchArgs {
     pub lora_dropout: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
-    /// Also time the phases of each step (forward, backward, optimizer) with a replica of the
-    /// training step.
+    /// Also time the phases of each step (forward, backward, optimizer), waiting for the device at
+    /// the end of each phase of the training step.
     #[arg(long)]
     pub breakdown: bool,
     /// AdamW's arithmetic: torch (torch.optim.AdamW) or legacy_hf (old HF transformers', which

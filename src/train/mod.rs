@@ -12,6 +12,7 @@ use crate::optim::{AdamW, AdamWConfig, LrPolicy, OptimConfig};
 use crate::peft::method::MethodName;
 use crate::peft::Attached;
 use crate::peft::RankController;
+pub use phase::{Phase, StepObserver, Unobserved};
 
 /// The task loss HF computes for each head: cross-entropy, MSE for one label, and the mean of
 /// the start and end cross-entropies for QA.
@@ -85,22 +86,12 @@ impl Trainer {
     /// built with: freezes the backbone (all of it trains for full fine-tuning; the head always
     /// trains) and registers every trainable tensor with AdamW, born at step 0.
     pub fn new(model: Attached, cfg: TrainerConfig) -> Result<Self> {
-        Self::with_controller(model, cfg, |c| c)
-    }
-
-    /// As [`Trainer::new`], with the rank controller passed through `wrap` (benchmarks time it).
-    pub fn with_controller(
-        model: Attached,
-        cfg: TrainerConfig,
-        wrap: impl FnOnce(Box<dyn RankController>) -> Box<dyn RankController>,
-    ) -> Result<Self> {
         let TrainerConfig { optim, total_steps, seed, bf16 } = cfg;
         if total_steps < 1 {
             bail!("key `total_steps`: a run needs at least one training step");
         }
         let method = model.method.clone();
         let (vs, model, adapters, controller) = model.into_parts(total_steps);
-        let controller = wrap(controller);
         let lr_policy = method.lr_policy;
         let full = method.name == MethodName::Full;
         let heads = crate::model::heads::head_prefixes(model.kind);
@@ -182,62 +173,73 @@ impl Trainer {
         self.trainable_vars.iter().map(|(_, t)| t.numel() as i64).sum::<i64>() + self.controller.trainable_count()
     }
 
-    /// Phase 1 of a step: reseeds dropout from (seed, step), then forward in train mode, the
-    /// task loss and the method's regularisation (under bf16 autocast when `bf16`). Returns
-    /// (task loss, loss to differentiate).
-    pub fn forward_loss(&mut self, batch: &Batch, step: i64) -> (Tensor, Tensor) {
+    /// Forward, loss and regularisation: reseeds dropout from (seed, step), then forward in train
+    /// mode, the task loss and the method's regularisation (under bf16 autocast when `bf16`).
+    /// Returns (task loss, loss to differentiate).
+    fn forward_loss(&mut self, batch: &Batch, step: i64, obs: &mut dyn StepObserver) -> (Tensor, Tensor) {
         tch::manual_seed(self.seed.wrapping_mul(1_000_003).wrapping_add(step));
         let device = self.vs.device();
         crate::precision::autocast(device, self.bf16, || {
             let out = self.model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
+            obs.phase_done(Phase::Forward);
             let task = task_loss(self.model.kind, self.model.config.num_labels(), &out.logits, &batch.labels);
             let loss = match self.controller.regularization() {
                 Some(reg) => &task + reg,
                 None => task.shallow_clone(),
             };
+            obs.phase_done(Phase::Loss);
             (task, loss)
         })
     }
 
-    /// Phase 2: drops the old gradients, backward, clipping. Returns the gradient norm before
-    /// clipping, on the device (None when clipping is off).
-    pub fn backward(&mut self, loss: &Tensor) -> Option<Tensor> {
+    /// Drops the old gradients, backward, clipping. Returns the gradient norm before clipping,
+    /// on the device (None when clipping is off).
+    fn backward(&mut self, loss: &Tensor, obs: &mut dyn StepObserver) -> Option<Tensor> {
         self.opt.zero_grad();
+        obs.phase_done(Phase::ZeroGrad);
         loss.backward();
-        if self.optim.max_grad_norm > 0.0 {
-            self.opt.clip_grad_norm(self.optim.max_grad_norm)
-        } else {
-            None
-        }
+        obs.phase_done(Phase::Backward);
+        let norm = (self.optim.max_grad_norm > 0.0).then(|| self.opt.clip_grad_norm(self.optim.max_grad_norm)).flatten();
+        obs.phase_done(Phase::Clipping);
+        norm
     }
 
-    /// Phase 3: the controller's pre-update hook (where the reference harnesses call their
-    /// allocators: after clipping, before the update; docs/method.md, "Training step"), then
-    /// AdamW. Returns the learning rate of entries born at step 0.
-    pub fn optimizer_step(&mut self, step: i64) -> Result<f64> {
+    /// The controller's pre-update hook (where the reference harnesses call their allocators:
+    /// after clipping, before the update; docs/method.md, "Training step"), then AdamW. Returns
+    /// the learning rate of entries born at step 0.
+    fn optimizer_step(&mut self, step: i64, obs: &mut dyn StepObserver) -> Result<f64> {
         self.controller.before_step(step)?;
+        obs.phase_done(Phase::ControllerBefore);
         let (policy, warmup, total) = (self.lr_policy, self.optim.warmup_steps, self.total_steps);
         let mult = move |birth: i64| policy.multiplier(step, birth, warmup, total);
         self.opt.step(step, &mult);
+        obs.phase_done(Phase::Optimizer);
         Ok(self.optim.lr * mult(0))
     }
 
-    /// Phase 4: the rank controller after the update (growth, masking), then the optimizer's
-    /// flat buffers re-packed if a tensor grew.
-    pub fn after_step(&mut self, step: i64) -> Result<()> {
+    /// The rank controller after the update (growth, masking), then the optimizer's flat buffers
+    /// re-packed if a tensor grew.
+    fn after_step(&mut self, step: i64, obs: &mut dyn StepObserver) -> Result<()> {
         self.controller.after_step(step, &mut self.opt)?;
         self.opt.pack();
+        obs.phase_done(Phase::ControllerAfter);
         Ok(())
     }
 
-    /// One optimisation step at global step `step` (0-based): the four phases. Nothing is read
-    /// back to the host except where the rank controller allocates; the caller checks the loss
-    /// where it reads it (`run` does at every log line).
+    /// One optimisation step at global step `step` (0-based): forward and loss, backward and
+    /// clipping, the controller's hook and AdamW, the controller after the update. Nothing is
+    /// read back to the host except where the rank controller allocates; the caller checks the
+    /// loss where it reads it (`run` does at every log line).
     pub fn step(&mut self, batch: &Batch, step: i64) -> Result<StepStats> {
-        let (task, loss) = self.forward_loss(batch, step);
-        let grad_norm = self.backward(&loss);
-        let lr = self.optimizer_step(step)?;
-        self.after_step(step)?;
+        self.step_observed(batch, step, &mut Unobserved)
+    }
+
+    /// [`Trainer::step`], telling `obs` as each [`Phase`] ends (benchmarks time and count it).
+    pub fn step_observed(&mut self, batch: &Batch, step: i64, obs: &mut dyn StepObserver) -> Result<StepStats> {
+        let (task, loss) = self.forward_loss(batch, step, obs);
+        let grad_norm = self.backward(&loss, obs);
+        let lr = self.optimizer_step(step, obs)?;
+        self.after_step(step, obs)?;
         Ok(StepStats { loss: task.detach(), lr, grad_norm })
     }
 }
@@ -246,6 +248,7 @@ pub mod checkpoint;
 pub mod eval;
 pub mod folder;
 pub mod log;
+pub mod phase;
 pub mod provenance;
 pub mod result;
 pub mod run;
