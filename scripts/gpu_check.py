@@ -272,9 +272,9 @@ def cmd_bench_table(a) -> int:
     except (OSError, ValueError):
         pass
 
-    def result(tool, method, prec):
+    def result(tool, method, prec, suffix=""):
         try:
-            rows = read_jsonl(os.path.join(a.dir, f"{tool}_{method}_{prec}.json"))
+            rows = read_jsonl(os.path.join(a.dir, f"{tool}_{method}_{prec}{suffix}.json"))
             return rows[-1] if rows else None
         except (OSError, ValueError):
             return None
@@ -292,8 +292,8 @@ def cmd_bench_table(a) -> int:
              "(no PEFT peer here) the ratio is to our own LoRA. GPU MiB: torch allocator peak (peak_cuda_mb) ours / peft, "
              "and the largest nvidia-smi memory.used sample (whole GPU, 1 s period) during the measurement ours / peft.",
              "",
-             "| method | precision | ours ex/s | peft ex/s | ratio | step ms ours / peft | controller ms/step ours / peft | final loss ours / peft | GPU MiB allocator | GPU MiB nvidia-smi | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | precision | ours ex/s | peft ex/s | ratio | step ms ours / peft | CPU ms/step ours / peft | ops/step ours / peft | controller ms/step ours / peft | final loss ours / peft | GPU MiB allocator | GPU MiB nvidia-smi | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     missing, measured = [], 0
     for prec in a.precisions.split():
         ours_lora = result("ours", "lora", prec)
@@ -323,8 +323,11 @@ def cmd_bench_table(a) -> int:
                 le = ours_lora.get("examples_per_s") if ours_lora else None
                 ratio = f"{oe / le:.2f}x of our lora" if oe and le else "-"
             g = lambda r, k, d=1: f1(r.get(k), d) if r else "-"
+            ours_ops, peft_ops = result("ours", m, prec, ".ops"), (result("peft", m, prec, ".ops") if has_peer else None)
             lines.append(f"| {m} | {prec} | {f1(oe, 2)} | {f1(pe, 2) if has_peer else 'n/a'} | {ratio} | "
                          f"{g(ours, 'step_ms_median')} / {g(peft, 'step_ms_median') if has_peer else 'n/a'} | "
+                         f"{g(ours, 'cpu_ms_per_step')} / {g(peft, 'cpu_ms_per_step') if has_peer else 'n/a'} | "
+                         f"{g(ours_ops, 'ops_per_step', 0)} / {g(peft_ops, 'ops_per_step', 0) if has_peer else 'n/a'} | "
                          f"{g(ours, 'controller_ms_per_step', 2)} / {g(peft, 'controller_ms_per_step', 2) if has_peer else 'n/a'} | "
                          f"{g(ours, 'final_loss', 3)} / {g(peft, 'final_loss', 3) if has_peer else 'n/a'} | "
                          f"{g(ours, 'peak_cuda_mb', 0)} / {g(peft, 'peak_cuda_mb', 0) if has_peer else 'n/a'} | "

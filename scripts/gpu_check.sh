@@ -23,7 +23,10 @@
 #   bench          (last: gets the rest of BUDGET_S) `triadapt bench` of every method and
 #                  scripts/bench_peft.py of lora, adalora, full on $SHAPE (base on a GPU, batch 32 x
 #                  seq 128), bf16 and fp32; nvidia-smi memory.used sampled every second into
-#                  bench/gpu_mem.csv. Table: bench/table.md (rewritten after every measurement).
+#                  bench/gpu_mem.csv; after each measurement, its ops per step (`--ops`, batch 1 x 16:
+#                  counts do not depend on the batch). Table: bench/table.md (rewritten after every
+#                  measurement) with step ms, CPU ms per step (close to step ms: a host-bound step)
+#                  and ops per step, ours and PEFT's.
 # Exit code 0 when every step passed, else 1. No `set -e` on purpose.
 #
 # On a lent GPU machine (one H200; torch 2.11 + transformers + peft in its system python3; no Rust,
@@ -272,6 +275,19 @@ measure() {  # tool method precision
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$m" "$prec" "$t0" "$t1" "$rc" >> "$D/windows.tsv"
     echo "$tool $m $prec: rc $rc, $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s (limit $t s)"
     [ -s "$base.json" ] && cat "$base.json"
+    # The ops each step launches (counts do not depend on the batch: a small one counts quickly),
+    # next to the step time: a step whose time follows its op count is launch-bound.
+    left=$((STEP_DEADLINE - $(date +%s) - 10)); t=60; [ "$left" -lt "$t" ] && t=$left
+    if [ "$t" -ge 5 ]; then
+        if [ "$tool" = ours ]; then
+            timeout -k 5 "$t" "$BIN" bench --model-config "$SHAPE" --method "$m" --batch 1 --seq 16 --warmup 2 --steps 2 \
+                --device "$DEVICE" --precision "$prec" --ops --json > "$base.ops.json" 2>> "$base.log"
+        else
+            timeout -k 5 "$t" "$PY" scripts/bench_peft.py --model-config "$SHAPE" --method "$m" --batch 1 --seq 16 --warmup 2 \
+                --steps 2 --device "$DEVICE" --precision "$prec" --ops --json > "$base.ops.json" 2>> "$base.log"
+        fi
+        echo "$tool $m $prec ops: rc $?"
+    fi
     bench_table > /dev/null 2>&1
 }
 

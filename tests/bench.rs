@@ -129,4 +129,10 @@ fn gpu_check_script_passes_every_step_on_cpu() {
         assert_eq!(row.get(1).copied(), Some("0"), "step {} failed:\n{summary}\n{log}", row[0]);
     }
     assert!(run.status.success(), "gpu_check.sh exited {:?}:\n{summary}\n{log}", run.status.code());
+    // The bench table carries the ops per step of both tools next to the step and CPU times.
+    let lora = summary.lines().find(|l| l.starts_with("| lora | fp32 |")).unwrap_or_else(|| panic!("no lora fp32 row:\n{summary}"));
+    let cells: Vec<&str> = lora.split('|').map(str::trim).collect();
+    let counts: Vec<&str> = cells[8].split(" / ").collect();
+    assert!(counts.len() == 2 && counts.iter().all(|c| c.parse::<i64>().is_ok_and(|n| n > 0)), "ops per step, ours / peft: {lora}");
+    assert!(cells[7].split(" / ").all(|c| c.parse::<f64>().is_ok()), "CPU ms per step, ours / peft: {lora}");
 }
