@@ -35,6 +35,8 @@ pub enum Split {
 #[derive(Debug, Clone, Copy)]
 pub struct TaskSpec {
     pub name: &'static str,
+    /// The paper's name of the task (figures and tables).
+    pub label: &'static str,
     /// Class names in label-id order; empty for regression (STS-B).
     pub classes: &'static [&'static str],
     /// TSV: (text_a column, text_b column, label column); `None` header means CoLA's headerless file.
@@ -67,45 +69,58 @@ impl TaskSpec {
 }
 
 pub const TASKS: [TaskSpec; 8] = [
-    TaskSpec { name: "cola", classes: &["unacceptable", "acceptable"], tsv_columns: None, parquet_columns: ("sentence", None) },
+    TaskSpec {
+        name: "cola",
+        label: "CoLA",
+        classes: &["unacceptable", "acceptable"],
+        tsv_columns: None,
+        parquet_columns: ("sentence", None),
+    },
     TaskSpec {
         name: "sst2",
+        label: "SST-2",
         classes: &["negative", "positive"],
         tsv_columns: Some(("sentence", None, "label")),
         parquet_columns: ("sentence", None),
     },
     TaskSpec {
         name: "mrpc",
+        label: "MRPC",
         classes: &["not_equivalent", "equivalent"],
         tsv_columns: Some(("#1 String", Some("#2 String"), "Quality")),
         parquet_columns: ("sentence1", Some("sentence2")),
     },
     TaskSpec {
         name: "qqp",
+        label: "QQP",
         classes: &["not_duplicate", "duplicate"],
         tsv_columns: Some(("question1", Some("question2"), "is_duplicate")),
         parquet_columns: ("question1", Some("question2")),
     },
     TaskSpec {
         name: "stsb",
+        label: "STS-B",
         classes: &[],
         tsv_columns: Some(("sentence1", Some("sentence2"), "score")),
         parquet_columns: ("sentence1", Some("sentence2")),
     },
     TaskSpec {
         name: "mnli",
+        label: "MNLI",
         classes: &["entailment", "neutral", "contradiction"],
         tsv_columns: Some(("sentence1", Some("sentence2"), "gold_label")),
         parquet_columns: ("premise", Some("hypothesis")),
     },
     TaskSpec {
         name: "qnli",
+        label: "QNLI",
         classes: &["entailment", "not_entailment"],
         tsv_columns: Some(("question", Some("sentence"), "label")),
         parquet_columns: ("question", Some("sentence")),
     },
     TaskSpec {
         name: "rte",
+        label: "RTE",
         classes: &["entailment", "not_entailment"],
         tsv_columns: Some(("sentence1", Some("sentence2"), "label")),
         parquet_columns: ("sentence1", Some("sentence2")),

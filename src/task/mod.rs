@@ -57,6 +57,20 @@ impl Task {
         }
     }
 
+    /// The paper's name of the task (`sst2` -> `SST-2`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Task::Glue(spec) => spec.label,
+            Task::Squad2 => "SQuAD 2.0",
+        }
+    }
+
+    /// Whether the task's scores are percentages (SQuAD's official script reports them so)
+    /// rather than GLUE's fractions.
+    pub fn scores_in_percent(&self) -> bool {
+        matches!(self, Task::Squad2)
+    }
+
     /// The head the task trains: a classifier, or start/end logits for SQuAD.
     pub fn head(&self) -> HeadKind {
         match self {
