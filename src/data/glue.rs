@@ -43,6 +43,9 @@ pub struct TaskSpec {
     pub tsv_columns: Option<(&'static str, Option<&'static str>, &'static str)>,
     /// Parquet: (text_a, text_b) column names; the label column is `label`.
     pub parquet_columns: (&'static str, Option<&'static str>),
+    /// MNLI: the dev set is the matched one (`dev_matched.tsv`, `validation_matched-*`), with a
+    /// mismatched one beside it (`dev_mismatched.tsv`, `validation_mismatched-*`).
+    pub matched_dev: bool,
 }
 
 impl TaskSpec {
@@ -60,7 +63,7 @@ impl TaskSpec {
 
     /// The dev splits evaluated for this task (MNLI has two).
     pub fn dev_splits(&self) -> &'static [Split] {
-        if self.name == "mnli" {
+        if self.matched_dev {
             &[Split::Validation, Split::ValidationMismatched]
         } else {
             &[Split::Validation]
@@ -75,6 +78,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["unacceptable", "acceptable"],
         tsv_columns: None,
         parquet_columns: ("sentence", None),
+        matched_dev: false,
     },
     TaskSpec {
         name: "sst2",
@@ -82,6 +86,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["negative", "positive"],
         tsv_columns: Some(("sentence", None, "label")),
         parquet_columns: ("sentence", None),
+        matched_dev: false,
     },
     TaskSpec {
         name: "mrpc",
@@ -89,6 +94,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["not_equivalent", "equivalent"],
         tsv_columns: Some(("#1 String", Some("#2 String"), "Quality")),
         parquet_columns: ("sentence1", Some("sentence2")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "qqp",
@@ -96,6 +102,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["not_duplicate", "duplicate"],
         tsv_columns: Some(("question1", Some("question2"), "is_duplicate")),
         parquet_columns: ("question1", Some("question2")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "stsb",
@@ -103,6 +110,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &[],
         tsv_columns: Some(("sentence1", Some("sentence2"), "score")),
         parquet_columns: ("sentence1", Some("sentence2")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "mnli",
@@ -110,6 +118,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["entailment", "neutral", "contradiction"],
         tsv_columns: Some(("sentence1", Some("sentence2"), "gold_label")),
         parquet_columns: ("premise", Some("hypothesis")),
+        matched_dev: true,
     },
     TaskSpec {
         name: "qnli",
@@ -117,6 +126,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["entailment", "not_entailment"],
         tsv_columns: Some(("question", Some("sentence"), "label")),
         parquet_columns: ("question", Some("sentence")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "rte",
@@ -124,6 +134,7 @@ pub const TASKS: [TaskSpec; 8] = [
         classes: &["entailment", "not_entailment"],
         tsv_columns: Some(("sentence1", Some("sentence2"), "label")),
         parquet_columns: ("sentence1", Some("sentence2")),
+        matched_dev: false,
     },
 ];
 
@@ -149,11 +160,11 @@ fn parse_label(spec: &TaskSpec, raw: &str) -> Result<Label> {
 }
 
 fn tsv_file(dir: &Path, spec: &TaskSpec, split: Split) -> PathBuf {
-    let name = match (split, spec.name) {
-        (Split::Train, _) => "train.tsv",
-        (Split::Validation, "mnli") => "dev_matched.tsv",
-        (Split::ValidationMismatched, _) => "dev_mismatched.tsv",
-        (Split::Validation, _) => "dev.tsv",
+    let name = match split {
+        Split::Train => "train.tsv",
+        Split::Validation if spec.matched_dev => "dev_matched.tsv",
+        Split::ValidationMismatched => "dev_mismatched.tsv",
+        Split::Validation => "dev.tsv",
     };
     dir.join(name)
 }
@@ -195,11 +206,11 @@ pub fn read_tsv(path: &Path, spec: &TaskSpec) -> Result<Vec<Example>> {
 
 /// The parquet files of a split: `<split>-*.parquet` (MNLI dev: `validation_matched-*`).
 fn parquet_files(dir: &Path, spec: &TaskSpec, split: Split) -> Result<Vec<PathBuf>> {
-    let prefix = match (split, spec.name) {
-        (Split::Train, _) => "train-",
-        (Split::Validation, "mnli") => "validation_matched-",
-        (Split::ValidationMismatched, _) => "validation_mismatched-",
-        (Split::Validation, _) => "validation-",
+    let prefix = match split {
+        Split::Train => "train-",
+        Split::Validation if spec.matched_dev => "validation_matched-",
+        Split::ValidationMismatched => "validation_mismatched-",
+        Split::Validation => "validation-",
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -296,5 +307,15 @@ mod tests {
         assert!(parse_label(rte, "maybe").is_err());
         assert_eq!(parse_label(task("stsb").unwrap(), "3.8").unwrap(), Label::Score(3.8));
         assert!(task("wnli").is_none());
+    }
+
+    #[test]
+    fn only_mnli_has_matched_and_mismatched_dev_files() {
+        let (d, mnli, rte) = (Path::new("d"), task("mnli").unwrap(), task("rte").unwrap());
+        assert_eq!(tsv_file(d, mnli, Split::Validation), d.join("dev_matched.tsv"));
+        assert_eq!(tsv_file(d, mnli, Split::ValidationMismatched), d.join("dev_mismatched.tsv"));
+        assert_eq!(tsv_file(d, rte, Split::Validation), d.join("dev.tsv"));
+        assert_eq!(mnli.dev_splits(), [Split::Validation, Split::ValidationMismatched]);
+        assert_eq!(TASKS.iter().filter(|t| t.matched_dev).count(), 1);
     }
 }
