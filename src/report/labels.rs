@@ -37,15 +37,21 @@ pub fn scores_in_percent(task: &str) -> bool {
 
 /// Words for a metric column. `best_score` is named by the run's main metric.
 pub fn metric_words(metric: &str, task: &str, main_metric: Option<&str>) -> String {
+    let glue = match Task::parse(task) {
+        Ok(Task::Glue(spec)) => Some(spec),
+        _ => None,
+    };
+    // MNLI's `accuracy` is its matched dev set's; STS-B's combined score is of correlations.
+    let (matched, regression) = (glue.is_some_and(|s| s.matched_dev), glue.is_some_and(|s| s.is_regression()));
     let base = |m: &str| -> String {
         match m {
-            "accuracy" if task == "mnli" => "matched accuracy".into(),
+            "accuracy" if matched => "matched accuracy".into(),
             "accuracy" => "accuracy".into(),
             "f1" => "F1".into(),
             "matthews_correlation" => "Matthews corr.".into(),
             "pearson" => "Pearson corr.".into(),
             "spearmanr" => "Spearman corr.".into(),
-            "combined_score" if task == "stsb" => "Pearson/Spearman mean".into(),
+            "combined_score" if regression => "Pearson/Spearman mean".into(),
             "combined_score" => "mean of accuracy and F1".into(),
             "m_accuracy" => "matched accuracy".into(),
             "mm_accuracy" => "mismatched accuracy".into(),
@@ -152,5 +158,11 @@ mod tests {
         assert_eq!((task_label("sst2"), task_label("squad2"), task_label("wnli")), ("SST-2".into(), "SQuAD 2.0".into(), "WNLI".into()));
         assert!(scores_in_percent("squad2") && !scores_in_percent("rte") && !scores_in_percent("wnli"));
         assert_eq!((percent_factor("accuracy", "rte"), percent_factor("f1", "squad2")), (100.0, 1.0));
+        assert_eq!(
+            (metric_words("accuracy", "mnli", None), metric_words("accuracy", "rte", None)),
+            ("matched accuracy".into(), "accuracy".into())
+        );
+        assert_eq!(metric_words("combined_score", "stsb", None), "Pearson/Spearman mean");
+        assert_eq!(metric_words("combined_score", "mrpc", None), "mean of accuracy and F1");
     }
 }
