@@ -16,4 +16,5 @@ pub mod precision;
 pub mod progress;
 pub mod report;
 pub mod sweep;
+pub mod task;
 pub mod train;

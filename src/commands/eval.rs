@@ -3,18 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use tch::Device;
 
 use crate::config::{RunConfig, SquadConfig};
-use crate::data::batch::encode_all;
-use crate::data::glue::{self, Split};
-use crate::data::squad::{self, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
 use crate::model::DebertaModel;
 use crate::model::{HeadKind, ModelDir, PlainLinearFactory};
-use crate::train::eval::{gold, predict, score, squad_scores};
+use crate::task::{EvalSettings, Task};
 
 /// `triadapt eval`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,15 +68,9 @@ struct Loaded {
     _vs: tch::nn::VarStore,
 }
 
-fn load(
-    path: &Path,
-    which: crate::train::checkpoint::Which,
-    base_model: Option<&Path>,
-    head: HeadKind,
-    task: &str,
-    num_labels: i64,
-    device: Device,
-) -> Result<Loaded> {
+fn load(path: &Path, which: crate::train::checkpoint::Which, base_model: Option<&Path>, task: Task, device: Device) -> Result<Loaded> {
+    let (head, num_labels) = (task.head(), task.num_labels());
+    let task = task.name();
     let is_adapter = super::adapter::is_adapter_or_run(path);
     // A run folder also tells where its data were and how long its sequences were.
     let run_cfg = match path.join("config.yaml") {
@@ -115,68 +106,25 @@ fn load(
     Ok(Loaded { run_cfg, model, spm: dir.spm_path(), _vs: vs })
 }
 
-fn split_of(name: &str) -> Result<Split> {
-    Ok(match name {
-        "train" => Split::Train,
-        "validation" | "validation_matched" | "dev" => Split::Validation,
-        "validation_mismatched" => Split::ValidationMismatched,
-        other => bail!("--split {other:?}: expected train, validation or validation_mismatched"),
-    })
-}
-
 /// Batches as in training: padding and product shapes then match the run's own evaluation.
 fn batch_size(args: &EvalArgs, l: &Loaded) -> usize {
     args.batch_size.or(l.run_cfg.as_ref().map(|c| c.eval_batch_size)).unwrap_or(64)
 }
 
+/// Scores the model on the task's split; GLUE and SQuAD 2.0 differ only inside [`Task`].
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let device = crate::device::parse_device(&args.device)?;
-    if args.task == squad::TASK {
-        return run_squad(args, device);
-    }
-    let task = glue::task(&args.task)?;
-    let split = split_of(&args.split)?;
+    let task = Task::parse(&args.task)?;
+    let split = task.split(&args.split)?;
     let (which, base_model) = (args.from.checkpoint, args.from.base_model.as_deref());
-    let l = load(&args.model, which, base_model, HeadKind::Cls, task.name, task.num_labels(), device)?;
-    let data: PathBuf = match (args.data_dir.as_deref(), &l.run_cfg) {
-        (Some(d), _) => d.to_path_buf(),
-        (None, Some(cfg)) => crate::train::run::resolve_data(cfg, Path::new("."))?,
-        (None, None) => crate::data::hub::resolve_glue_dir(task.name).context("--data-dir not given")?,
-    };
-    let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(512);
+    let l = load(&args.model, which, base_model, task, device)?;
+    let data = task.eval_data_dir(args.data_dir.as_deref(), l.run_cfg.as_ref())?;
+    // A run folder's own settings, so that its scores come out as in training.
+    let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(task.fallback_max_len());
+    let squad: SquadConfig = l.run_cfg.as_ref().map(|c| c.squad.clone()).unwrap_or_default();
     let tok = SpmTokenizer::from_file(&l.spm)?;
-    let examples = encode_all(&tok, &glue::load_split(&data, task, split)?, max_len);
-    let preds = predict(&l.model, &examples, batch_size(args, &l), tok.pad_id(), device);
-    let name = if split == Split::ValidationMismatched { "mm" } else { "validation" };
-    let metrics = score(task, name, &preds, &gold(&examples))?;
-    let predictions = if args.predictions { Some(serde_json::to_value(&preds)?) } else { None };
-    Ok(EvalReport { task: task.name.into(), split: args.split.clone(), examples: examples.len(), metrics, predictions })
-}
-
-/// SQuAD 2.0: windows, decoding and the official scores as in training, with the run folder's
-/// `max_seq_length` and `squad.*` settings (else 384 and the defaults).
-fn run_squad(args: &EvalArgs, device: Device) -> Result<EvalReport> {
-    let split = match args.split.as_str() {
-        "train" => SquadSplit::Train,
-        "validation" | "dev" => SquadSplit::Dev,
-        other => bail!("--split {other:?}: SQuAD 2.0 has train and validation (dev)"),
-    };
-    let (which, base_model) = (args.from.checkpoint, args.from.base_model.as_deref());
-    let l = load(&args.model, which, base_model, HeadKind::Qa, squad::TASK, 2, device)?;
-    let data: PathBuf = match (args.data_dir.as_deref(), &l.run_cfg) {
-        (Some(d), _) => d.to_path_buf(),
-        (None, Some(cfg)) if cfg.task == squad::TASK => crate::train::run::resolve_data(cfg, Path::new("."))?,
-        _ => crate::data::hub::resolve_squad_dir().context("--data-dir not given")?,
-    };
-    let max_len = args.max_len.or(l.run_cfg.as_ref().map(|c| c.max_seq_length)).unwrap_or(384);
-    let sq: SquadConfig = l.run_cfg.as_ref().map(|c| c.squad.clone()).unwrap_or_default();
-    let tok = SpmTokenizer::from_file(&l.spm)?;
-    let examples = squad::load_split(&data, split)?;
-    if examples.is_empty() {
-        bail!("{}: no questions", squad::split_path(&data, split).display());
-    }
-    let features = squad::build_features(&tok, &examples, max_len, sq.doc_stride)?;
-    let (metrics, preds) = squad_scores(&l.model, &examples, &features, &sq, batch_size(args, &l), tok.pad_id(), device)?;
-    let predictions = if args.predictions { Some(serde_json::to_value(&preds.text)?) } else { None };
-    Ok(EvalReport { task: squad::TASK.into(), split: args.split.clone(), examples: examples.len(), metrics, predictions })
+    let settings = EvalSettings { max_len, batch_size: batch_size(args, &l), squad: &squad };
+    let scores = split.evaluate(&l.model, &data, &tok, &settings, device)?;
+    let predictions = if args.predictions { Some(scores.predictions) } else { None };
+    Ok(EvalReport { task: task.name().into(), split: args.split.clone(), examples: scores.examples, metrics: scores.metrics, predictions })
 }

@@ -35,12 +35,17 @@ pub enum Split {
 #[derive(Debug, Clone, Copy)]
 pub struct TaskSpec {
     pub name: &'static str,
+    /// The paper's name of the task (figures and tables).
+    pub label: &'static str,
     /// Class names in label-id order; empty for regression (STS-B).
     pub classes: &'static [&'static str],
     /// TSV: (text_a column, text_b column, label column); `None` header means CoLA's headerless file.
     pub tsv_columns: Option<(&'static str, Option<&'static str>, &'static str)>,
     /// Parquet: (text_a, text_b) column names; the label column is `label`.
     pub parquet_columns: (&'static str, Option<&'static str>),
+    /// MNLI: the dev set is the matched one (`dev_matched.tsv`, `validation_matched-*`), with a
+    /// mismatched one beside it (`dev_mismatched.tsv`, `validation_mismatched-*`).
+    pub matched_dev: bool,
 }
 
 impl TaskSpec {
@@ -58,7 +63,7 @@ impl TaskSpec {
 
     /// The dev splits evaluated for this task (MNLI has two).
     pub fn dev_splits(&self) -> &'static [Split] {
-        if self.name == "mnli" {
+        if self.matched_dev {
             &[Split::Validation, Split::ValidationMismatched]
         } else {
             &[Split::Validation]
@@ -67,56 +72,75 @@ impl TaskSpec {
 }
 
 pub const TASKS: [TaskSpec; 8] = [
-    TaskSpec { name: "cola", classes: &["unacceptable", "acceptable"], tsv_columns: None, parquet_columns: ("sentence", None) },
+    TaskSpec {
+        name: "cola",
+        label: "CoLA",
+        classes: &["unacceptable", "acceptable"],
+        tsv_columns: None,
+        parquet_columns: ("sentence", None),
+        matched_dev: false,
+    },
     TaskSpec {
         name: "sst2",
+        label: "SST-2",
         classes: &["negative", "positive"],
         tsv_columns: Some(("sentence", None, "label")),
         parquet_columns: ("sentence", None),
+        matched_dev: false,
     },
     TaskSpec {
         name: "mrpc",
+        label: "MRPC",
         classes: &["not_equivalent", "equivalent"],
         tsv_columns: Some(("#1 String", Some("#2 String"), "Quality")),
         parquet_columns: ("sentence1", Some("sentence2")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "qqp",
+        label: "QQP",
         classes: &["not_duplicate", "duplicate"],
         tsv_columns: Some(("question1", Some("question2"), "is_duplicate")),
         parquet_columns: ("question1", Some("question2")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "stsb",
+        label: "STS-B",
         classes: &[],
         tsv_columns: Some(("sentence1", Some("sentence2"), "score")),
         parquet_columns: ("sentence1", Some("sentence2")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "mnli",
+        label: "MNLI",
         classes: &["entailment", "neutral", "contradiction"],
         tsv_columns: Some(("sentence1", Some("sentence2"), "gold_label")),
         parquet_columns: ("premise", Some("hypothesis")),
+        matched_dev: true,
     },
     TaskSpec {
         name: "qnli",
+        label: "QNLI",
         classes: &["entailment", "not_entailment"],
         tsv_columns: Some(("question", Some("sentence"), "label")),
         parquet_columns: ("question", Some("sentence")),
+        matched_dev: false,
     },
     TaskSpec {
         name: "rte",
+        label: "RTE",
         classes: &["entailment", "not_entailment"],
         tsv_columns: Some(("sentence1", Some("sentence2"), "label")),
         parquet_columns: ("sentence1", Some("sentence2")),
+        matched_dev: false,
     },
 ];
 
-pub fn task(name: &str) -> Result<&'static TaskSpec> {
-    TASKS
-        .iter()
-        .find(|t| t.name == name)
-        .with_context(|| format!("unknown task {name:?} (expected one of {}, or squad2)", TASKS.map(|t| t.name).join(", ")))
+/// The table row of the GLUE task `name` (None for any other name).
+pub fn task(name: &str) -> Option<&'static TaskSpec> {
+    TASKS.iter().find(|t| t.name == name)
 }
 
 /// Reads a label written as a class id ("1") or a class name ("entailment"), or a score.
@@ -136,11 +160,11 @@ fn parse_label(spec: &TaskSpec, raw: &str) -> Result<Label> {
 }
 
 fn tsv_file(dir: &Path, spec: &TaskSpec, split: Split) -> PathBuf {
-    let name = match (split, spec.name) {
-        (Split::Train, _) => "train.tsv",
-        (Split::Validation, "mnli") => "dev_matched.tsv",
-        (Split::ValidationMismatched, _) => "dev_mismatched.tsv",
-        (Split::Validation, _) => "dev.tsv",
+    let name = match split {
+        Split::Train => "train.tsv",
+        Split::Validation if spec.matched_dev => "dev_matched.tsv",
+        Split::ValidationMismatched => "dev_mismatched.tsv",
+        Split::Validation => "dev.tsv",
     };
     dir.join(name)
 }
@@ -182,11 +206,11 @@ pub fn read_tsv(path: &Path, spec: &TaskSpec) -> Result<Vec<Example>> {
 
 /// The parquet files of a split: `<split>-*.parquet` (MNLI dev: `validation_matched-*`).
 fn parquet_files(dir: &Path, spec: &TaskSpec, split: Split) -> Result<Vec<PathBuf>> {
-    let prefix = match (split, spec.name) {
-        (Split::Train, _) => "train-",
-        (Split::Validation, "mnli") => "validation_matched-",
-        (Split::ValidationMismatched, _) => "validation_mismatched-",
-        (Split::Validation, _) => "validation-",
+    let prefix = match split {
+        Split::Train => "train-",
+        Split::Validation if spec.matched_dev => "validation_matched-",
+        Split::ValidationMismatched => "validation_mismatched-",
+        Split::Validation => "validation-",
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -282,6 +306,16 @@ mod tests {
         assert!(parse_label(rte, "2").is_err());
         assert!(parse_label(rte, "maybe").is_err());
         assert_eq!(parse_label(task("stsb").unwrap(), "3.8").unwrap(), Label::Score(3.8));
-        assert!(task("wnli").is_err());
+        assert!(task("wnli").is_none());
+    }
+
+    #[test]
+    fn only_mnli_has_matched_and_mismatched_dev_files() {
+        let (d, mnli, rte) = (Path::new("d"), task("mnli").unwrap(), task("rte").unwrap());
+        assert_eq!(tsv_file(d, mnli, Split::Validation), d.join("dev_matched.tsv"));
+        assert_eq!(tsv_file(d, mnli, Split::ValidationMismatched), d.join("dev_mismatched.tsv"));
+        assert_eq!(tsv_file(d, rte, Split::Validation), d.join("dev.tsv"));
+        assert_eq!(mnli.dev_splits(), [Split::Validation, Split::ValidationMismatched]);
+        assert_eq!(TASKS.iter().filter(|t| t.matched_dev).count(), 1);
     }
 }

@@ -29,7 +29,17 @@ pub const HF_OFFLINE_ENV: &str = "HF_HUB_OFFLINE";
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
 /// The hub dataset repository holding GLUE as parquet files, one folder per task.
 pub const GLUE_REPO: &str = "nyu-mll/glue";
-pub const GLUE_TASKS: [&str; 8] = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"];
+/// The GLUE task names `fetch glue` knows, in the task table's order (`all` fetches in it).
+pub const GLUE_TASKS: [&str; super::glue::TASKS.len()] = {
+    // Read off the task table, so that a new task is fetched without a second list.
+    let mut names = [""; super::glue::TASKS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = super::glue::TASKS[i].name;
+        i += 1;
+    }
+    names
+};
 pub const SQUAD2_FILES: [&str; 2] = ["train-v2.0.json", "dev-v2.0.json"];
 /// Files a model directory needs besides its weights.
 pub const MODEL_FILES: [&str; 2] = ["config.json", "spm.model"];
@@ -313,5 +323,6 @@ mod tests {
         assert_eq!(repo_folder(c, RepoKind::Model, "microsoft/deberta-v3-base"), Path::new("/c/models--microsoft--deberta-v3-base"));
         assert_eq!(repo_folder(c, RepoKind::Dataset, GLUE_REPO), Path::new("/c/datasets--nyu-mll--glue"));
         assert!(check_glue_task("wnli").is_err());
+        assert_eq!(GLUE_TASKS, ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]);
     }
 }

@@ -112,7 +112,7 @@ pub fn label_fields(
     task: Option<&str>,
 ) -> (BTreeMap<String, String>, BTreeMap<String, i64>, Option<&'static str>) {
     let classes: Option<Vec<String>> = task
-        .and_then(|t| crate::data::glue::task(t).ok())
+        .and_then(crate::data::glue::task)
         .filter(|spec| spec.classes.len() as i64 == labels)
         .map(|spec| spec.classes.iter().map(|c| c.to_string()).collect());
     let names = classes.unwrap_or_else(|| (0..labels).map(|i| format!("LABEL_{i}")).collect());

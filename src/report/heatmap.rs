@@ -386,7 +386,7 @@ impl Heatmap {
         let mut details = Vec::new();
         if let Some(b) = panel.best_score {
             let factor = super::percent_factor(self.main_metric.as_deref().unwrap_or("best_score"), &self.task);
-            let unit = if factor == 100.0 || self.task == "squad2" { "%" } else { "" };
+            let unit = if factor == 100.0 || super::scores_in_percent(&self.task) { "%" } else { "" };
             details.push(format!("dev {} {:.2}{unit}", metric_words("best_score", &self.task, self.main_metric.as_deref()), b * factor));
         }
         details.push(format!("total rank {}", panel.total_rank()));
@@ -398,7 +398,7 @@ impl Heatmap {
         let mut s = format!("{}:", method_label(&panel.method));
         if let Some(b) = panel.best_score {
             let factor = super::percent_factor(self.main_metric.as_deref().unwrap_or("best_score"), &self.task);
-            let unit = if factor == 100.0 || self.task == "squad2" { "%" } else { "" };
+            let unit = if factor == 100.0 || super::scores_in_percent(&self.task) { "%" } else { "" };
             s.push_str(&format!(" dev {:.2}{unit},", b * factor));
         }
         s.push_str(&format!(" rank {}", panel.total_rank()));

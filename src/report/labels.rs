@@ -3,6 +3,7 @@
 //! numbers written short, and the parts of file names.
 
 use crate::peft::method::MethodName;
+use crate::task::Task;
 
 /// The paper's name of a method (`triadapt` -> `TriAdaptLoRA`, from [`MethodName::label`]);
 /// unknown names unchanged.
@@ -22,33 +23,35 @@ pub fn method_rank(method: &str) -> (usize, String) {
     (method.parse::<MethodName>().map_or(MethodName::ALL.len(), MethodName::table_order), method.to_string())
 }
 
-/// The paper's name of a task (`sst2` -> `SST-2`); unknown names upper-cased.
+/// The paper's name of a task (`sst2` -> `SST-2`, from [`Task::label`]); unknown names
+/// upper-cased.
 pub fn task_label(task: &str) -> String {
-    match task {
-        "mnli" => "MNLI".into(),
-        "sst2" => "SST-2".into(),
-        "cola" => "CoLA".into(),
-        "qqp" => "QQP".into(),
-        "qnli" => "QNLI".into(),
-        "rte" => "RTE".into(),
-        "mrpc" => "MRPC".into(),
-        "stsb" => "STS-B".into(),
-        "squad2" => "SQuAD 2.0".into(),
-        other => other.to_uppercase(),
-    }
+    Task::parse(task).map(|t| t.label().to_string()).unwrap_or_else(|_| task.to_uppercase())
+}
+
+/// Whether runs.csv holds `task`'s scores as percentages ([`Task::scores_in_percent`]: SQuAD
+/// 2.0); unknown tasks are taken for fractions.
+pub fn scores_in_percent(task: &str) -> bool {
+    Task::parse(task).is_ok_and(|t| t.scores_in_percent())
 }
 
 /// Words for a metric column. `best_score` is named by the run's main metric.
 pub fn metric_words(metric: &str, task: &str, main_metric: Option<&str>) -> String {
+    let glue = match Task::parse(task) {
+        Ok(Task::Glue(spec)) => Some(spec),
+        _ => None,
+    };
+    // MNLI's `accuracy` is its matched dev set's; STS-B's combined score is of correlations.
+    let (matched, regression) = (glue.is_some_and(|s| s.matched_dev), glue.is_some_and(|s| s.is_regression()));
     let base = |m: &str| -> String {
         match m {
-            "accuracy" if task == "mnli" => "matched accuracy".into(),
+            "accuracy" if matched => "matched accuracy".into(),
             "accuracy" => "accuracy".into(),
             "f1" => "F1".into(),
             "matthews_correlation" => "Matthews corr.".into(),
             "pearson" => "Pearson corr.".into(),
             "spearmanr" => "Spearman corr.".into(),
-            "combined_score" if task == "stsb" => "Pearson/Spearman mean".into(),
+            "combined_score" if regression => "Pearson/Spearman mean".into(),
             "combined_score" => "mean of accuracy and F1".into(),
             "m_accuracy" => "matched accuracy".into(),
             "mm_accuracy" => "mismatched accuracy".into(),
@@ -69,7 +72,7 @@ pub fn metric_words(metric: &str, task: &str, main_metric: Option<&str>) -> Stri
 /// fractions, 1 for SQuAD 2.0 (its official scores are percent already) and for columns that
 /// are not fractions.
 pub fn percent_factor(metric: &str, task: &str) -> f64 {
-    if task == "squad2" || !is_fraction_metric(metric) {
+    if scores_in_percent(task) || !is_fraction_metric(metric) {
         1.0
     } else {
         100.0
@@ -144,4 +147,22 @@ pub fn short_number(v: f64) -> String {
 /// The file-name part and the words of a rank budget: `budget24`, `rank budget 24`.
 pub fn budget_stem(budget: f64) -> String {
     format!("budget{}", file_safe(&short_number(budget)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_and_units_come_from_the_task() {
+        assert_eq!((task_label("sst2"), task_label("squad2"), task_label("wnli")), ("SST-2".into(), "SQuAD 2.0".into(), "WNLI".into()));
+        assert!(scores_in_percent("squad2") && !scores_in_percent("rte") && !scores_in_percent("wnli"));
+        assert_eq!((percent_factor("accuracy", "rte"), percent_factor("f1", "squad2")), (100.0, 1.0));
+        assert_eq!(
+            (metric_words("accuracy", "mnli", None), metric_words("accuracy", "rte", None)),
+            ("matched accuracy".into(), "accuracy".into())
+        );
+        assert_eq!(metric_words("combined_score", "stsb", None), "Pearson/Spearman mean");
+        assert_eq!(metric_words("combined_score", "mrpc", None), "mean of accuracy and F1");
+    }
 }

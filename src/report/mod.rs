@@ -42,7 +42,7 @@ pub mod table;
 pub use budget::{budgets_of, run_budget, same_budget};
 pub use labels::{
     budget_stem, figure_rank, file_safe, is_fraction_metric, knob_label, method_label, method_rank, metric_axis_label, metric_words,
-    percent_factor, short_number, task_label,
+    percent_factor, scores_in_percent, short_number, task_label,
 };
 pub use render::{cell, figure_dir, opt_cell, render, Figure, FigureSize, Sidecar, MIN_HEIGHT, MIN_WIDTH};
 pub(crate) use render::{draw_title, PlotResult};

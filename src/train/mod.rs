@@ -245,7 +245,6 @@ impl Trainer {
 }
 pub mod cadence;
 pub mod checkpoint;
-pub mod eval;
 pub mod folder;
 pub mod log;
 pub mod phase;

@@ -12,22 +12,21 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::cadence::Cadence;
-use super::eval::{gold, predict, score, squad_scores};
 use super::folder::RunFolder;
 use super::log::{LogWindow, PendingRow};
 use super::result::{read_result, RunResult, RunStatus};
 use super::{StepStats, Trainer, TrainerConfig};
 use crate::config::RunConfig;
-use crate::data::batch::Batch;
-use crate::data::batch::{encode_all, epoch_order, make_batch, Encoded};
-use crate::data::glue::{self, Split, TaskSpec};
+use crate::data::batch::{epoch_order, Batch};
 use crate::data::hub::{self, ResolvedModel};
-use crate::data::squad::{self, QaFeature, SquadExample, SquadSplit};
 use crate::data::tokenizer::SpmTokenizer;
 use crate::model::{HeadKind, ModelDir};
+// Re-exported where it used to live, for code written against `train::run`.
+pub use crate::task::TaskData;
+use crate::task::{Evaluation, Task};
 
-/// Where the model and the task's data are: paths relative to `base`, else the Hugging Face
-/// cache (a hub name, `owner/name[@revision]`; the commit is recorded) or triadapt's (SQuAD).
+/// Where the model is: a path relative to `base`, else the Hugging Face cache (a hub name,
+/// `owner/name[@revision]`; the commit is recorded). The task's data: [`Task`].
 pub fn resolve_model(cfg: &RunConfig, base: &Path) -> Result<ResolvedModel> {
     let p = base.join(&cfg.model);
     if p.is_dir() {
@@ -36,29 +35,10 @@ pub fn resolve_model(cfg: &RunConfig, base: &Path) -> Result<ResolvedModel> {
     hub::resolve_model(&cfg.model).map_err(|e| anyhow::anyhow!("key `model`: {e:#}"))
 }
 
-pub fn resolve_data(cfg: &RunConfig, base: &Path) -> Result<PathBuf> {
-    match &cfg.data_dir {
-        Some(d) if d.is_absolute() => Ok(d.clone()),
-        Some(d) => Ok(base.join(d)),
-        None if cfg.task == "squad2" => hub::resolve_squad_dir().map_err(|e| anyhow::anyhow!("key `data_dir`: {e:#}")),
-        None => hub::resolve_glue_dir(&cfg.task).map_err(|e| anyhow::anyhow!("key `data_dir`: {e:#}")),
-    }
-}
-
-/// A task's training and dev data, ready for batching.
-pub enum TaskData {
-    Glue {
-        task: &'static TaskSpec,
-        train: Vec<Encoded>,
-        /// (split name, examples): `validation`, or `m`/`mm` for MNLI.
-        dev: Vec<(String, Vec<Encoded>)>,
-    },
-    /// SQuAD 2.0: training windows, and the dev questions with their windows.
-    Squad { train: Vec<QaFeature>, dev_examples: Vec<SquadExample>, dev: Vec<QaFeature> },
-}
-
 /// Everything a run needs before its first step.
 pub struct Prepared {
+    /// The config's task, parsed.
+    pub task: Task,
     pub data: TaskData,
     pub tokenizer: SpmTokenizer,
     pub model_dir: ModelDir,
@@ -71,156 +51,56 @@ pub struct Prepared {
 impl Prepared {
     /// The task's name (`rte`, ..., `squad2`).
     pub fn task_name(&self) -> &'static str {
-        match &self.data {
-            TaskData::Glue { task, .. } => task.name,
-            TaskData::Squad { .. } => squad::TASK,
-        }
+        self.task.name()
     }
 
     /// The head the task trains.
     pub fn head(&self) -> HeadKind {
-        match &self.data {
-            TaskData::Glue { .. } => HeadKind::Cls,
-            TaskData::Squad { .. } => HeadKind::Qa,
-        }
+        self.task.head()
     }
 
     /// The metric that picks the best evaluation.
     pub fn main_metric(&self) -> Result<&'static str> {
-        match &self.data {
-            TaskData::Glue { task, .. } => crate::metrics::main_metric(task.name),
-            TaskData::Squad { .. } => Ok(squad::MAIN_METRIC),
-        }
+        self.task.main_metric()
     }
 
     /// Training rows (examples; SQuAD: windows).
     pub fn train_len(&self) -> usize {
-        match &self.data {
-            TaskData::Glue { train, .. } => train.len(),
-            TaskData::Squad { train, .. } => train.len(),
-        }
+        self.data.train_len()
     }
 
     /// The padded training batch of the rows at `indices`.
     pub fn train_batch(&self, indices: &[usize], device: tch::Device) -> Batch {
-        match &self.data {
-            TaskData::Glue { train, .. } => make_batch(train, indices, self.tokenizer.pad_id(), device),
-            TaskData::Squad { train, .. } => squad::make_batch(train, indices, self.tokenizer.pad_id(), device),
-        }
+        self.data.train_batch(indices, self.tokenizer.pad_id(), device)
     }
-}
-
-fn load_glue(cfg: &RunConfig, task: &'static TaskSpec, data: &Path, tokenizer: &SpmTokenizer) -> Result<TaskData> {
-    let mut train = glue::load_split(data, task, Split::Train)?;
-    if let Some(n) = cfg.max_train_examples {
-        train.truncate(n);
-    }
-    if train.is_empty() {
-        bail!("{}: the training split is empty", data.display());
-    }
-    let train = encode_all(tokenizer, &train, cfg.max_seq_length);
-    let mut dev = Vec::new();
-    for &split in task.dev_splits() {
-        let mut ex = glue::load_split(data, task, split)?;
-        if let Some(n) = cfg.max_eval_examples {
-            ex.truncate(n);
-        }
-        let name = match (task.name, split) {
-            ("mnli", Split::Validation) => "m",
-            ("mnli", _) => "mm",
-            _ => "validation",
-        };
-        dev.push((name.to_string(), encode_all(tokenizer, &ex, cfg.max_seq_length)));
-    }
-    Ok(TaskData::Glue { task, train, dev })
-}
-
-fn load_squad(cfg: &RunConfig, data: &Path, tokenizer: &SpmTokenizer) -> Result<TaskData> {
-    let sq = &cfg.squad;
-    if sq.doc_stride >= cfg.max_seq_length {
-        bail!("key `squad.doc_stride` = {}: must be smaller than max_seq_length ({})", sq.doc_stride, cfg.max_seq_length);
-    }
-    if sq.n_best == 0 || sq.max_answer_length == 0 {
-        bail!("keys `squad.n_best`/`squad.max_answer_length`: must be at least 1");
-    }
-    let mut train = squad::load_split(data, SquadSplit::Train)?;
-    if let Some(n) = cfg.max_train_examples {
-        train.truncate(n);
-    }
-    if train.is_empty() {
-        bail!("{}: the training file has no questions", squad::split_path(data, SquadSplit::Train).display());
-    }
-    let mut train = squad::build_features(tokenizer, &train, cfg.max_seq_length, sq.doc_stride)?;
-    for f in &mut train {
-        // Offsets only serve decoding; training windows need their labels alone.
-        f.offsets = Vec::new();
-    }
-    let mut dev_examples = squad::load_split(data, SquadSplit::Dev)?;
-    if let Some(n) = cfg.max_eval_examples {
-        dev_examples.truncate(n);
-    }
-    if dev_examples.is_empty() {
-        bail!("{}: the dev file has no questions", squad::split_path(data, SquadSplit::Dev).display());
-    }
-    let dev = squad::build_features(tokenizer, &dev_examples, cfg.max_seq_length, sq.doc_stride)?;
-    Ok(TaskData::Squad { train, dev_examples, dev })
 }
 
 /// Reads the data and the model directory; `base` resolves relative paths (the config's folder
 /// or the working directory).
 pub fn prepare(cfg: &RunConfig, base: &Path) -> Result<Prepared> {
     cfg.validate()?;
-    let glue_task =
-        if cfg.task == squad::TASK { None } else { Some(glue::task(&cfg.task).map_err(|e| anyhow::anyhow!("key `task`: {e}"))?) };
-    let data = resolve_data(cfg, base)?;
+    let task = Task::of_config(cfg)?;
+    let data = crate::task::run_data_dir(cfg, base)?;
     let model = resolve_model(cfg, base)?;
     let mut model_dir = ModelDir::open(&model.dir)?;
-    model_dir.config.num_labels = Some(glue_task.map_or(2, |t| t.num_labels()));
+    model_dir.config.num_labels = Some(task.num_labels());
     model_dir.config.id2label = None;
     if let Some(p) = cfg.cls_dropout {
         model_dir.config.cls_dropout = Some(p);
     }
     let tokenizer = SpmTokenizer::from_file(&model_dir.spm_path())?;
-    let data = match glue_task {
-        Some(task) => load_glue(cfg, task, &data, &tokenizer)?,
-        None => load_squad(cfg, &data, &tokenizer)?,
-    };
-    let mut p = Prepared { data, tokenizer, model_dir, model_commit: model.commit, total_steps: 0, steps_per_epoch: 0 };
+    let data = task.load(cfg, &data, &tokenizer)?;
+    let mut p = Prepared { task, data, tokenizer, model_dir, model_commit: model.commit, total_steps: 0, steps_per_epoch: 0 };
     p.steps_per_epoch = p.train_len().div_ceil(cfg.batch_size) as i64;
     p.total_steps = cfg.max_steps.unwrap_or_else(|| (p.steps_per_epoch as f64 * cfg.epochs).ceil() as i64);
     cfg.method.validate(p.model_dir.config.num_hidden_layers, p.total_steps)?;
     Ok(p)
 }
 
-/// What one evaluation gives: every metric, the main score (which picks the best step) and, for
-/// SQuAD, the decoded answers by question id.
-type Evaluation = (BTreeMap<String, f64>, f64, Option<BTreeMap<String, String>>);
-
-/// Evaluates every dev split; MNLI's metrics get `m_`/`mm_` prefixes. The main score is the
-/// first split's (MNLI: matched); SQuAD's is `f1`.
+/// Evaluates every dev split of the run's task (see [`TaskData::evaluate`]) with the config's
+/// `eval_batch_size` and `squad.*` decoding.
 fn evaluate_all(t: &Trainer, p: &Prepared, cfg: &RunConfig, device: tch::Device) -> Result<Evaluation> {
-    let (task, dev) = match &p.data {
-        TaskData::Glue { task, dev, .. } => (*task, dev),
-        TaskData::Squad { dev_examples, dev, .. } => {
-            let (m, preds) = squad_scores(&t.model, dev_examples, dev, &cfg.squad, cfg.eval_batch_size, p.tokenizer.pad_id(), device)?;
-            let main = *m.get(squad::MAIN_METRIC).context("the SQuAD scores lack f1")?;
-            return Ok((m, main, Some(preds.text)));
-        }
-    };
-    let mut all = BTreeMap::new();
-    let mut main = None;
-    for (name, ex) in dev {
-        let preds = predict(&t.model, ex, cfg.eval_batch_size, p.tokenizer.pad_id(), device);
-        let m = score(task, name, &preds, &gold(ex))?;
-        if main.is_none() {
-            main = Some(crate::metrics::main_score(task.name, &m)?);
-        }
-        for (k, v) in m {
-            let key = if dev.len() > 1 { format!("{name}_{k}") } else { k };
-            all.insert(key, v);
-        }
-    }
-    Ok((all, main.context("the task has no dev split")?, None))
+    p.data.evaluate(&t.model, cfg.eval_batch_size, p.tokenizer.pad_id(), &cfg.squad, device)
 }
 
 /// How [`run`] starts and reports.

@@ -331,7 +331,7 @@ pub fn build_training(runs: &Runs, task: &str, budget: Option<f64>, size: &Figur
             }
         }
         if !loss.is_empty() || !dev.is_empty() {
-            let unit = if factor == 100.0 || task == "squad2" { " (%)" } else { "" };
+            let unit = if factor == 100.0 || crate::report::scores_in_percent(task) { " (%)" } else { "" };
             out.push(Training {
                 task: task.to_string(),
                 budget: set.budget,

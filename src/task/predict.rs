@@ -1,5 +1,6 @@
-//! Evaluation on a dev set: eval-mode predictions in batches, then the task's metrics (GLUE:
-//! fractions; SQuAD 2.0: the official script's percentages).
+//! The pieces a task's evaluation is made of: eval-mode predictions in batches, then the task's
+//! metrics (GLUE: fractions; SQuAD 2.0: the official script's percentages). [`super::Task`] and
+//! [`super::TaskData`] put them together for a run's dev sets and for `triadapt eval`.
 
 use std::collections::BTreeMap;
 
