@@ -326,6 +326,19 @@ fn triadapt_allocates_from_the_importance_before_the_update() {
     assert_eq!(c.ranks().into_iter().map(|(_, r)| r).sum::<i64>(), 4, "step 3 grows m1 (budget 4)");
 }
 
+/// `method(name)` with IncreLoRA and AdaLoRA allocating within a 12-step run: IncreLoRA after
+/// step 4 every 4 steps, AdaLoRA's budget phase from step 4 with a mask every 3 steps and the
+/// final phase from step 10 (TriAdaptLoRA: `method`'s warm-up 4, interval 4).
+fn allocating_early(name: MethodName) -> MethodConfig {
+    let mut cfg = method(name);
+    cfg.increlora.init_warmup = 4;
+    cfg.increlora.incre_interval = 4;
+    cfg.adalora.tinit = 4;
+    cfg.adalora.tfinal = 2;
+    cfg.adalora.delta_t = 3;
+    cfg
+}
+
 /// No training step waits for the device except where it must: every device-to-host read of
 /// the training path goes through `triadapt::device::read_*`, which counts them. A step makes
 /// none unless its rank controller allocates; an allocation step makes exactly one (TriAdaptLoRA
@@ -338,12 +351,7 @@ fn training_steps_read_nothing_back_except_at_allocations() {
     let b = batch();
     let total = 12;
     for name in MethodName::ALL {
-        let mut cfg = method(name);
-        cfg.increlora.init_warmup = 4;
-        cfg.increlora.incre_interval = 4;
-        cfg.adalora.tinit = 4;
-        cfg.adalora.tfinal = 2;
-        cfg.adalora.delta_t = 3;
+        let cfg = allocating_early(name);
         let mut t = trainer(&cfg, total);
         for step in 0..total {
             let before = host_reads();
@@ -379,12 +387,7 @@ fn flat_buffers_train_bit_for_bit_like_one_tensor_at_a_time() {
     let total = 12;
     for name in MethodName::ALL {
         for variant in [AdamWVariant::Torch, AdamWVariant::LegacyHf] {
-            let mut cfg = method(name);
-            cfg.increlora.init_warmup = 4;
-            cfg.increlora.incre_interval = 4;
-            cfg.adalora.tinit = 4;
-            cfg.adalora.tfinal = 2;
-            cfg.adalora.delta_t = 3;
+            let cfg = allocating_early(name);
             let run = |flat: bool, tensor_ops_only: bool| {
                 tch::manual_seed(7);
                 let dir = triadapt::model::ModelDir::open(&crate::common::model_dir("v3")).unwrap();

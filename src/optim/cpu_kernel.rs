@@ -52,8 +52,8 @@ pub fn update(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], s: Sha
     };
     let uniform = b.uniform;
     let run = move |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], class: Option<&[i32]>| match variant {
-        AdamWVariant::Torch => torch_slices(p, g, m, v, class, uniform, table, s),
-        AdamWVariant::LegacyHf => legacy_hf_slices(p, g, m, v, class, uniform, table, s),
+        AdamWVariant::Torch => each_entry(p, g, m, v, class, uniform, table, |p, g, m, v, k| torch_entry(p, g, m, v, k, s)),
+        AdamWVariant::LegacyHf => each_entry(p, g, m, v, class, uniform, table, |p, g, m, v, k| legacy_hf_entry(p, g, m, v, k, s)),
     };
     let threads = (tch::get_num_threads().max(1) as usize).min(n / PER_THREAD_MIN).max(1);
     if threads == 1 {
@@ -70,54 +70,39 @@ pub fn update(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], s: Sha
     });
 }
 
-/// The class scalars of entry `i`.
-#[inline]
-fn row(table: &[ClassScalars], class: Option<&[i32]>, uniform: usize, i: usize) -> ClassScalars {
-    table[class.map_or(uniform, |c| c[i] as usize)]
+/// Runs `update(p, g, m, v, scalars)` for every entry, with the scalars of its class.
+#[allow(clippy::too_many_arguments)]
+fn each_entry(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    class: Option<&[i32]>,
+    uniform: usize,
+    table: &[ClassScalars],
+    update: impl Fn(&mut f32, f32, &mut f32, &mut f32, ClassScalars),
+) {
+    for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
+        update(p, g, m, v, table[class.map_or(uniform, |c| c[i] as usize)]);
+    }
 }
 
 /// torch.optim.AdamW per entry: `p *= decay`, `m += (1 - b1) (g - m)`,
 /// `v = v b2 + g (g (1 - b2))`, `p -= (m / (sqrt(v) / bc2_sqrt + eps)) step_size`.
-#[allow(clippy::too_many_arguments)]
-fn torch_slices(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    class: Option<&[i32]>,
-    uniform: usize,
-    table: &[ClassScalars],
-    s: Shared,
-) {
-    for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
-        let [decay, bc2_sqrt, step_size] = row(table, class, uniform, i);
-        *p *= decay;
-        *m += (g - *m) * s.one_minus_beta1;
-        *v = *v * s.beta2 + (g * s.one_minus_beta2) * g;
-        let denom = v.sqrt() / bc2_sqrt + s.eps;
-        *p -= (*m / denom) * step_size;
-    }
+fn torch_entry(p: &mut f32, g: f32, m: &mut f32, v: &mut f32, [decay, bc2_sqrt, step_size]: ClassScalars, s: Shared) {
+    *p *= decay;
+    *m += (g - *m) * s.one_minus_beta1;
+    *v = *v * s.beta2 + (g * s.one_minus_beta2) * g;
+    let denom = v.sqrt() / bc2_sqrt + s.eps;
+    *p -= (*m / denom) * step_size;
 }
 
 /// Old HF transformers' AdamW per entry: `m = m b1 + g (1 - b1)`, `v` as torch's,
 /// `p -= (m / (sqrt(v) + eps)) step_size`, then `p -= p (lr wd)`.
-#[allow(clippy::too_many_arguments)]
-fn legacy_hf_slices(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    class: Option<&[i32]>,
-    uniform: usize,
-    table: &[ClassScalars],
-    s: Shared,
-) {
-    for (i, (((p, &g), m), v)) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).enumerate() {
-        let [step_size, lr_wd, _] = row(table, class, uniform, i);
-        *m = *m * s.beta1 + g * s.one_minus_beta1;
-        *v = *v * s.beta2 + (g * s.one_minus_beta2) * g;
-        let denom = v.sqrt() + s.eps;
-        *p -= (*m / denom) * step_size;
-        *p -= *p * lr_wd;
-    }
+fn legacy_hf_entry(p: &mut f32, g: f32, m: &mut f32, v: &mut f32, [step_size, lr_wd, _]: ClassScalars, s: Shared) {
+    *m = *m * s.beta1 + g * s.one_minus_beta1;
+    *v = *v * s.beta2 + (g * s.one_minus_beta2) * g;
+    let denom = v.sqrt() + s.eps;
+    *p -= (*m / denom) * step_size;
+    *p -= *p * lr_wd;
 }
