@@ -39,6 +39,8 @@ pub(super) struct FlatGroup {
     /// Offset of each member (same order as `members`).
     pub offsets: Vec<i64>,
     pub value: Tensor,
+    /// The gathered gradients: empty until the first gather (`cat` sizes it), so that float32 CPU
+    /// training, which never gathers, holds no second gradient buffer.
     pub grad: Tensor,
     pub exp_avg: Tensor,
     pub exp_avg_sq: Tensor,
@@ -62,7 +64,7 @@ impl FlatGroup {
             members,
             offsets,
             value: zeros(kind),
-            grad: zeros(kind),
+            grad: Tensor::empty([0], (kind, device)),
             exp_avg: zeros(kind),
             exp_avg_sq: zeros(kind),
             class: zeros(Kind::Int),
