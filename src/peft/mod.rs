@@ -228,8 +228,46 @@ pub(crate) fn orthogonality_regularization<A>(
             let r = f.size()[1];
             let eye = Tensor::eye(r, (f.kind(), f.device()));
             let gram = f.bmm(&f.transpose(1, 2)) - eye;
-            gram.square().sum_dim_intlist([1i64, 2].as_slice(), false, None::<tch::Kind>).sqrt().sum(f.kind())
+            // torch's norm, as the references call it: its gradient at an exactly orthonormal
+            // factor is 0, where sqrt(sum of squares) would give inf * 0 = NaN.
+            gram.norm_scalaropt_dim(2.0, [1i64, 2].as_slice(), false).sum(f.kind())
         })
         .reduce(|x, y| x + y)?;
     Some(total * (gamma / (2.0 * adapters.len() as f64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(rows: &[&[f32]]) -> Tensor {
+        let r = rows.len() as i64;
+        Tensor::from_slice(&rows.concat()).view([r, -1]).set_requires_grad(true)
+    }
+
+    /// By hand: an exactly orthonormal factor costs 0 and, as torch's norm defines it, gets a zero
+    /// gradient (sqrt of a sum of squares gave NaN there and poisoned training); A = diag(2, 1)
+    /// rows give ||A A^T - I||_F = ||diag(3, 0)||_F = 3 and gradient 2 (G / ||G||) A = [[4,0,0],
+    /// [0,0,0]], both times gamma / (2n).
+    #[test]
+    fn orthogonality_penalty_and_its_gradient_by_hand_including_exactly_orthonormal_factors() {
+        let eye = leaf(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
+        let eye_t = leaf(&[&[1.0, 0.0], &[0.0, 1.0], &[0.0, 0.0]]);
+        let stretched = leaf(&[&[2.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
+        let eye_t2 = leaf(&[&[1.0, 0.0], &[0.0, 1.0], &[0.0, 0.0]]);
+        let adapters = vec![
+            ("m0".to_string(), shared((eye.shallow_clone(), eye_t.shallow_clone()))),
+            ("m1".to_string(), shared((stretched.shallow_clone(), eye_t2.shallow_clone()))),
+        ];
+        let gamma = 0.5;
+        let r = orthogonality_regularization(&adapters, gamma, |(a, b): &(Tensor, Tensor)| (a.shallow_clone(), b.shallow_clone()))
+            .expect("gamma > 0");
+        assert_eq!(r.double_value(&[]), gamma / 4.0 * 3.0);
+        r.backward();
+        let grad = |t: &Tensor| Vec::<f32>::try_from(t.grad().flatten(0, -1)).unwrap();
+        for t in [&eye, &eye_t, &eye_t2] {
+            assert!(grad(t).iter().all(|g| *g == 0.0), "an orthonormal factor's gradient is {:?}", grad(t));
+        }
+        assert_eq!(grad(&stretched), vec![0.5, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
 }

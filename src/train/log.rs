@@ -71,7 +71,8 @@ impl LogWindow {
                 if let Some(ev) = events.as_deref_mut() {
                     ev.flush()?;
                 }
-                bail!("the loss became {loss} at step {}", row.step);
+                // Counted from 1, as curve.csv and the progress line count steps.
+                bail!("the loss became {loss} at step {}", row.step + 1);
             }
             curve.write_record([
                 (row.step + 1).to_string(),
