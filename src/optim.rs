@@ -16,7 +16,7 @@ mod cpu_kernel;
 mod flat;
 mod update;
 
-use flat::FlatGroup;
+use flat::{FlatGroup, MemberClasses};
 use update::{Buffers, EntryClass};
 
 /// How grown entries follow the learning-rate schedule (docs/method.md, "Learning-rate policies").
@@ -362,38 +362,59 @@ impl AdamW {
         let mut classes: Vec<EntryClass> = Vec::new();
         let mut groups = Vec::with_capacity(keys.len());
         tch::no_grad(|| {
-            for ((kind, device), mut ids) in keys.into_iter().zip(members) {
+            for ((_, device), mut ids) in keys.into_iter().zip(members) {
                 ids.sort_by_key(|&i| !self.params[i].1.value.numel().is_multiple_of(16));
+                let mut member_classes = Vec::with_capacity(ids.len());
+                for &i in &ids {
+                    let s = &mut self.params[i].1;
+                    let class_ids: Vec<i32> = s
+                        .births
+                        .iter()
+                        .map(|&b| {
+                            let k = EntryClass { birth: b, weight_decay: s.weight_decay_of(b) };
+                            classes.iter().position(|c| *c == k).unwrap_or_else(|| {
+                                classes.push(k);
+                                classes.len() - 1
+                            }) as i32
+                        })
+                        .collect();
+                    s.uniform_class = (class_ids.len() == 1).then(|| class_ids[0] as usize);
+                    member_classes.push(class_ids);
+                }
                 let numels: Vec<i64> = ids.iter().map(|&i| self.params[i].1.value.numel() as i64).collect();
-                let group = FlatGroup::new(kind, device, ids, &numels);
+                let described: Vec<MemberClasses> = ids
+                    .iter()
+                    .zip(member_classes)
+                    .map(|(&i, c)| {
+                        let s = &self.params[i].1;
+                        match c.as_slice() {
+                            [only] => MemberClasses::Uniform(*only),
+                            _ => {
+                                // `births` in ascending order, with their classes.
+                                let mut pairs: Vec<(i64, i32)> = s.births.iter().copied().zip(c).collect();
+                                pairs.sort_unstable();
+                                let (births, classes) = pairs.into_iter().unzip();
+                                MemberClasses::ByBirth { births, classes, birth: &s.birth }
+                            }
+                        }
+                    })
+                    .collect();
+                let class = flat::class_buffer(device, &numels, &described);
+                let states: Vec<&ParamState> = ids.iter().map(|&i| &self.params[i].1).collect();
+                let group = FlatGroup::pack(
+                    ids.clone(),
+                    &states.iter().map(|s| &s.value).collect::<Vec<_>>(),
+                    &states.iter().map(|s| &s.exp_avg).collect::<Vec<_>>(),
+                    &states.iter().map(|s| &s.exp_avg_sq).collect::<Vec<_>>(),
+                    class,
+                );
                 for (j, &i) in group.members.iter().enumerate() {
                     let s = &mut self.params[i].1;
                     let shape = s.value.size();
-                    let class = group.slice(&group.class, j, &shape);
-                    s.uniform_class = None;
-                    for &b in &s.births {
-                        let k = EntryClass { birth: b, weight_decay: s.weight_decay_of(b) };
-                        let id = classes.iter().position(|c| *c == k).unwrap_or_else(|| {
-                            classes.push(k);
-                            classes.len() - 1
-                        }) as i64;
-                        if s.births.len() == 1 {
-                            s.uniform_class = Some(id as usize);
-                        }
-                        let _ = match s.births.len() {
-                            1 => class.shallow_clone().fill_(id),
-                            _ => class.shallow_clone().masked_fill_(&s.birth.eq(b as f64), id),
-                        };
-                    }
-                    group.slice(&group.value, j, &shape).copy_(&s.value);
-                    let m = group.slice(&group.exp_avg, j, &shape);
-                    m.shallow_clone().copy_(&s.exp_avg);
-                    let v = group.slice(&group.exp_avg_sq, j, &shape);
-                    v.shallow_clone().copy_(&s.exp_avg_sq);
                     s.value.set_data(&group.slice(&group.value, j, &shape));
-                    s.exp_avg = m;
-                    s.exp_avg_sq = v;
-                    s.class = Some(class);
+                    s.exp_avg = group.slice(&group.exp_avg, j, &shape);
+                    s.exp_avg_sq = group.slice(&group.exp_avg_sq, j, &shape);
+                    s.class = Some(group.slice(&group.class, j, &shape));
                 }
                 groups.push(group);
             }
@@ -626,6 +647,51 @@ mod tests {
         opt.set_state("p", &m, &v, &birth).unwrap();
         let [_, _, back] = opt.state("p").unwrap();
         assert_eq!(Vec::<f32>::try_from(back).unwrap(), vec![4.0, 4.0, 4.0]);
+    }
+
+    /// Packing gives every entry the class of its own (birth, weight decay), checked entry by entry
+    /// against births worked out by hand: `a` grew twice (2x3 born at 0, to 3x4 at 5, to 4x4 at
+    /// 9) with its own weight decay for grown entries, `b` grew once at 5 with another weight
+    /// decay (so step 5 has two classes), `c` never grew; all in one flat buffer.
+    #[test]
+    fn packed_classes_name_each_entrys_birth_and_weight_decay() {
+        let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, Device::Cpu));
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() });
+        opt.add("a", &ones(&[2, 3]), 0, 0.01).unwrap();
+        opt.add("b", &ones(&[5]), 0, 0.02).unwrap();
+        opt.add("c", &ones(&[4, 4]), 3, 0.01).unwrap();
+        opt.set_grown_weight_decay("a", 0.0).unwrap();
+        opt.pack();
+        opt.grow("a", &ones(&[3, 4]), 5).unwrap();
+        opt.grow("b", &ones(&[7]), 5).unwrap();
+        opt.pack();
+        opt.grow("a", &ones(&[4, 4]), 9).unwrap();
+        opt.pack();
+        assert_eq!(opt.groups.len(), 1);
+        let expect = |name: &str, index: &[i64]| -> (i64, f64) {
+            match (name, index) {
+                ("a", [i, j]) if *i < 2 && *j < 3 => (0, 0.01),
+                ("a", [i, _]) if *i < 3 => (5, 0.0),
+                ("a", _) => (9, 0.0),
+                ("b", [i]) if *i < 5 => (0, 0.02),
+                ("b", _) => (5, 0.02),
+                _ => (3, 0.01),
+            }
+        };
+        let mut seen = 0;
+        for (name, s) in &opt.params {
+            let shape = s.value.size();
+            let class = Vec::<i32>::try_from(s.class.as_ref().unwrap().flatten(0, -1)).unwrap();
+            for (e, &k) in class.iter().enumerate() {
+                let index: Vec<i64> = shape.iter().rev().scan(e as i64, |rest, &d| Some(std::mem::replace(rest, *rest / d) % d)).collect();
+                let index: Vec<i64> = index.into_iter().rev().collect();
+                let c = opt.classes[k as usize];
+                assert_eq!((c.birth, c.weight_decay), expect(name, &index), "{name}{index:?}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 16 + 7 + 16);
+        assert_eq!(opt.classes.len(), 6);
     }
 
     /// A grown parameter's new entries start their bias correction at their birth: their first

@@ -51,23 +51,26 @@ pub(super) struct FlatGroup {
 }
 
 impl FlatGroup {
-    /// Empty buffers of `n` entries for members of this kind and device.
-    pub fn new(kind: Kind, device: Device, members: Vec<usize>, numels: &[i64]) -> Self {
-        let mut offsets = Vec::with_capacity(numels.len());
+    /// A group of `members` (of one kind and device) whose buffers are the members' values and
+    /// moments concatenated in this order (one `cat` per buffer), and `class` (see
+    /// [`class_buffer`]).
+    pub fn pack(members: Vec<usize>, values: &[&Tensor], exp_avg: &[&Tensor], exp_avg_sq: &[&Tensor], class: Tensor) -> Self {
+        let (kind, device) = (values[0].kind(), values[0].device());
+        let mut offsets = Vec::with_capacity(values.len());
         let mut n = 0;
-        for &k in numels {
+        for v in values {
             offsets.push(n);
-            n += k;
+            n += v.numel() as i64;
         }
-        let zeros = |kind: Kind| Tensor::zeros([n], (kind, device));
+        let flat = |ts: &[&Tensor]| Tensor::cat(&ts.iter().map(|t| t.reshape([-1])).collect::<Vec<_>>(), 0);
         FlatGroup {
             members,
             offsets,
-            value: zeros(kind),
+            value: flat(values),
             grad: Tensor::empty([0], (kind, device)),
-            exp_avg: zeros(kind),
-            exp_avg_sq: zeros(kind),
-            class: zeros(Kind::Int),
+            exp_avg: flat(exp_avg),
+            exp_avg_sq: flat(exp_avg_sq),
+            class,
             kernel: kind == Kind::Float && device == Device::Cpu,
         }
     }
@@ -94,4 +97,74 @@ impl FlatGroup {
         });
         true
     }
+}
+
+/// The classes of one member's entries, for [`class_buffer`].
+pub(super) enum MemberClasses<'a> {
+    /// Every entry is of this class (a tensor that never grew).
+    Uniform(i32),
+    /// Entries born at `births[k]` (ascending) are of class `classes[k]`; `birth` holds each
+    /// entry's birth step (float, integral values).
+    ByBirth { births: Vec<i64>, classes: Vec<i32>, birth: &'a Tensor },
+}
+
+/// Every entry's class (int32) for members laid out one after the other (`numels` entries
+/// each), in a fixed number of ops however many members there are (re-packing after growth
+/// happens on a GPU, where each op is a launch): one repeat of the members' classes, then, for
+/// the entries of grown members, a search of (member, birth) in a table of their classes and one
+/// indexed copy into place.
+pub(super) fn class_buffer(device: Device, numels: &[i64], members: &[MemberClasses]) -> Tensor {
+    let total: i64 = numels.iter().sum();
+    let upload_i64 = |v: &[i64]| Tensor::from_slice(v).to_device(device);
+    let uniform: Vec<i32> = members.iter().map(|m| if let MemberClasses::Uniform(c) = m { *c } else { 0 }).collect();
+    let mut class = Tensor::from_slice(&uniform).to_device(device).repeat_interleave_self_tensor(&upload_i64(numels), 0, total);
+    // Grown members: their entries' position in the buffer, and the key (member, birth) whose
+    // class the sorted table gives.
+    let mut starts = Vec::new();
+    let mut counts = Vec::new();
+    let mut key_base = Vec::new();
+    let (mut table_keys, mut table_classes) = (Vec::new(), Vec::new());
+    let mut births = Vec::new();
+    let span = 1 + members
+        .iter()
+        .filter_map(|m| if let MemberClasses::ByBirth { births, .. } = m { births.last().copied() } else { None })
+        .max()
+        .unwrap_or(0);
+    let mut offset = 0;
+    for (m, &n) in members.iter().zip(numels) {
+        if let MemberClasses::ByBirth { births: bs, classes, birth } = m {
+            let base = (key_base.len() as i64 * span) as f64;
+            starts.push(offset);
+            counts.push(n);
+            key_base.push(base);
+            for (&b, &c) in bs.iter().zip(classes) {
+                table_keys.push(base + b as f64);
+                table_classes.push(c);
+            }
+            births.push(birth.reshape([-1]));
+        }
+        offset += n;
+    }
+    if births.is_empty() {
+        return class;
+    }
+    let grown: i64 = counts.iter().sum();
+    let repeat = |v: Tensor| v.repeat_interleave_self_tensor(&upload_i64(&counts), 0, grown);
+    let keys = repeat(Tensor::from_slice(&key_base).to_device(device)) + Tensor::cat(&births, 0).to_kind(Kind::Double);
+    let at = keys.searchsorted(&Tensor::from_slice(&table_keys).to_device(device), false, false, "left", None::<Tensor>);
+    let grown_class = Tensor::from_slice(&table_classes).to_device(device).index_select(0, &at);
+    // Position of the i-th grown entry: i, plus its member's start less the grown entries before it.
+    let mut before = 0;
+    let shift: Vec<i64> = starts
+        .iter()
+        .zip(&counts)
+        .map(|(&s, &c)| {
+            let d = s - before;
+            before += c;
+            d
+        })
+        .collect();
+    let position = Tensor::arange(grown, (Kind::Int64, device)) + repeat(upload_i64(&shift));
+    let _ = class.index_copy_(0, &position, &grown_class);
+    class
 }
