@@ -50,6 +50,7 @@ SEED_V3 = 1001
 SEED_V2 = 1002
 SEED_V3_REGRESSION = 1003
 SEED_V3_QA = 1004
+SEED_XLARGE_CONV = 1005
 SEED_V3_BATCH = 2001
 SEED_V3_LONG = 2002
 
@@ -193,6 +194,10 @@ V2_CONFIG = dict(
     embedding_size=24,
 )
 
+# DeBERTa-v2-xlarge/xxlarge style: v3-like attention plus the convolution beside layer 0
+# (`encoder.conv`), here with 2 groups and GELU (the hub configs use 1 group, `conv_act="gelu"`).
+XLARGE_CONV_CONFIG = dict(V3_CONFIG, conv_kernel_size=3, conv_groups=2, conv_act="gelu")
+
 
 def perturb(model: torch.nn.Module, seed: int) -> None:
     """Add N(0, PERTURB_STD) noise to every LayerNorm weight/bias and every other bias."""
@@ -234,6 +239,7 @@ def make_models(out: Path, spm_path: Path) -> dict:
     v2 = build_model(DebertaV2ForSequenceClassification, V2_CONFIG, 2, SEED_V2)
     v3_reg = build_model(DebertaV2ForSequenceClassification, V3_CONFIG, 1, SEED_V3_REGRESSION)
     v3_qa = build_model(DebertaV2ForQuestionAnswering, V3_CONFIG, 2, SEED_V3_QA)
+    conv = build_model(DebertaV2ForSequenceClassification, XLARGE_CONV_CONFIG, 2, SEED_XLARGE_CONV)
 
     save_model(v3, models_dir / "v3", spm_path)
     save_model(v2, models_dir / "v2", spm_path)
@@ -241,7 +247,8 @@ def make_models(out: Path, spm_path: Path) -> dict:
     save_model(v3_qa, models_dir / "v3_qa", spm_path)
     save_model(v3, models_dir / "v3_bin", spm_path, safe=False)
     save_model(v3.deberta, models_dir / "v3_backbone", spm_path)
-    return {"v3": v3, "v2": v2, "v3_regression": v3_reg, "v3_qa": v3_qa}
+    save_model(conv, models_dir / "v2_conv", spm_path)
+    return {"v3": v3, "v2": v2, "v3_regression": v3_reg, "v3_qa": v3_qa, "v2_conv": conv}
 
 
 # --------------------------------------------------------------------------------------
@@ -327,6 +334,7 @@ def grad_oracle(model, inputs: dict[str, torch.Tensor], path: Path) -> None:
     params = dict(model.named_parameters())
     q = params["deberta.encoder.layer.0.attention.self.query_proj.weight"]
     c = params["classifier.weight"]
+    conv = params.get("deberta.encoder.conv.conv.weight")
     save_tensors(
         path,
         {
@@ -335,6 +343,7 @@ def grad_oracle(model, inputs: dict[str, torch.Tensor], path: Path) -> None:
             "loss": loss.reshape(()),
             "grad_query_weight": q.grad,
             "grad_classifier_weight": c.grad,
+            **({"grad_conv_weight": conv.grad} if conv is not None else {}),
         },
     )
     model.zero_grad(set_to_none=True)
@@ -353,6 +362,8 @@ def make_model_oracles(out: Path, models: dict, tok) -> None:
     qa_oracle(models["v3_qa"], batch, oracle / "v3_qa.safetensors")
     grad_oracle(models["v3"], batch, oracle / "v3_grad.safetensors")
     grad_oracle(models["v2"], pairs, oracle / "v2_grad.safetensors")
+    classification_oracle(models["v2_conv"], batch, oracle / "v2_conv_batch.safetensors")
+    grad_oracle(models["v2_conv"], batch, oracle / "v2_conv_grad.safetensors")
 
 
 # --------------------------------------------------------------------------------------
@@ -514,6 +525,9 @@ def config_summary(directory: Path) -> str:
         "hidden_dropout_prob",
         "attention_probs_dropout_prob",
         "initializer_range",
+        "conv_kernel_size",
+        "conv_groups",
+        "conv_act",
         "id2label",
     ]
     lines = []
@@ -589,6 +603,7 @@ and `models/v3_qa`; a reader should then assume 2 labels. `models/v3_backbone/co
 {model_section("v2", "`DebertaV2ForSequenceClassification`, 2 labels, DeBERTa-v2 style (no buckets, `max_relative_positions=16`, separate pos_key/pos_query projections, absolute positions, 2 token types, `embedding_size=24` so `embeddings.embed_proj` exists).")}
 {model_section("v3_regression", "`DebertaV2ForSequenceClassification` with 1 label (regression), v3 config, different seed.")}
 {model_section("v3_qa", "`DebertaV2ForQuestionAnswering` (2 outputs: start, end), v3 config, different seed.")}
+{model_section("v2_conv", "`DebertaV2ForSequenceClassification`, 2 labels, the v3 attention plus DeBERTa-v2-xlarge's convolution beside layer 0 (`conv_kernel_size=3`, `conv_groups=2`, `conv_act=gelu`: `encoder.conv.conv` and `encoder.conv.LayerNorm`).")}
 {model_section("v3_bin", "The same weights as `models/v3`, saved with `safe_serialization=False` (`pytorch_model.bin`).")}
 {model_section("v3_backbone", "Only the backbone of `models/v3` (`model.deberta`, a `DebertaV2Model`) saved with `save_pretrained`.")}
 ### Tensor names
@@ -622,6 +637,9 @@ output (after LayerNorm and the mask multiply), `hidden_states_i` the output of 
   and one shorter than `max_relative_positions=16`, token types 0/1.
 - `v3_regression`: `models/v3_regression` on the `v3_batch` inputs.
 - `v3_qa`: `models/v3_qa` on the `v3_batch` inputs.
+- `v2_conv_batch` / `v2_conv_grad`: `models/v2_conv` on the `v3_batch` inputs (the padded positions
+  exercise the convolution's masking), logits and hidden states / gradients as `v3_grad`, plus
+  `grad_conv_weight`, the gradient of `deberta.encoder.conv.conv.weight`.
 - `v3_grad` / `v2_grad`: `models/v3` on the `v3_batch` inputs / `models/v2` on the `v2_pairs` inputs, eval mode,
   `loss = logits.sum()`, backward; `grad_query_weight` is the gradient of
   `deberta.encoder.layer.0.attention.self.query_proj.weight`, `grad_classifier_weight` that of `classifier.weight`.

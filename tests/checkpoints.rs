@@ -139,11 +139,16 @@ fn unsupported_config_values_name_the_key() {
     let text = std::fs::read_to_string(model_dir("v3").join("config.json")).unwrap();
     let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
     for (key, value, expect) in [
-        ("conv_kernel_size", serde_json::json!(3), "conv_kernel_size"),
+        ("conv_kernel_size", serde_json::json!(4), "conv_kernel_size"),
+        ("conv_act", serde_json::json!("swish"), "conv_act"),
+        ("conv_groups", serde_json::json!(5), "conv_groups"),
         ("pos_att_type", serde_json::json!(["p2c", "p2p"]), "p2p"),
         ("hidden_act", serde_json::json!("swish"), "hidden_act"),
     ] {
         let mut c = cfg.clone();
+        if key != "conv_kernel_size" && key.starts_with("conv_") {
+            c["conv_kernel_size"] = serde_json::json!(3);
+        }
         c[key] = value;
         std::fs::write(tmp.path().join("config.json"), serde_json::to_string(&c).unwrap()).unwrap();
         let err = format!("{:#}", ModelDir::open(tmp.path()).expect_err("must reject"));

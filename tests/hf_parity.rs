@@ -62,9 +62,12 @@ fn check_grad(model: &str, oracle_name: &str) {
     out.logits.sum(tch::Kind::Float).backward();
     let vars = vs.variables();
     let bound = gradient_bound(model, seq_len(&o));
-    for (name, key) in
-        [("deberta.encoder.layer.0.attention.self.query_proj.weight", "grad_query_weight"), ("classifier.weight", "grad_classifier_weight")]
-    {
+    let checked = [
+        ("deberta.encoder.layer.0.attention.self.query_proj.weight", "grad_query_weight"),
+        ("classifier.weight", "grad_classifier_weight"),
+        ("deberta.encoder.conv.conv.weight", "grad_conv_weight"),
+    ];
+    for (name, key) in checked.into_iter().filter(|(_, key)| o.contains_key(*key)) {
         let ours = vars[name].grad();
         let hf: &Tensor = &o[key];
         let rel = max_abs_diff(&ours, hf) / hf.abs().max().double_value(&[]);
@@ -81,6 +84,15 @@ fn v3_gradients_match_hf() {
 #[test]
 fn v2_gradients_match_hf() {
     check_grad("v2", "v2_grad");
+}
+
+/// DeBERTa-v2-xlarge's convolution beside layer 0 (2 groups, GELU) on a padded batch: logits,
+/// last hidden state, and the gradients of layer 0's query, the classifier and the convolution.
+#[test]
+fn v2_xlarge_convolution_layer_matches_hf() {
+    check_cls("v2_conv", "v2_conv_batch");
+    assert!(oracle("v2_conv_grad").contains_key("grad_conv_weight"));
+    check_grad("v2_conv", "v2_conv_grad");
 }
 
 #[test]

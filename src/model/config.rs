@@ -78,8 +78,14 @@ pub struct DebertaConfig {
     pub pooler_hidden_act: String,
     #[serde(default)]
     pub cls_dropout: Option<f64>,
+    /// DeBERTa-v2-xlarge/xxlarge's convolution beside layer 0 (`encoder.conv`; 0: none).
     #[serde(default)]
     pub conv_kernel_size: i64,
+    #[serde(default = "d::one")]
+    pub conv_groups: i64,
+    /// HF's default when the key is absent is tanh (the hub's xlarge configs say gelu).
+    #[serde(default = "d::tanh")]
+    pub conv_act: String,
     #[serde(default)]
     pub num_labels: Option<i64>,
     #[serde(default)]
@@ -120,6 +126,12 @@ mod d {
     pub fn minus_one() -> i64 {
         -1
     }
+    pub fn one() -> i64 {
+        1
+    }
+    pub fn tanh() -> String {
+        "tanh".into()
+    }
     pub fn yes() -> bool {
         true
     }
@@ -142,10 +154,19 @@ impl DebertaConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.conv_kernel_size > 0 {
-            bail!(
-                "key `conv_kernel_size` = {}: the convolution layer of DeBERTa-v2-xlarge is not supported (use 0)",
-                self.conv_kernel_size
-            );
+            // HF pads by (k - 1) / 2 on each side: only an odd kernel keeps the sequence length.
+            if self.conv_kernel_size % 2 == 0 {
+                bail!(
+                    "key `conv_kernel_size` = {}: an even kernel changes the sequence length (HF fails on it too); use an odd size",
+                    self.conv_kernel_size
+                );
+            }
+            if self.conv_groups <= 0 || self.hidden_size % self.conv_groups != 0 {
+                bail!("key `conv_groups` = {}: hidden_size {} must be a positive multiple of it", self.conv_groups, self.hidden_size);
+            }
+            if !SUPPORTED_ACTIVATIONS.contains(&self.conv_act.as_str()) {
+                bail!("key `conv_act` = {:?}: supported activations are {SUPPORTED_ACTIVATIONS:?}", self.conv_act);
+            }
         }
         for kind in self.pos_att_kinds() {
             match kind.as_str() {

@@ -289,6 +289,41 @@ impl Layer {
     }
 }
 
+/// DeBERTa-v2-xlarge's `ConvLayer` (`encoder.conv`): a 1-D convolution over the encoder's input
+/// (the embeddings), zero at padded positions, activation after dropout, added to layer 0's
+/// output, LayerNorm, then padded positions zeroed. Its output replaces layer 0's.
+#[derive(Debug)]
+struct ConvLayer {
+    conv: nn::Conv1D,
+    layer_norm: nn::LayerNorm,
+    act: String,
+    dropout: f64,
+}
+
+impl ConvLayer {
+    fn new(p: nn::Path, c: &DebertaConfig) -> Self {
+        let k = c.conv_kernel_size;
+        let cfg = nn::ConvConfig { padding: (k - 1) / 2, groups: c.conv_groups, ..Default::default() };
+        ConvLayer {
+            conv: nn::conv1d(&p / "conv", c.hidden_size, c.hidden_size, k, cfg),
+            layer_norm: layer_norm(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps),
+            act: c.conv_act.clone(),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// `embedded` and `residual` are [batch, len, hidden]; `attention_mask` [batch, len] of 0/1.
+    fn forward_t(&self, embedded: &Tensor, residual: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let out = self.conv.forward(&embedded.permute([0, 2, 1])).permute([0, 2, 1]);
+        let out = out.masked_fill(&attention_mask.eq(0).unsqueeze(-1), 0.0);
+        let out = activation(&self.act, &out.dropout(self.dropout, train));
+        let sum = residual + out;
+        let normed = self.layer_norm.forward(&sum).to_kind(sum.kind());
+        let keep = attention_mask.unsqueeze(2).to_kind(normed.kind());
+        normed * keep
+    }
+}
+
 /// `DebertaV2Model`: embeddings and the relative-attention encoder.
 #[derive(Debug)]
 pub struct Backbone {
@@ -296,6 +331,7 @@ pub struct Backbone {
     layers: Vec<Layer>,
     rel_embeddings: Option<Tensor>,
     rel_layer_norm: Option<nn::LayerNorm>,
+    conv: Option<ConvLayer>,
     position_buckets: i64,
     max_relative_positions: i64,
     /// Index tables of the sequence lengths seen so far.
@@ -314,11 +350,13 @@ impl Backbone {
         });
         let rel_layer_norm =
             (c.relative_attention && c.norm_rel_layer_norm()).then(|| layer_norm(&enc / "LayerNorm", c.hidden_size, c.layer_norm_eps));
+        let conv = (c.conv_kernel_size > 0).then(|| ConvLayer::new(&enc / "conv", c));
         Backbone {
             embeddings: Embeddings::new(&p / "embeddings", c),
             layers,
             rel_embeddings,
             rel_layer_norm,
+            conv,
             position_buckets: c.position_buckets,
             max_relative_positions: c.max_relative_positions(),
             relative_cache: Default::default(),
@@ -339,8 +377,12 @@ impl Backbone {
             let span = w.size()[0] / 2;
             Relative::new(emb, len, span, self.position_buckets, self.max_relative_positions, input_ids.device(), &self.relative_cache)
         });
-        for layer in &self.layers {
+        let embedded = hs.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
             hs = layer.forward_t(&hs, &mask, rel.as_ref(), train);
+            if let (0, Some(conv)) = (i, &self.conv) {
+                hs = conv.forward_t(&embedded, &hs, attention_mask, train);
+            }
         }
         hs
     }
