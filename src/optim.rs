@@ -17,7 +17,7 @@ mod flat;
 mod update;
 
 use flat::{FlatGroup, MemberClasses};
-use update::{Buffers, EntryClass};
+use update::{Buffers, ClassScalars, EntryClass, Shared};
 
 /// How grown entries follow the learning-rate schedule (docs/method.md, "Learning-rate policies").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -495,7 +495,7 @@ impl AdamW {
                     class: Some(&g.class),
                     uniform: 0,
                 };
-                update::apply(variant, &b, &table, shared, self.tensor_ops_only);
+                apply_update(variant, &b, &table, shared, self.tensor_ops_only);
             }
             self.flat_updates += 1;
             return;
@@ -513,8 +513,19 @@ impl AdamW {
                 class: if s.uniform_class.is_some() { None } else { s.class.as_ref() },
                 uniform: s.uniform_class.unwrap_or(0),
             };
-            update::apply(variant, &b, &table, shared, self.tensor_ops_only);
+            apply_update(variant, &b, &table, shared, self.tensor_ops_only);
         }
+    }
+}
+
+/// One AdamW update of `b` in place: the one-pass CPU kernel where it applies (float32 CPU
+/// buffers, unless `tensor_ops_only`), else tensor ops (what a GPU runs; `bench --ops` counts
+/// these on the CPU).
+fn apply_update(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], shared: Shared, tensor_ops_only: bool) {
+    if !tensor_ops_only && cpu_kernel::applies(b) {
+        cpu_kernel::update(variant, b, table, shared);
+    } else {
+        tch::no_grad(|| update::apply_with_tensor_ops(variant, b, table, shared));
     }
 }
 
@@ -611,9 +622,9 @@ mod tests {
                     let table = update::class_table(&c, &classes, step, &|b| 0.5 + b as f64 * 0.1);
                     let kernel = Buffers { value: &kp, grad: &g, exp_avg: &km, exp_avg_sq: &kv, class: Some(&class), uniform: 0 };
                     assert!(cpu_kernel::applies(&kernel));
-                    update::apply(variant, &kernel, &table, shared, false);
+                    apply_update(variant, &kernel, &table, shared, false);
                     let ops = Buffers { value: &op, grad: &g, exp_avg: &om, exp_avg_sq: &ov, class: Some(&class), uniform: 0 };
-                    update::apply(variant, &ops, &table, shared, true);
+                    apply_update(variant, &ops, &table, shared, true);
                 }
                 // m and v are exact; p differs by at most an ulp where LibTorch's vectorised
                 // square root (MKL's, on x86) is not correctly rounded (the kernel's is; CUDA's is).

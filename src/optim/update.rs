@@ -13,7 +13,7 @@
 
 use tch::Tensor;
 
-use super::{cpu_kernel, AdamWConfig, AdamWVariant};
+use super::{AdamWConfig, AdamWVariant};
 
 /// Entries that share a birth step and a weight decay update with the same scalars.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,17 +77,6 @@ pub(super) struct Buffers<'a> {
     pub uniform: usize,
 }
 
-/// One AdamW update of `b` in place: the one-pass CPU kernel where it applies (float32 CPU
-/// buffers, unless `tensor_ops_only`), else tensor ops (what a GPU runs; `bench --ops` counts
-/// these on the CPU).
-pub(super) fn apply(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], shared: Shared, tensor_ops_only: bool) {
-    if !tensor_ops_only && cpu_kernel::applies(b) {
-        cpu_kernel::update(variant, b, table, shared);
-    } else {
-        tch::no_grad(|| apply_with_tensor_ops(variant, b, table, shared));
-    }
-}
-
 /// The per-entry scalar columns: a gather of the class table (one upload, one gather), or
 /// 0-dim tensors when one class covers the buffers.
 fn columns(b: &Buffers, table: &[ClassScalars]) -> [Tensor; 3] {
@@ -106,7 +95,7 @@ fn columns(b: &Buffers, table: &[ClassScalars]) -> [Tensor; 3] {
 }
 
 /// The update as tensor ops, in the order `cpu_kernel` runs per entry.
-fn apply_with_tensor_ops(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], s: Shared) {
+pub(super) fn apply_with_tensor_ops(variant: AdamWVariant, b: &Buffers, table: &[ClassScalars], s: Shared) {
     let [c0, c1, c2] = columns(b, table);
     let (mut p, g, mut m, mut v) = (b.value.shallow_clone(), b.grad, b.exp_avg.shallow_clone(), b.exp_avg_sq.shallow_clone());
     match variant {
