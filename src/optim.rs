@@ -162,12 +162,10 @@ impl ParamState {
 #[derive(Debug)]
 pub struct AdamW {
     pub config: AdamWConfig,
-    /// Update float32 CPU tensors with tensor ops too, as on CUDA, instead of the one-pass CPU
-    /// kernel (the same arithmetic, bit for bit): `bench --ops` counts the ops a GPU would run.
-    pub tensor_ops_only: bool,
-    /// Clip and update through the flat buffers (`flat`), a fixed number of ops per step; off,
-    /// one parameter at a time (the tests' oracle: the same bits).
-    pub flat: bool,
+    /// See [`AdamW::set_tensor_ops_only`].
+    tensor_ops_only: bool,
+    /// See [`AdamW::set_flat`].
+    flat: bool,
     params: Vec<(String, ParamState)>,
     index: HashMap<String, usize>,
     /// The distinct (birth, weight decay) classes of the packed entries.
@@ -195,6 +193,20 @@ impl AdamW {
             grads_gathered: false,
             flat_updates: 0,
         }
+    }
+
+    /// Update float32 CPU tensors with tensor ops too, as on CUDA, instead of the one-pass CPU
+    /// kernel (the same arithmetic, bit for bit): `bench --ops` counts the ops a GPU would run.
+    pub fn set_tensor_ops_only(&mut self, on: bool) {
+        self.tensor_ops_only = on;
+        self.packed = false;
+    }
+
+    /// Clip and update through flat buffers where tensor ops run (the default), a fixed number
+    /// of ops per step; off, one parameter at a time (the tests' oracle: the same bits).
+    pub fn set_flat(&mut self, on: bool) {
+        self.flat = on;
+        self.packed = false;
     }
 
     /// Registers a leaf tensor (requires_grad) born at `step`.
@@ -359,6 +371,9 @@ impl AdamW {
             });
             members[g].push(i);
         }
+        // Flat buffers only where tensor ops run: float32 CPU tensors take the one-pass kernel one
+        // at a time, which needs no flat copy (nor the transient second copy packing makes).
+        let flat = self.flat && (self.tensor_ops_only || keys.iter().any(|&(k, d)| !(k == Kind::Float && d == Device::Cpu)));
         let mut classes: Vec<EntryClass> = Vec::new();
         let mut groups = Vec::with_capacity(keys.len());
         tch::no_grad(|| {
@@ -399,6 +414,28 @@ impl AdamW {
                         }
                     })
                     .collect();
+                if !flat {
+                    // Each tensor keeps its own storage; a tensor that grew gets its own classes.
+                    let own: Vec<Option<Tensor>> = described
+                        .iter()
+                        .zip(&ids)
+                        .map(|(d, &i)| match d {
+                            MemberClasses::Uniform(_) => None,
+                            grown => {
+                                let shape = self.params[i].1.value.size();
+                                Some(
+                                    flat::class_buffer(device, &[shape.iter().product()], std::slice::from_ref(grown))
+                                        .view(shape.as_slice()),
+                                )
+                            }
+                        })
+                        .collect();
+                    drop(described);
+                    for (&i, class) in ids.iter().zip(own) {
+                        self.params[i].1.class = class;
+                    }
+                    continue;
+                }
                 let class = flat::class_buffer(device, &numels, &described);
                 let states: Vec<&ParamState> = ids.iter().map(|&i| &self.params[i].1).collect();
                 let group = FlatGroup::pack(
@@ -431,7 +468,7 @@ impl AdamW {
     /// same bits, without gathering the gradients: a copy a CPU would pay for nothing).
     fn flat_path(&mut self) -> bool {
         self.pack();
-        self.flat && (self.tensor_ops_only || self.groups.iter().any(|g| !g.kernel))
+        !self.groups.is_empty()
     }
 
     /// Gathers the gradients into the flat gradient buffers (see [`FlatGroup::gather_grads`]).
@@ -477,7 +514,7 @@ impl AdamW {
     /// multiplier for entries born at `birth`; entries born later than `step` do not exist.
     ///
     /// Every entry's scalars come from its class (birth, weight decay; `update.rs`): one update
-    /// per flat buffer where tensor ops run ([`AdamW::flat`]), else one per parameter (the CPU's
+    /// per flat buffer where tensor ops run ([`AdamW::set_flat`]), else one per parameter (the CPU's
     /// one-pass kernel, `flat` off, or a parameter without a gradient this step, which torch
     /// skips).
     pub fn step(&mut self, step: i64, lr_mult: &dyn Fn(i64) -> f64) {
@@ -663,22 +700,10 @@ mod tests {
     /// Packing gives every entry the class of its own (birth, weight decay), checked entry by entry
     /// against births worked out by hand: `a` grew twice (2x3 born at 0, to 3x4 at 5, to 4x4 at
     /// 9) with its own weight decay for grown entries, `b` grew once at 5 with another weight
-    /// decay (so step 5 has two classes), `c` never grew; all in one flat buffer.
+    /// decay (so step 5 has two classes), `c` never grew. With tensor ops all three share one flat
+    /// buffer; for the CPU kernel each keeps its own storage (a class tensor only where it grew).
     #[test]
     fn packed_classes_name_each_entrys_birth_and_weight_decay() {
-        let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, Device::Cpu));
-        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() });
-        opt.add("a", &ones(&[2, 3]), 0, 0.01).unwrap();
-        opt.add("b", &ones(&[5]), 0, 0.02).unwrap();
-        opt.add("c", &ones(&[4, 4]), 3, 0.01).unwrap();
-        opt.set_grown_weight_decay("a", 0.0).unwrap();
-        opt.pack();
-        opt.grow("a", &ones(&[3, 4]), 5).unwrap();
-        opt.grow("b", &ones(&[7]), 5).unwrap();
-        opt.pack();
-        opt.grow("a", &ones(&[4, 4]), 9).unwrap();
-        opt.pack();
-        assert_eq!(opt.groups.len(), 1);
         let expect = |name: &str, index: &[i64]| -> (i64, f64) {
             match (name, index) {
                 ("a", [i, j]) if *i < 2 && *j < 3 => (0, 0.01),
@@ -689,20 +714,43 @@ mod tests {
                 _ => (3, 0.01),
             }
         };
-        let mut seen = 0;
-        for (name, s) in &opt.params {
-            let shape = s.value.size();
-            let class = Vec::<i32>::try_from(s.class.as_ref().unwrap().flatten(0, -1)).unwrap();
-            for (e, &k) in class.iter().enumerate() {
-                let index: Vec<i64> = shape.iter().rev().scan(e as i64, |rest, &d| Some(std::mem::replace(rest, *rest / d) % d)).collect();
-                let index: Vec<i64> = index.into_iter().rev().collect();
-                let c = opt.classes[k as usize];
-                assert_eq!((c.birth, c.weight_decay), expect(name, &index), "{name}{index:?}");
-                seen += 1;
+        for tensor_ops in [true, false] {
+            let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, Device::Cpu));
+            let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() });
+            opt.set_tensor_ops_only(tensor_ops);
+            opt.add("a", &ones(&[2, 3]), 0, 0.01).unwrap();
+            opt.add("b", &ones(&[5]), 0, 0.02).unwrap();
+            opt.add("c", &ones(&[4, 4]), 3, 0.01).unwrap();
+            opt.set_grown_weight_decay("a", 0.0).unwrap();
+            opt.pack();
+            opt.grow("a", &ones(&[3, 4]), 5).unwrap();
+            opt.grow("b", &ones(&[7]), 5).unwrap();
+            opt.pack();
+            opt.grow("a", &ones(&[4, 4]), 9).unwrap();
+            opt.pack();
+            assert_eq!(opt.groups.len(), usize::from(tensor_ops));
+            let mut seen = 0;
+            for (name, s) in &opt.params {
+                let shape = s.value.size();
+                let n = shape.iter().product::<i64>() as usize;
+                let class = match (&s.class, s.uniform_class) {
+                    (Some(c), _) => Vec::<i32>::try_from(c.flatten(0, -1)).unwrap(),
+                    (None, Some(u)) => vec![u as i32; n],
+                    (None, None) => panic!("{name}: no class"),
+                };
+                assert_eq!(class.len(), n);
+                for (e, &k) in class.iter().enumerate() {
+                    let index: Vec<i64> =
+                        shape.iter().rev().scan(e as i64, |rest, &d| Some(std::mem::replace(rest, *rest / d) % d)).collect();
+                    let index: Vec<i64> = index.into_iter().rev().collect();
+                    let c = opt.classes[k as usize];
+                    assert_eq!((c.birth, c.weight_decay), expect(name, &index), "{name}{index:?} (tensor ops {tensor_ops})");
+                    seen += 1;
+                }
             }
+            assert_eq!(seen, 16 + 7 + 16);
+            assert_eq!(opt.classes.len(), 6);
         }
-        assert_eq!(seen, 16 + 7 + 16);
-        assert_eq!(opt.classes.len(), 6);
     }
 
     /// A grown parameter's new entries start their bias correction at their birth: their first

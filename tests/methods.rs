@@ -397,8 +397,8 @@ fn flat_buffers_train_bit_for_bit_like_one_tensor_at_a_time() {
                 // A low clipping threshold, so that clipping scales the gradients.
                 tc.optim.max_grad_norm = 0.5;
                 let mut t = triadapt::train::Trainer::new(model, tc).unwrap();
-                t.opt.flat = flat;
-                t.opt.tensor_ops_only = tensor_ops_only;
+                t.opt.set_flat(flat);
+                t.opt.set_tensor_ops_only(tensor_ops_only);
                 let mut trace = Vec::new();
                 for step in 0..total {
                     let s = t.step(&b, step).unwrap();

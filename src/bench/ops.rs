@@ -92,7 +92,7 @@ pub fn count_ops(spec: &BenchSpec) -> Result<OpsCount> {
     let optim = OptimConfig { lr: spec.lr, warmup_steps: 0, adamw: spec.adamw, ..Default::default() };
     let bf16 = spec.precision == Precision::Bf16;
     let mut trainer = Trainer::new(attached, TrainerConfig { optim, total_steps: total, seed: spec.seed, bf16 })?;
-    trainer.opt.tensor_ops_only = true;
+    trainer.opt.set_tensor_ops_only(true);
     let batch = random_batch(&config, spec.batch, spec.seq, device);
     let counter = OpCounter::start(spec.ops_names)?;
     let mut steps = Vec::new();

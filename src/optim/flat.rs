@@ -46,8 +46,6 @@ pub(super) struct FlatGroup {
     pub exp_avg_sq: Tensor,
     /// Each entry's class (int32), for the per-entry scalars of the update.
     pub class: Tensor,
-    /// Float32 CPU buffers, which the one-pass kernel updates.
-    pub kernel: bool,
 }
 
 impl FlatGroup {
@@ -71,7 +69,6 @@ impl FlatGroup {
             exp_avg: flat(exp_avg),
             exp_avg_sq: flat(exp_avg_sq),
             class,
-            kernel: kind == Kind::Float && device == Device::Cpu,
         }
     }
 
