@@ -396,7 +396,6 @@ impl AdamW {
                     s.uniform_class = (class_ids.len() == 1).then(|| class_ids[0] as usize);
                     member_classes.push(class_ids);
                 }
-                let numels: Vec<i64> = ids.iter().map(|&i| self.params[i].1.value.numel() as i64).collect();
                 let described: Vec<MemberClasses> = ids
                     .iter()
                     .zip(member_classes)
@@ -436,6 +435,7 @@ impl AdamW {
                     }
                     continue;
                 }
+                let numels: Vec<i64> = ids.iter().map(|&i| self.params[i].1.value.numel() as i64).collect();
                 let class = flat::class_buffer(device, &numels, &described);
                 let states: Vec<&ParamState> = ids.iter().map(|&i| &self.params[i].1).collect();
                 let group = FlatGroup::pack(
