@@ -110,6 +110,9 @@ const TODAY: [(Variant, Precision, AdamWVariant, i64, Option<i64>); 24] = [
 const MARGIN_PERCENT: i64 = 2;
 
 fn within_budget(precision: Precision) {
+    // Counting trains (seeding and drawing from torch's global generator): hold the lock that
+    // keeps other in-process training tests' random streams their own.
+    let _rng = crate::common::torch_rng();
     let mut over = Vec::new();
     for &(variant, p, adamw, ordinary, allocation) in TODAY.iter().filter(|row| row.1 == precision) {
         let spec =
